@@ -1,0 +1,14 @@
+//! The pure core: what an account is, which commands it accepts and which
+//! events they produce. No async, no I/O, no clock, no randomness — time and
+//! generated ids come in as values — so the simulation and the property tests
+//! can drive it exhaustively.
+
+mod account;
+mod amount;
+mod ids;
+mod timestamp;
+
+pub use account::{Account, Command, Effects, Event, Fingerprint, Refusal, decide, evolve, replay};
+pub use amount::{Amount, AmountError};
+pub use ids::{AccountId, IdError, OwnerId, TransactionId};
+pub use timestamp::Timestamp;

@@ -1,0 +1,84 @@
+//! Cross-cutting layers: metrics per request, request ids, and JSON bodies for
+//! the errors that layers and the router produce without one.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+use super::AppState;
+use super::error::json_error;
+
+/// Counts and times every request by its route template (never the raw path,
+/// which would give every account its own time series).
+pub async fn track(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    let metrics = app.metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), method, response.status().as_str()])
+        .inc();
+    metrics
+        .http_request_duration
+        .with_label_values(&[route.as_str(), method])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// Every error answer has a JSON body `{"message": …}`. The router's 405, the
+/// timeout's 408, the body limit's 413 and the like come without one; this
+/// fills it in and keeps their headers (`Allow` on a 405).
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    if !is_error || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route",
+        StatusCode::REQUEST_TIMEOUT => "the request did not complete within the request timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+        _ => status.canonical_reason().unwrap_or("error"),
+    };
+    let (mut parts, _) = response.into_parts();
+    let (json_parts, body) = json_error(status, message).into_parts();
+    for (name, value) in &json_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Request ids drawn from the app's entropy, so a simulation replays them.
+#[derive(Clone)]
+pub struct EntropyRequestId(pub AppState);
+
+impl MakeRequestId for EntropyRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = self.0.engine().entropy().uuid().hyphenated().to_string();
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}

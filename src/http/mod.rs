@@ -1,0 +1,148 @@
+//! The REST API of ../shared/API.md: `router(state)` builds the whole app, so
+//! tests and the simulation serve the very same thing on any socket.
+
+mod body;
+mod error;
+mod handlers;
+mod middleware;
+mod params;
+mod serve;
+
+pub use body::{AccountBody, EventBody};
+pub use error::{ApiError, RETRY_AFTER_SECONDS};
+pub use handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
+pub use serve::{ServeConfig, serve};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::routing::{get, put};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+
+/// Limits on what one request may cost. Each has a reason:
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// No operation takes a body; anything beyond a small one is abuse (413).
+    pub body_bytes_max: usize,
+    /// A request that is not answered within this is answered 408, so a slow
+    /// store cannot pile up requests without bound.
+    pub request_timeout: Duration,
+    /// Requests in flight at once; past it, 503 with Retry-After at once
+    /// (load shedding) rather than an unbounded queue.
+    pub concurrency_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes_max: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            concurrency_max: 1024,
+        }
+    }
+}
+
+/// What every handler shares. Owned per instance: nothing global.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    engine: Engine,
+    metrics: Metrics,
+    limits: Limits,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, metrics: Metrics, limits: Limits) -> AppState {
+        AppState(Arc::new(Inner {
+            engine,
+            metrics,
+            limits,
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// From now on `/ready` answers 503, so a load balancer moves traffic
+    /// away while requests are still served.
+    pub fn begin_drain(&self) {
+        self.0.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::SeqCst)
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let limits = state.0.limits.clone();
+    let api = Router::new()
+        .route(
+            "/api/account/{account_id}",
+            get(handlers::state)
+                .post(handlers::open)
+                .put(handlers::query_style)
+                .delete(handlers::close),
+        )
+        .route("/api/account/{account_id}/deposit", put(handlers::deposit))
+        .route(
+            "/api/account/{account_id}/withdraw",
+            put(handlers::withdraw),
+        )
+        .route(
+            "/api/account/{account_id}/transfer",
+            put(handlers::transfer),
+        )
+        .route("/api/account/{account_id}/events", get(handlers::events))
+        .route("/ping", get(handlers::ping))
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::unknown_route)
+        .with_state(state.clone());
+    // Router::layer wraps every route (and the fallback) separately, so the
+    // concurrency limit must be the global one: one semaphore for all routes.
+    // Each layer wraps the ones above it: the last is the outermost.
+    api.layer(RequestBodyLimitLayer::new(limits.body_bytes_max))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    error::json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "this instance is over its concurrency limit; retry later",
+                    )
+                }))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency_max)),
+        )
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, middleware::EntropyRequestId(state)))
+}

@@ -1,0 +1,37 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use accounts::config::{Cli, Subcommands};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Some(Subcommands::Probe { url, timeout_ms }) => runtime.block_on(accounts::probe::probe(
+            &url,
+            Duration::from_millis(timeout_ms),
+        )),
+        None => {
+            accounts::app::init_logging(cli.serve.log_format);
+            runtime.block_on(accounts::app::run(cli.serve))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

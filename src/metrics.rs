@@ -1,0 +1,154 @@
+//! Prometheus metrics, owned by the app state (never a global registry), so
+//! several instances can live in one process and each exports its own.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Counters the engine bumps. Cheap to clone: each is a handle.
+#[derive(Clone)]
+pub struct EngineMetrics {
+    pub conflicts: IntCounter,
+    pub retries: IntCounter,
+    pub ambiguous_commits: IntCounter,
+    pub events_appended: IntCounter,
+    pub snapshots_written: IntCounter,
+    pub snapshots_loaded: IntCounter,
+    pub commands: IntCounterVec,
+}
+
+/// Everything one instance exports at `/metrics`.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: HistogramVec,
+    pub pool_connections: IntGaugeVec,
+    pub engine: EngineMetrics,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("metric name and help are valid");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric names are unique");
+    counter
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric names are unique");
+    counter
+}
+
+impl EngineMetrics {
+    pub fn new(registry: &Registry) -> EngineMetrics {
+        EngineMetrics {
+            conflicts: counter(
+                registry,
+                "accounts_conflicts_total",
+                "Appends refused by optimistic concurrency (sequence or transactionId taken).",
+            ),
+            retries: counter(
+                registry,
+                "accounts_retries_total",
+                "Commands reloaded and decided again after a conflict or an ambiguous commit.",
+            ),
+            ambiguous_commits: counter(
+                registry,
+                "accounts_ambiguous_commits_total",
+                "Appends whose outcome was unknown and had to be read back.",
+            ),
+            events_appended: counter(
+                registry,
+                "accounts_events_appended_total",
+                "Events written to the store.",
+            ),
+            snapshots_written: counter(
+                registry,
+                "accounts_snapshots_written_total",
+                "Snapshots written together with events.",
+            ),
+            snapshots_loaded: counter(
+                registry,
+                "accounts_snapshots_loaded_total",
+                "Account loads that started from a snapshot.",
+            ),
+            commands: counter_vec(
+                registry,
+                "accounts_commands_total",
+                "Commands handled by the engine, by kind and outcome.",
+                &["command", "outcome"],
+            ),
+        }
+    }
+
+    /// Metrics that nobody exports, for engines built outside an app.
+    pub fn unregistered() -> EngineMetrics {
+        EngineMetrics::new(&Registry::new())
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let http_requests = counter_vec(
+            &registry,
+            "accounts_http_requests_total",
+            "HTTP requests answered, by route, method and status.",
+            &["route", "method", "status"],
+        );
+        let http_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "accounts_http_request_duration_seconds",
+                "Time from a request's arrival to its response, by route and method.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_request_duration.clone()))
+            .expect("unique");
+        let pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "accounts_db_pool_connections",
+                "Database pool connections, by state (idle or in_use); absent for the memory store.",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(pool_connections.clone()))
+            .expect("unique");
+        let engine = EngineMetrics::new(&registry);
+        Metrics {
+            registry,
+            http_requests,
+            http_request_duration,
+            pool_connections,
+            engine,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric of this instance.
+    pub fn encode(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("writing to a Vec cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,237 @@
+//! The event store contract, shared by every backend.
+//!
+//! A store keeps, per account, a gap-free sequence of events, the idempotency
+//! records of the transactions applied to it, and snapshots. Its one write,
+//! [`EventStore::append`], is atomic over every account a commit touches and
+//! succeeds only at the next sequence numbers and only for transactionIds not
+//! yet recorded on those accounts — enforced inside the store (by database
+//! constraints), never by a check-then-write in the caller.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Account, AccountId, Event, Fingerprint, Timestamp, TransactionId};
+
+/// One stored event with its position in the account's stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub account_id: AccountId,
+    pub sequence_number: u64,
+    pub transaction_id: TransactionId,
+    pub event: Event,
+    pub recorded_at: Timestamp,
+}
+
+/// The state of an account as of a sequence number, stored so that loading
+/// costs O(events since the snapshot), not O(history).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub account_id: AccountId,
+    pub sequence_number: u64,
+    pub state: Account,
+}
+
+/// "This transactionId was applied to this account, as this operation."
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRecord {
+    pub account_id: AccountId,
+    pub transaction_id: TransactionId,
+    pub fingerprint: Fingerprint,
+}
+
+/// Everything one command writes, all or nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// Per account, contiguous and starting right after its last stored event.
+    pub events: Vec<RecordedEvent>,
+    pub transactions: Vec<TransactionRecord>,
+    pub snapshots: Vec<Snapshot>,
+}
+
+impl Commit {
+    /// The accounts touched, in canonical (ascending) order: stores write in
+    /// this order so that opposite transfers cannot deadlock.
+    pub fn accounts(&self) -> Vec<AccountId> {
+        let mut accounts: Vec<AccountId> = self.events.iter().map(|e| e.account_id).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        accounts
+    }
+
+    /// The first sequence number this commit writes on `account`.
+    pub fn first_sequence(&self, account: AccountId) -> Option<u64> {
+        self.events
+            .iter()
+            .filter(|e| e.account_id == account)
+            .map(|e| e.sequence_number)
+            .min()
+    }
+}
+
+/// What loading an account returns: the latest snapshot, the events after
+/// it, and — when asked for — the record of one transactionId, so that the
+/// engine learns state and idempotency in one round trip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub snapshot: Option<Snapshot>,
+    pub events: Vec<RecordedEvent>,
+    pub transaction: Option<TransactionRecord>,
+}
+
+impl Loaded {
+    /// The account's state and its version (the last sequence number).
+    pub fn fold(&self) -> (Account, u64) {
+        let (state, version) = match &self.snapshot {
+            Some(snapshot) => (snapshot.state.clone(), snapshot.sequence_number),
+            None => (Account::Unopened, 0),
+        };
+        let version = self.events.last().map_or(version, |e| e.sequence_number);
+        (
+            crate::domain::replay(state, self.events.iter().map(|e| &e.event)),
+            version,
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with data it should never hold.
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer got there first: a sequence number or a transactionId
+    /// is already taken. Reload and decide again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The commit was sent but its outcome is unknown (the reply was lost).
+    /// It may or may not have landed; only reading the store can tell.
+    #[error("commit outcome unknown: {0}")]
+    Ambiguous(String),
+    /// Nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// The latest snapshot of `account`, the events after it, and the record
+    /// of `transaction` on `account` if there is one.
+    async fn load(
+        &self,
+        account: AccountId,
+        transaction: Option<TransactionId>,
+    ) -> Result<Loaded, StoreError>;
+
+    /// Up to `limit` events of `account` from sequence number `from` on.
+    async fn events(
+        &self,
+        account: AccountId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Writes a commit atomically; see the module documentation.
+    async fn append(&self, commit: &Commit) -> Result<(), AppendError>;
+
+    /// Answers when the store is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// How to reach a database store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// How long start-up (and a pool checkout) waits for the database.
+    pub connect_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A store opened from a URL.
+pub struct OpenedStore {
+    pub store: Arc<dyn EventStore>,
+    /// The URL without its password, for logs.
+    pub description: String,
+    pub durable: bool,
+}
+
+/// A store URL that cannot be used, in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "unsupported store URL scheme in {0:?}: use memory:, sqlite:PATH, postgres://… or mysql://…"
+    )]
+    UnknownScheme(String),
+    #[error("invalid store URL {url:?}: {reason}")]
+    Invalid { url: String, reason: String },
+    #[error("cannot open store {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// The URL with any password replaced by `***`, safe to log.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Opens the store a URL names, creating or migrating its schema.
+pub async fn open(url: &str, _options: &StoreOptions) -> Result<OpenedStore, OpenError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "memory" => Ok(OpenedStore {
+            store: Arc::new(MemoryStore::new()),
+            description: "memory:".to_owned(),
+            durable: false,
+        }),
+        _ => Err(OpenError::UnknownScheme(redact(url))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("mysql://root@h/db"), "mysql://root:***@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact("sqlite:accounts.db"), "sqlite:accounts.db");
+    }
+}
