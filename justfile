@@ -1,0 +1,21 @@
+# Recipes for working on accounts. Get `just` with `pip install rust-just`
+# (or `cargo install just`); `just --list` shows them all.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Show the recipes.
+default:
+    @just --list
+
+# Serve on :8080 (in-memory store unless DATABASE_URL says otherwise).
+run *ARGS:
+    cargo run --release -- {{ARGS}}
+
+# Tier 1: everything that needs no server (domain, engine, HTTP, memory and SQLite, properties, bounded simulation).
+test:
+    cargo test --workspace
+
+# Format and lint as CI does.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
