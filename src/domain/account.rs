@@ -184,7 +184,13 @@ pub fn decide(
             target: target_id,
             amount,
         } => {
-            let target = target.unwrap_or(&Account::Unopened);
+            // A transfer to the same account has one state for both sides,
+            // whatever the caller passed as the target.
+            let target = if *target_id == source_id {
+                source
+            } else {
+                target.unwrap_or(&Account::Unopened)
+            };
             transfer(source_id, source, *target_id, target, *amount)
         }
         Command::Close => close(source),
@@ -337,4 +343,304 @@ pub fn evolve(state: Account, event: &Event) -> Account {
 /// Folds events over a starting state.
 pub fn replay<'a>(state: Account, events: impl IntoIterator<Item = &'a Event>) -> Account {
     events.into_iter().fold(state, evolve)
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn account(n: u128) -> AccountId {
+        AccountId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn owner(n: u128) -> OwnerId {
+        OwnerId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn amount(value: i64) -> Amount {
+        Amount::new(value).unwrap()
+    }
+
+    fn open_with(balance: i64) -> Account {
+        Account::Open {
+            owner_id: owner(1),
+            balance,
+        }
+    }
+
+    const A: u128 = 0xA;
+    const B: u128 = 0xB;
+
+    fn run(state: &Account, command: Command) -> Result<Effects, Refusal> {
+        decide(account(A), state, &command, None)
+    }
+
+    fn transfer(source: &Account, target: &Account, value: i64) -> Result<Effects, Refusal> {
+        let command = Command::Transfer {
+            target: account(B),
+            amount: amount(value),
+        };
+        decide(account(A), source, &command, Some(target))
+    }
+
+    #[test]
+    fn open_creates_an_account_once() {
+        let effects = run(&Account::Unopened, Command::Open { owner_id: owner(1) }).unwrap();
+        assert_eq!(
+            effects.source,
+            Some(Event::AccountOpened { owner_id: owner(1) })
+        );
+        assert_eq!(effects.target, None);
+    }
+
+    #[test]
+    fn open_again_by_the_same_owner_changes_nothing() {
+        let effects = run(&open_with(5), Command::Open { owner_id: owner(1) }).unwrap();
+        assert!(effects.is_empty());
+    }
+
+    #[test]
+    fn open_of_an_existing_id_by_another_owner_or_when_closed_is_refused() {
+        let other = Command::Open { owner_id: owner(2) };
+        assert_eq!(run(&open_with(0), other), Err(Refusal::AlreadyExists));
+        let same = Command::Open { owner_id: owner(1) };
+        assert_eq!(
+            run(&Account::Closed { owner_id: owner(1) }, same),
+            Err(Refusal::AlreadyExists)
+        );
+    }
+
+    #[test]
+    fn deposit_adds_to_the_balance() {
+        let effects = run(&open_with(5), Command::Deposit { amount: amount(7) }).unwrap();
+        let expected = Event::MoneyDeposited {
+            amount_deposited: 7,
+            balance: 12,
+            transfer_from: None,
+        };
+        assert_eq!(effects.source, Some(expected));
+    }
+
+    #[test]
+    fn operations_on_an_unknown_account_are_refused() {
+        for command in [
+            Command::Deposit { amount: amount(1) },
+            Command::Withdraw { amount: amount(1) },
+            Command::Deposit {
+                amount: Amount::ZERO,
+            },
+            Command::Close,
+        ] {
+            assert_eq!(
+                run(&Account::Unopened, command),
+                Err(Refusal::AccountNotFound)
+            );
+        }
+        assert_eq!(
+            transfer(&Account::Unopened, &open_with(0), 1),
+            Err(Refusal::AccountNotFound)
+        );
+    }
+
+    #[test]
+    fn operations_on_a_closed_account_are_refused_even_for_zero() {
+        let closed = Account::Closed { owner_id: owner(1) };
+        for value in [0, 1] {
+            let deposit = Command::Deposit {
+                amount: amount(value),
+            };
+            assert_eq!(run(&closed, deposit), Err(Refusal::AccountClosed));
+            let withdraw = Command::Withdraw {
+                amount: amount(value),
+            };
+            assert_eq!(run(&closed, withdraw), Err(Refusal::AccountClosed));
+            assert_eq!(
+                transfer(&closed, &open_with(0), value),
+                Err(Refusal::AccountClosed)
+            );
+            assert_eq!(
+                transfer(&open_with(5), &closed, value),
+                Err(Refusal::TargetClosed)
+            );
+        }
+    }
+
+    #[test]
+    fn a_zero_amount_on_an_open_account_changes_nothing() {
+        assert!(
+            run(
+                &open_with(0),
+                Command::Deposit {
+                    amount: Amount::ZERO
+                }
+            )
+            .unwrap()
+            .is_empty()
+        );
+        assert!(
+            run(
+                &open_with(0),
+                Command::Withdraw {
+                    amount: Amount::ZERO
+                }
+            )
+            .unwrap()
+            .is_empty()
+        );
+        assert!(
+            transfer(&open_with(0), &open_with(0), 0)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn withdrawal_beyond_the_balance_is_refused() {
+        let refused = run(&open_with(5), Command::Withdraw { amount: amount(6) });
+        assert_eq!(
+            refused,
+            Err(Refusal::InsufficientBalance {
+                balance: 5,
+                amount: 6
+            })
+        );
+        let effects = run(&open_with(5), Command::Withdraw { amount: amount(5) }).unwrap();
+        let expected = Event::MoneyWithdrawn {
+            amount_withdrawn: 5,
+            balance: 0,
+            transfer_to: None,
+        };
+        assert_eq!(effects.source, Some(expected));
+    }
+
+    #[test]
+    fn deposits_that_would_overflow_are_refused_not_wrapped() {
+        let refused = run(&open_with(i64::MAX), Command::Deposit { amount: amount(1) });
+        assert_eq!(refused, Err(Refusal::BalanceOverflow));
+        let refused = transfer(&open_with(1), &open_with(i64::MAX), 1);
+        assert_eq!(refused, Err(Refusal::BalanceOverflow));
+        let fits = run(
+            &open_with(i64::MAX - 1),
+            Command::Deposit { amount: amount(1) },
+        );
+        assert!(fits.is_ok());
+    }
+
+    #[test]
+    fn a_transfer_is_one_decision_over_two_accounts() {
+        let effects = transfer(&open_with(10), &open_with(3), 4).unwrap();
+        assert_eq!(
+            effects.source,
+            Some(Event::MoneyWithdrawn {
+                amount_withdrawn: 4,
+                balance: 6,
+                transfer_to: Some(account(B))
+            })
+        );
+        assert_eq!(
+            effects.target,
+            Some(Event::MoneyDeposited {
+                amount_deposited: 4,
+                balance: 7,
+                transfer_from: Some(account(A))
+            })
+        );
+    }
+
+    #[test]
+    fn transfers_need_funds_and_an_open_target() {
+        let refused = transfer(&open_with(3), &open_with(0), 4);
+        assert_eq!(
+            refused,
+            Err(Refusal::InsufficientBalance {
+                balance: 3,
+                amount: 4
+            })
+        );
+        assert_eq!(
+            transfer(&open_with(3), &Account::Unopened, 1),
+            Err(Refusal::TargetNotFound)
+        );
+    }
+
+    #[test]
+    fn a_transfer_to_the_same_account_is_refused() {
+        let command = Command::Transfer {
+            target: account(A),
+            amount: amount(1),
+        };
+        let refused = decide(account(A), &open_with(5), &command, Some(&open_with(5)));
+        assert_eq!(refused, Err(Refusal::TransferToSelf));
+    }
+
+    #[test]
+    fn close_needs_a_zero_balance_and_is_idempotent() {
+        assert_eq!(
+            run(&open_with(0), Command::Close).unwrap().source,
+            Some(Event::AccountClosed)
+        );
+        assert_eq!(
+            run(&open_with(3), Command::Close),
+            Err(Refusal::CloseWithBalance { balance: 3 })
+        );
+        assert!(
+            run(&Account::Closed { owner_id: owner(1) }, Command::Close)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn fingerprints_ignore_the_form_and_tell_operations_apart() {
+        let five = Command::Deposit {
+            amount: Amount::parse("05").unwrap(),
+        };
+        assert_eq!(
+            five.fingerprint(account(A)),
+            Command::Deposit { amount: amount(5) }.fingerprint(account(A))
+        );
+        let withdraw = Command::Withdraw { amount: amount(5) };
+        assert_ne!(
+            five.fingerprint(account(A)),
+            withdraw.fingerprint(account(A))
+        );
+        let to_b = Command::Transfer {
+            target: account(B),
+            amount: amount(5),
+        };
+        let to_a = Command::Transfer {
+            target: account(A),
+            amount: amount(5),
+        };
+        assert_ne!(to_b.fingerprint(account(A)), to_a.fingerprint(account(B)));
+    }
+
+    #[test]
+    fn evolve_follows_the_events() {
+        let events = [
+            Event::AccountOpened { owner_id: owner(1) },
+            Event::MoneyDeposited {
+                amount_deposited: 5,
+                balance: 5,
+                transfer_from: None,
+            },
+            Event::MoneyWithdrawn {
+                amount_withdrawn: 5,
+                balance: 0,
+                transfer_to: None,
+            },
+            Event::AccountClosed,
+        ];
+        let states: Vec<Account> = events
+            .iter()
+            .scan(Account::Unopened, |state, event| {
+                *state = evolve(state.clone(), event);
+                Some(state.clone())
+            })
+            .collect();
+        assert_eq!(states[1], open_with(5));
+        assert_eq!(states[3], Account::Closed { owner_id: owner(1) });
+    }
 }

@@ -1,0 +1,158 @@
+//! Shared helpers for the in-process HTTP tests: the real router on a
+//! deterministic engine (fixed clock, seeded entropy), called without sockets.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use accounts::domain::Timestamp;
+use accounts::engine::{Engine, EngineConfig, FixedClock, SeededEntropy};
+use accounts::http::{AppState, Limits, router};
+use accounts::metrics::Metrics;
+use accounts::store::{EventStore, MemoryStore};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// 2026-11-26T10:00:00.000Z
+pub const START_MILLIS: i64 = 1_795_687_200_000;
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub clock: Arc<FixedClock>,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("header is text"))
+    }
+
+    /// Asserts an error answer of ../shared/API.md: the status, a JSON
+    /// content type and a `{"message": …}` body containing `needle`.
+    pub fn assert_error(&self, status: StatusCode, needle: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let message = self.json()["message"]
+            .as_str()
+            .expect("a message")
+            .to_owned();
+        assert!(
+            message.contains(needle),
+            "message {message:?} should mention {needle:?}"
+        );
+    }
+}
+
+impl TestApp {
+    pub fn new() -> TestApp {
+        TestApp::with_store(Arc::new(MemoryStore::new()), EngineConfig::default())
+    }
+
+    pub fn with_store(store: Arc<dyn EventStore>, config: EngineConfig) -> TestApp {
+        let clock = Arc::new(FixedClock::new(Timestamp::from_unix_millis(START_MILLIS)));
+        let metrics = Metrics::new();
+        let engine = Engine::new(
+            store,
+            clock.clone(),
+            Arc::new(SeededEntropy::new(7)),
+            config,
+            metrics.engine.clone(),
+        );
+        let state = AppState::new(engine, metrics, Limits::default());
+        TestApp {
+            router: router(state.clone()),
+            state,
+            clock,
+        }
+    }
+
+    pub async fn send(&self, method: Method, uri: &str) -> Answer {
+        self.send_request(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn send_request(&self, request: Request<Body>) -> Answer {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).expect("UTF-8 body"),
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Answer {
+        self.send(Method::GET, uri).await
+    }
+
+    pub async fn put(&self, uri: &str) -> Answer {
+        self.send(Method::PUT, uri).await
+    }
+
+    pub async fn post(&self, uri: &str) -> Answer {
+        self.send(Method::POST, uri).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> Answer {
+        self.send(Method::DELETE, uri).await
+    }
+
+    /// Opens `account` for `owner`, asserting 201.
+    pub async fn open(&self, account: &str, owner: &str) {
+        let answer = self
+            .post(&format!("/api/account/{account}?owner={owner}"))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    }
+
+    pub async fn balance(&self, account: &str) -> i64 {
+        let answer = self.get(&format!("/api/account/{account}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.json()["balance"].as_i64().expect("balance")
+    }
+
+    pub async fn events(&self, account: &str) -> Vec<serde_json::Value> {
+        let answer = self.get(&format!("/api/account/{account}/events")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.json().as_array().expect("an array").clone()
+    }
+}
+
+/// A deterministic id: `id(1)` is `00000000-0000-0000-0000-000000000001`.
+pub fn id(n: u128) -> String {
+    uuid::Uuid::from_u128(n).hyphenated().to_string()
+}
