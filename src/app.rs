@@ -1,5 +1,6 @@
 //! Wiring: from parsed flags to a serving instance. `main` only calls this.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,7 +87,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 /// Completes `drain_delay` after the first SIGINT or SIGTERM; meanwhile
 /// `/ready` answers 503 and requests are still served.
 async fn drain_on_signal(state: AppState, drain_delay: Duration) {
-    shutdown_signal().await;
+    drain_after(shutdown_signal(), state, drain_delay).await
+}
+
+/// The shutdown future for [`serve`]: once `trigger` completes, `/ready`
+/// answers 503 at once, and serving goes on for `drain_delay` so a load
+/// balancer's health check moves traffic away before the listener closes.
+pub async fn drain_after(
+    trigger: impl Future<Output = ()>,
+    state: AppState,
+    drain_delay: Duration,
+) {
+    trigger.await;
     state.begin_drain();
     tracing::info!(
         drain_delay_ms = drain_delay.as_millis() as u64,
