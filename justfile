@@ -19,3 +19,7 @@ test:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Throughput: wrk on /ping, then on deposits, against one release instance on loopback (needs wrk: apt-get install wrk).
+bench:
+    bench/run.sh
