@@ -1,1 +1,188 @@
-fn main() {}
+//! `sim`: the deterministic simulation of the accounts service.
+
+use std::process::ExitCode;
+
+use accounts::engine::PlantedBug;
+use clap::{ArgGroup, Parser};
+use sim::histories;
+use sim::sweep::{self, Sweep, bug_from_name, bug_name, replay_command};
+use sim::trace::Trace;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sim",
+    version,
+    about = "Deterministic simulation of the accounts service: real router and engine in turmoil worlds with faults, checked for money conservation and exactly-once",
+    group(ArgGroup::new("mode").required(true).args(["seeds", "seed", "self_test", "histories"]))
+)]
+struct Cli {
+    /// Run N seeds (from --first-seed on), one simulation per thread.
+    #[arg(long, value_name = "N")]
+    seeds: Option<u64>,
+    /// The first seed of --seeds.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    first_seed: u64,
+    /// Replay one seed: print its plan summary, digest and verdict.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// With --seed: print the plan and a readable trace of the run.
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// Run every planted bug until a seed catches it; fails if one survives.
+    #[arg(long)]
+    self_test: bool,
+    /// Run N proptest-generated plans (fixed rng), shrinking any failure.
+    #[arg(long, value_name = "N")]
+    histories: Option<u32>,
+    /// Plant a bug in the engine (for replaying what the self-test found).
+    #[arg(long, value_parser = bug_from_name)]
+    bug: Option<PlantedBug>,
+    /// Threads for --seeds and --self-test (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = cli.threads.unwrap_or_else(sweep::threads_default);
+    if let Some(seed) = cli.seed {
+        replay(seed, cli.bug, cli.trace)
+    } else if let Some(count) = cli.seeds {
+        seeds(
+            cli.first_seed..cli.first_seed.saturating_add(count),
+            cli.bug,
+            threads,
+        )
+    } else if let Some(cases) = cli.histories {
+        explore(cases, cli.bug)
+    } else {
+        self_test(threads)
+    }
+}
+
+fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
+    let mut plan = sim::plan::Plan::from_seed(seed);
+    plan.bug = bug;
+    if trace {
+        print!("{plan}");
+    }
+    let outcome = sim::world::run(
+        &plan,
+        if trace {
+            Trace::enabled()
+        } else {
+            Trace::disabled()
+        },
+    );
+    for line in &outcome.trace {
+        println!("{line}");
+    }
+    let s = &outcome.summary;
+    println!(
+        "seed {seed}: {} requests, {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} unavailable, {} ambiguous (landed), {} ambiguous (lost)",
+        s.requests,
+        s.events,
+        s.virtual_ms,
+        s.partitions,
+        s.crashes,
+        s.store_unavailable,
+        s.ambiguous_landed,
+        s.ambiguous_lost
+    );
+    println!("digest {}", outcome.digest);
+    if outcome.passed() {
+        println!("seed {seed}: ok");
+        ExitCode::SUCCESS
+    } else {
+        report_failure(seed, bug, &outcome.violations);
+        ExitCode::FAILURE
+    }
+}
+
+fn report_failure(seed: u64, bug: Option<PlantedBug>, violations: &[String]) {
+    println!("FAILED seed {seed}:");
+    for violation in violations.iter().take(10) {
+        println!("  {violation}");
+    }
+    if violations.len() > 10 {
+        println!("  … and {} more", violations.len() - 10);
+    }
+    println!("  replay: {}", replay_command(seed, bug));
+}
+
+fn seeds(seeds: std::ops::Range<u64>, bug: Option<PlantedBug>, threads: usize) -> ExitCode {
+    let total = seeds.end - seeds.start;
+    let started = std::time::Instant::now();
+    let report = Sweep {
+        seeds,
+        bug,
+        threads,
+        stop_at_first_failure: false,
+    }
+    .run(|done, failures| {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        eprintln!("  {done}/{total} seeds, {failures} failures, {rate:.0} seeds/s");
+    });
+    for failure in &report.failures {
+        report_failure(failure.seed, bug, &failure.violations);
+    }
+    println!(
+        "ran {} seeds, {} failures, {:.1} seeds/s on {threads} threads ({:.1} s)",
+        report.ran,
+        report.failures.len(),
+        report.seeds_per_second(),
+        report.elapsed.as_secs_f64()
+    );
+    if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn self_test(threads: usize) -> ExitCode {
+    let catches = sweep::self_test(threads, |catch| match &catch.caught {
+        Some(failure) => {
+            println!(
+                "caught {:<28} with seed {:>3}: {}",
+                bug_name(catch.bug),
+                failure.seed,
+                failure.violations[0]
+            );
+            println!(
+                "  replay: {}",
+                replay_command(failure.seed, Some(catch.bug))
+            );
+        }
+        None => println!(
+            "SURVIVED {}: no violation in {} seeds",
+            bug_name(catch.bug),
+            catch.seeds_run
+        ),
+    });
+    let survivors = catches.iter().filter(|c| c.caught.is_none()).count();
+    println!(
+        "self-test: {} of {} planted bugs caught",
+        catches.len() - survivors,
+        catches.len()
+    );
+    if survivors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn explore(cases: u32, bug: Option<PlantedBug>) -> ExitCode {
+    match histories::explore(cases, bug) {
+        Ok(()) => {
+            println!("{cases} generated histories passed");
+            ExitCode::SUCCESS
+        }
+        Err(counterexample) => {
+            println!("minimal failing history:\n{}", counterexample.plan);
+            println!("what the checker found:\n{}", counterexample.reason);
+            ExitCode::FAILURE
+        }
+    }
+}

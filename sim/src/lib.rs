@@ -1,0 +1,14 @@
+//! The deterministic simulation of the accounts service (see the README's
+//! simulation section): turmoil worlds running the real router and engine,
+//! generated workloads and fault plans, and a checker of money conservation
+//! and exactly-once.
+
+pub mod check;
+pub mod client;
+pub mod histories;
+pub mod net;
+pub mod plan;
+pub mod store;
+pub mod sweep;
+pub mod trace;
+pub mod world;

@@ -1,0 +1,387 @@
+//! What one simulation run does, as plain data: the world's size, each
+//! client's operations with their think times, and the fault schedule with
+//! explicit times. A run is a pure function of its plan, so a plan can come
+//! from a seed (`sim --seed S`) or from proptest (which then shrinks it).
+
+use std::fmt;
+
+use accounts::domain::{AccountId, OwnerId, TransactionId};
+use accounts::engine::PlantedBug;
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use uuid::Uuid;
+
+/// Host names are constants: turmoil panics on a name it does not know.
+pub const INSTANCES: [&str; 3] = ["instance-0", "instance-1", "instance-2"];
+pub const CLIENTS: [&str; 4] = ["client-0", "client-1", "client-2", "client-3"];
+pub const ACCOUNTS_MAX: usize = 4;
+
+/// Faults start within this window; after the last one ends, everything
+/// heals and the liveness phase begins.
+pub const FAULT_PHASE_MS: u64 = 3_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// `PUT /api/account/{id}?deposit=…`
+    Query,
+    /// `PUT /api/account/{id}/deposit?amount=…`
+    Path,
+}
+
+/// One client operation; accounts are indexes into the plan's accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Open { account: usize },
+    Deposit { account: usize, amount: i64 },
+    Withdraw { account: usize, amount: i64 },
+    Transfer { from: usize, to: usize, amount: i64 },
+    Close { account: usize },
+    GetState { account: usize },
+    GetEvents { account: usize },
+}
+
+impl Action {
+    /// Whether the action changes state (and so must reach a definitive
+    /// answer in the liveness phase).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Action::GetState { .. } | Action::GetEvents { .. })
+    }
+
+    /// Writes the client identifies with a transactionId (all but open).
+    pub fn has_transaction(&self) -> bool {
+        self.is_write() && !matches!(self, Action::Open { .. })
+    }
+
+    pub fn account(&self) -> usize {
+        match *self {
+            Action::Open { account }
+            | Action::Deposit { account, .. }
+            | Action::Withdraw { account, .. }
+            | Action::Close { account }
+            | Action::GetState { account }
+            | Action::GetEvents { account } => account,
+            Action::Transfer { from, .. } => from,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Open { account } => write!(f, "open a{account}"),
+            Action::Deposit { account, amount } => write!(f, "deposit {amount} to a{account}"),
+            Action::Withdraw { account, amount } => {
+                write!(f, "withdraw {amount} from a{account}")
+            }
+            Action::Transfer { from, to, amount } => {
+                write!(f, "transfer {amount} from a{from} to a{to}")
+            }
+            Action::Close { account } => write!(f, "close a{account}"),
+            Action::GetState { account } => write!(f, "read state of a{account}"),
+            Action::GetEvents { account } => write!(f, "read events of a{account}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    /// Pause before sending, in virtual milliseconds.
+    pub think_ms: u64,
+    pub action: Action,
+    pub style: Style,
+    /// The instance tried first; retries move on to the next one.
+    pub instance: usize,
+    /// After a success, send the identical request again: it must answer
+    /// the same and record nothing.
+    pub resend: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// No messages between a client and an instance, then repaired.
+    Partition { client: usize, instance: usize },
+    /// The instance's process dies (in-flight requests with it) and is
+    /// restarted after the duration (0: a bounce).
+    Crash { instance: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub start_ms: u64,
+    pub duration_ms: u64,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFaultKind {
+    /// Each call takes this long (half before, half after the write, so a
+    /// timeout can hit either side of an append).
+    Latency { ms: u64 },
+    /// The call fails before touching anything.
+    Unavailable,
+    /// The append lands, but its caller is told the outcome is unknown.
+    AmbiguousLanded,
+    /// The append never lands, and its caller is told the outcome is unknown.
+    AmbiguousLost,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreWindow {
+    pub start_ms: u64,
+    pub duration_ms: u64,
+    pub kind: StoreFaultKind,
+    /// The share of calls in the window that are hit, per mille.
+    pub permille: u64,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Plan {
+    /// Seeds turmoil (latency, message loss, tokio's scheduling) and the
+    /// store's fault draws; also the base of every generated id.
+    pub seed: u64,
+    pub instances: usize,
+    pub accounts: usize,
+    pub clients: Vec<Vec<Op>>,
+    pub faults: Vec<Fault>,
+    pub store_windows: Vec<StoreWindow>,
+    pub latency_max_ms: u64,
+    /// turmoil's random message loss; only seed sweeps use it, as it shrinks
+    /// poorly (one removed message shifts the whole random stream).
+    pub fail_rate: f64,
+    pub snapshot_every: u64,
+    pub bug: Option<PlantedBug>,
+}
+
+impl Plan {
+    /// When every fault has ended: partitions are repaired, crashed
+    /// instances restarted, store faults over.
+    pub fn heal_at_ms(&self) -> u64 {
+        let faults = self.faults.iter().map(|f| f.start_ms + f.duration_ms);
+        let windows = self
+            .store_windows
+            .iter()
+            .map(|w| w.start_ms + w.duration_ms);
+        let loss = if self.fail_rate > 0.0 {
+            FAULT_PHASE_MS
+        } else {
+            0
+        };
+        faults.chain(windows).fold(loss, u64::max)
+    }
+
+    pub fn account_id(&self, account: usize) -> AccountId {
+        AccountId::from_uuid(derived_uuid(self.seed, 1, account as u64))
+    }
+
+    pub fn owner_id(&self, account: usize) -> OwnerId {
+        OwnerId::from_uuid(derived_uuid(self.seed, 2, account as u64))
+    }
+
+    pub fn transaction_id(&self, client: usize, op: usize) -> TransactionId {
+        let index = ((client as u64) << 32) | op as u64;
+        TransactionId::from_uuid(derived_uuid(self.seed, 3, index))
+    }
+
+    /// A plan drawn from a seed: the sweep's distribution of worlds.
+    pub fn from_seed(seed: u64) -> Plan {
+        let mut rng = Draw(Xoshiro256PlusPlus::seed_from_u64(seed));
+        let instances = 2 + rng.below(2) as usize;
+        let accounts = 2 + rng.below(3) as usize;
+        let client_count = 2 + rng.below(3) as usize;
+        let clients = (0..client_count)
+            .map(|client| client_ops(&mut rng, client, instances, accounts))
+            .collect();
+        let mut faults = Vec::new();
+        for _ in 0..rng.below(4) {
+            faults.push(Fault {
+                start_ms: rng.below(FAULT_PHASE_MS),
+                duration_ms: 100 + rng.below(1_500),
+                kind: FaultKind::Partition {
+                    client: rng.below(client_count as u64) as usize,
+                    instance: rng.below(instances as u64) as usize,
+                },
+            });
+        }
+        for _ in 0..rng.below(3) {
+            faults.push(Fault {
+                start_ms: rng.below(FAULT_PHASE_MS),
+                duration_ms: if rng.below(3) == 0 {
+                    0
+                } else {
+                    rng.below(1_000)
+                },
+                kind: FaultKind::Crash {
+                    instance: rng.below(instances as u64) as usize,
+                },
+            });
+        }
+        faults.sort_by_key(|f| f.start_ms);
+        let mut store_windows = Vec::new();
+        for _ in 0..rng.below(5) {
+            let kind = match rng.below(4) {
+                0 => StoreFaultKind::Latency {
+                    ms: 10 + rng.below(800),
+                },
+                1 => StoreFaultKind::Unavailable,
+                2 => StoreFaultKind::AmbiguousLanded,
+                _ => StoreFaultKind::AmbiguousLost,
+            };
+            store_windows.push(StoreWindow {
+                start_ms: rng.below(FAULT_PHASE_MS),
+                duration_ms: 100 + rng.below(1_500),
+                kind,
+                permille: 200 + rng.below(801),
+            });
+        }
+        store_windows.sort_by_key(|w| w.start_ms);
+        let fail_rate = if rng.below(3) == 0 {
+            (1 + rng.below(20)) as f64 / 1_000.0
+        } else {
+            0.0
+        };
+        Plan {
+            seed,
+            instances,
+            accounts,
+            clients,
+            faults,
+            store_windows,
+            latency_max_ms: 1 + rng.below(40),
+            fail_rate,
+            snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
+            bug: None,
+        }
+    }
+}
+
+fn client_ops(rng: &mut Draw, client: usize, instances: usize, accounts: usize) -> Vec<Op> {
+    let count = 4 + rng.below(9) as usize;
+    let mut ops = Vec::with_capacity(count + 1);
+    // Every client starts by opening an account, so money has somewhere to go
+    // early and opens race each other.
+    let mut first = random_op(rng, instances, accounts);
+    first.action = Action::Open {
+        account: client % accounts,
+    };
+    ops.push(first);
+    ops.extend((0..count).map(|_| random_op(rng, instances, accounts)));
+    ops
+}
+
+fn random_op(rng: &mut Draw, instances: usize, accounts: usize) -> Op {
+    let account = rng.below(accounts as u64) as usize;
+    let amount = 1 + rng.below(30) as i64;
+    let action = match rng.below(100) {
+        0..30 => Action::Deposit { account, amount },
+        30..45 => Action::Withdraw {
+            account,
+            amount: amount + rng.below(10) as i64,
+        },
+        45..70 => Action::Transfer {
+            from: account,
+            to: (account + 1 + rng.below(accounts as u64 - 1) as usize) % accounts,
+            amount,
+        },
+        70..76 => Action::Open { account },
+        76..80 => Action::Close { account },
+        80..90 => Action::GetState { account },
+        _ => Action::GetEvents { account },
+    };
+    Op {
+        think_ms: if rng.below(4) == 0 { 0 } else { rng.below(200) },
+        action,
+        style: if rng.below(2) == 0 {
+            Style::Query
+        } else {
+            Style::Path
+        },
+        instance: rng.below(instances as u64) as usize,
+        resend: rng.below(6) == 0,
+    }
+}
+
+/// The seeded rng of plan generation.
+struct Draw(Xoshiro256PlusPlus);
+
+impl Draw {
+    /// A number in `0..bound`.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0.next_u64() % bound.max(1)
+    }
+}
+
+/// splitmix64: spreads (seed, purpose, index) into independent rng seeds.
+pub fn mix(seed: u64, purpose: u64, index: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(index.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn derived_uuid(seed: u64, purpose: u64, index: u64) -> Uuid {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(seed, purpose, index));
+    let mut bytes = [0u8; 16];
+    rng.fill_bytes(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "plan (seed {}): {} instances, {} accounts, message latency ≤ {} ms, loss {}, snapshot every {}, heal at {} ms, planted bug {:?}",
+            self.seed,
+            self.instances,
+            self.accounts,
+            self.latency_max_ms,
+            self.fail_rate,
+            self.snapshot_every,
+            self.heal_at_ms(),
+            self.bug
+        )?;
+        for fault in &self.faults {
+            let what = match fault.kind {
+                FaultKind::Partition { client, instance } => {
+                    format!("partition client-{client} | instance-{instance}")
+                }
+                FaultKind::Crash { instance } => format!("crash instance-{instance}"),
+            };
+            writeln!(
+                f,
+                "  fault  at {:>5} ms for {:>5} ms: {what}",
+                fault.start_ms, fault.duration_ms
+            )?;
+        }
+        for window in &self.store_windows {
+            writeln!(
+                f,
+                "  store  at {:>5} ms for {:>5} ms: {:?} on {}‰ of calls",
+                window.start_ms, window.duration_ms, window.kind, window.permille
+            )?;
+        }
+        for (client, ops) in self.clients.iter().enumerate() {
+            writeln!(f, "  client-{client}:")?;
+            for (index, op) in ops.iter().enumerate() {
+                writeln!(
+                    f,
+                    "    #{index:<2} after {:>3} ms via instance-{} ({:?} style): {}{}",
+                    op.think_ms,
+                    op.instance,
+                    op.style,
+                    op.action,
+                    if op.resend { ", then resend" } else { "" }
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// proptest prints a failing input with Debug: make it the readable form.
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

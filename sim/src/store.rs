@@ -1,0 +1,189 @@
+//! The fault-injecting store: the one real `MemoryStore`, shared by every
+//! instance like a database outside the hosts (it survives their crashes),
+//! seen through a wrapper that adds latency, errors and ambiguous commits in
+//! the plan's time windows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use accounts::domain::{AccountId, TransactionId};
+use accounts::store::{
+    AppendError, Commit, EventStore, Loaded, MemoryStore, RecordedEvent, StoreError,
+};
+use async_trait::async_trait;
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::plan::{StoreFaultKind, StoreWindow, mix};
+use crate::trace::Trace;
+
+/// Counts of the faults injected, for the run's summary.
+#[derive(Default)]
+pub struct Injected {
+    pub unavailable: AtomicU64,
+    pub ambiguous_landed: AtomicU64,
+    pub ambiguous_lost: AtomicU64,
+    pub delayed: AtomicU64,
+}
+
+pub struct FaultyStore {
+    inner: Arc<MemoryStore>,
+    windows: Vec<StoreWindow>,
+    rng: Mutex<Xoshiro256PlusPlus>,
+    trace: Trace,
+    pub injected: Injected,
+}
+
+/// The faults one store call suffers.
+#[derive(Default)]
+struct Hits {
+    latency: Duration,
+    unavailable: bool,
+    ambiguous_landed: bool,
+    ambiguous_lost: bool,
+}
+
+impl FaultyStore {
+    pub fn new(
+        inner: Arc<MemoryStore>,
+        windows: Vec<StoreWindow>,
+        seed: u64,
+        trace: Trace,
+    ) -> FaultyStore {
+        FaultyStore {
+            inner,
+            windows,
+            rng: Mutex::new(Xoshiro256PlusPlus::seed_from_u64(mix(seed, 4, 0))),
+            trace,
+            injected: Injected::default(),
+        }
+    }
+
+    /// Draws the faults for a call made now. Calls are made in a
+    /// deterministic order (turmoil runs everything on one thread), so the
+    /// draws are too.
+    fn hits(&self) -> Hits {
+        let now_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+        let mut hits = Hits::default();
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        for window in &self.windows {
+            let active = (window.start_ms..window.start_ms + window.duration_ms).contains(&now_ms);
+            if !active || rng.next_u64() % 1_000 >= window.permille {
+                continue;
+            }
+            match window.kind {
+                StoreFaultKind::Latency { ms } => {
+                    hits.latency = hits.latency.max(Duration::from_millis(ms));
+                }
+                StoreFaultKind::Unavailable => hits.unavailable = true,
+                StoreFaultKind::AmbiguousLanded => hits.ambiguous_landed = true,
+                StoreFaultKind::AmbiguousLost => hits.ambiguous_lost = true,
+            }
+        }
+        hits
+    }
+
+    async fn delay(&self, latency: Duration) {
+        if !latency.is_zero() {
+            self.injected.delayed.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    fn unavailable(&self, call: &str) -> StoreError {
+        self.injected.unavailable.fetch_add(1, Ordering::Relaxed);
+        self.trace.log(|| format!("store: {call} fails (injected)"));
+        StoreError::Unavailable("injected fault".to_owned())
+    }
+}
+
+fn describe(commit: &Commit) -> String {
+    let events: Vec<String> = commit
+        .events
+        .iter()
+        .map(|e| format!("{}#{}", short(&e.account_id), e.sequence_number))
+        .collect();
+    events.join(" ")
+}
+
+/// The first 8 hex digits of an id, enough to tell a run's ids apart.
+pub fn short(id: &impl std::fmt::Display) -> String {
+    id.to_string().chars().take(8).collect()
+}
+
+#[async_trait]
+impl EventStore for FaultyStore {
+    async fn load(
+        &self,
+        account: AccountId,
+        transaction: Option<TransactionId>,
+    ) -> Result<Loaded, StoreError> {
+        let hits = self.hits();
+        self.delay(hits.latency).await;
+        if hits.unavailable {
+            return Err(self.unavailable("load"));
+        }
+        self.inner.load(account, transaction).await
+    }
+
+    async fn events(
+        &self,
+        account: AccountId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let hits = self.hits();
+        self.delay(hits.latency).await;
+        if hits.unavailable {
+            return Err(self.unavailable("events"));
+        }
+        self.inner.events(account, from, limit).await
+    }
+
+    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+        let hits = self.hits();
+        // Half the latency on each side of the write: a caller's timeout can
+        // fire before the commit lands (nothing written) or after (written,
+        // outcome unknown to the caller).
+        self.delay(hits.latency / 2).await;
+        if hits.unavailable {
+            return Err(self.unavailable("append").into());
+        }
+        if hits.ambiguous_lost {
+            self.injected.ambiguous_lost.fetch_add(1, Ordering::Relaxed);
+            self.trace.log(|| {
+                format!(
+                    "store: append {} lost, reported ambiguous (injected)",
+                    describe(commit)
+                )
+            });
+            return Err(AppendError::Ambiguous(
+                "injected: the commit was lost".to_owned(),
+            ));
+        }
+        let result = self.inner.append(commit).await;
+        self.trace
+            .log(|| format!("store: append {} -> {:?}", describe(commit), result));
+        self.delay(hits.latency - hits.latency / 2).await;
+        if result.is_ok() && hits.ambiguous_landed {
+            self.injected
+                .ambiguous_landed
+                .fetch_add(1, Ordering::Relaxed);
+            self.trace.log(|| {
+                format!(
+                    "store: append {} landed, reported ambiguous (injected)",
+                    describe(commit)
+                )
+            });
+            return Err(AppendError::Ambiguous(
+                "injected: the reply was lost".to_owned(),
+            ));
+        }
+        result
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}

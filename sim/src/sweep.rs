@@ -1,0 +1,179 @@
+//! Many seeds at once: one simulation per thread (a turmoil `Sim` cannot
+//! move between threads), seeds handed out in order, results reported in a
+//! deterministic way whatever the threads' timing.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use accounts::engine::PlantedBug;
+
+use crate::plan::Plan;
+use crate::trace::Trace;
+use crate::world;
+
+/// Seeds the self-test may spend on one planted bug before declaring that
+/// it survived.
+pub const SELF_TEST_SEEDS: u64 = 300;
+
+pub const BUG_NAMES: [(PlantedBug, &str); 5] = [
+    (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
+    (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
+    (PlantedBug::RetryWithoutReload, "retry-without-reload"),
+    (PlantedBug::StaleSnapshot, "stale-snapshot"),
+    (
+        PlantedBug::SuccessOnAmbiguousCommit,
+        "success-on-ambiguous-commit",
+    ),
+];
+
+pub fn bug_name(bug: PlantedBug) -> &'static str {
+    BUG_NAMES
+        .iter()
+        .find(|(b, _)| *b == bug)
+        .map_or("unknown", |(_, name)| name)
+}
+
+pub fn bug_from_name(name: &str) -> Result<PlantedBug, String> {
+    BUG_NAMES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(bug, _)| *bug)
+        .ok_or_else(|| {
+            let names: Vec<&str> = BUG_NAMES.iter().map(|(_, n)| *n).collect();
+            format!("unknown planted bug {name:?}; one of: {}", names.join(", "))
+        })
+}
+
+/// The one command that replays a seed.
+pub fn replay_command(seed: u64, bug: Option<PlantedBug>) -> String {
+    let bug = bug.map_or_else(String::new, |bug| format!(" --bug {}", bug_name(bug)));
+    format!("cargo run --release -p sim -- --seed {seed}{bug} --trace")
+}
+
+pub fn run_seed(seed: u64, bug: Option<PlantedBug>, trace: Trace) -> world::Outcome {
+    let mut plan = Plan::from_seed(seed);
+    plan.bug = bug;
+    world::run(&plan, trace)
+}
+
+pub struct Failure {
+    pub seed: u64,
+    pub violations: Vec<String>,
+}
+
+pub struct Report {
+    pub ran: u64,
+    /// In seed order.
+    pub failures: Vec<Failure>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn seeds_per_second(&self) -> f64 {
+        self.ran as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+pub struct Sweep {
+    pub seeds: Range<u64>,
+    pub bug: Option<PlantedBug>,
+    pub threads: usize,
+    /// Stop handing out seeds after the first failure (the self-test). The
+    /// seeds already running finish, so the smallest failing seed is found
+    /// whatever the timing.
+    pub stop_at_first_failure: bool,
+}
+
+impl Sweep {
+    /// Runs the sweep; `progress(done, failures)` is called from this thread
+    /// about once a second.
+    pub fn run(&self, mut progress: impl FnMut(u64, usize)) -> Report {
+        let started = Instant::now();
+        let next = AtomicU64::new(self.seeds.start);
+        let stop = AtomicBool::new(false);
+        let (sender, receiver) = mpsc::channel::<(u64, Vec<String>)>();
+        let mut failures = Vec::new();
+        let mut ran = 0;
+        std::thread::scope(|scope| {
+            for _ in 0..self.threads.max(1) {
+                let sender = sender.clone();
+                let (next, stop) = (&next, &stop);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let seed = next.fetch_add(1, Ordering::SeqCst);
+                        if seed >= self.seeds.end {
+                            break;
+                        }
+                        let outcome = run_seed(seed, self.bug, Trace::disabled());
+                        if !outcome.passed() && self.stop_at_first_failure {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        if sender.send((seed, outcome.violations)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut last = Instant::now();
+            loop {
+                match receiver.recv_timeout(Duration::from_millis(200)) {
+                    Ok((seed, violations)) => {
+                        ran += 1;
+                        if !violations.is_empty() {
+                            failures.push(Failure { seed, violations });
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if last.elapsed() >= Duration::from_secs(1) {
+                    last = Instant::now();
+                    progress(ran, failures.len());
+                }
+            }
+        });
+        failures.sort_by_key(|f| f.seed);
+        Report {
+            ran,
+            failures,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Which seed caught a planted bug, or none within the bound.
+pub struct Catch {
+    pub bug: PlantedBug,
+    pub caught: Option<Failure>,
+    pub seeds_run: u64,
+}
+
+/// Runs every planted bug until a seed catches it.
+pub fn self_test(threads: usize, mut each: impl FnMut(&Catch)) -> Vec<Catch> {
+    BUG_NAMES
+        .iter()
+        .map(|(bug, _)| {
+            let report = Sweep {
+                seeds: 0..SELF_TEST_SEEDS,
+                bug: Some(*bug),
+                threads,
+                stop_at_first_failure: true,
+            }
+            .run(|_, _| {});
+            let catch = Catch {
+                bug: *bug,
+                caught: report.failures.into_iter().next(),
+                seeds_run: report.ran,
+            };
+            each(&catch);
+            catch
+        })
+        .collect()
+}
+
+pub fn threads_default() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

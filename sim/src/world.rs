@@ -1,0 +1,328 @@
+//! One simulation run: service instances (the real router and engine, served
+//! by the service's own serve loop over turmoil TCP) sharing one faulty
+//! store, client hosts running the plan's workload, and the fault schedule
+//! applied at its exact virtual times. Then the checker reads the store.
+
+use std::cell::{Cell, RefCell};
+use std::net::Ipv4Addr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use accounts::domain::Timestamp;
+use accounts::engine::{Clock, Engine, EngineConfig, SeededEntropy};
+use accounts::http::{AppState, Limits, ServeConfig, router, serve};
+use accounts::metrics::Metrics;
+use accounts::store::{EventStore, MemoryStore};
+use sha2::{Digest, Sha256};
+
+use crate::check::{self, Log};
+use crate::client::{Client, LIVENESS_BOUND, OpRecord};
+use crate::net::{PORT, SimListener};
+use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, mix};
+use crate::store::FaultyStore;
+use crate::trace::Trace;
+
+/// Virtual time starts here on every run (2026-01-01T00:00:00Z), so
+/// `recordedAt` never depends on when the run happens.
+const EPOCH_SECONDS: u64 = 1_767_225_600;
+/// turmoil advances in fixed ticks; idle ticks cost CPU, so a coarse tick
+/// is much faster, at the price of coarser timing.
+pub const TICK: Duration = Duration::from_millis(5);
+/// Room after the liveness bound for slow clients to finish their
+/// fault-phase operations; past it the run fails as stuck.
+const DURATION_SLACK: Duration = Duration::from_secs(90);
+
+/// The engine's clock: the host's virtual time.
+struct SimClock;
+
+impl Clock for SimClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = turmoil::since_epoch().unwrap_or_default();
+        Timestamp::from_unix_millis(since_epoch.as_millis() as i64)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub requests: usize,
+    pub events: usize,
+    pub virtual_ms: u64,
+    pub crashes: usize,
+    pub partitions: usize,
+    pub store_unavailable: u64,
+    pub ambiguous_landed: u64,
+    pub ambiguous_lost: u64,
+}
+
+pub struct Outcome {
+    /// A hash of the final event log and every reply the clients saw.
+    pub digest: String,
+    /// Everything the checker found wrong; empty when the run passed.
+    pub violations: Vec<String>,
+    pub summary: Summary,
+    pub trace: Vec<String>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Runs a plan and checks it. A panic anywhere (handlers included: the
+/// workspace builds with `--cfg tokio_unstable`, so turmoil surfaces them)
+/// is a failed run, not a crash of the caller.
+pub fn run(plan: &Plan, trace: Trace) -> Outcome {
+    let result = catch_unwind(AssertUnwindSafe(|| run_unchecked(plan, trace.clone())));
+    result.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        Outcome {
+            digest: "panicked".to_owned(),
+            violations: vec![format!("panic: {message}")],
+            summary: Summary::default(),
+            trace: trace.lines(),
+        }
+    })
+}
+
+fn engine_config(plan: &Plan) -> EngineConfig {
+    EngineConfig {
+        snapshot_every: plan.snapshot_every,
+        // Short enough that store latency windows produce timeouts, and so
+        // ambiguous appends, from the engine's side.
+        store_timeout: Duration::from_millis(400),
+        planted_bug: plan.bug,
+        ..EngineConfig::default()
+    }
+}
+
+async fn instance(
+    store: Arc<dyn EventStore>,
+    config: EngineConfig,
+    entropy_seed: u64,
+) -> turmoil::Result {
+    let metrics = Metrics::new();
+    let engine = Engine::new(
+        store,
+        Arc::new(SimClock),
+        Arc::new(SeededEntropy::new(entropy_seed)),
+        config,
+        metrics.engine.clone(),
+    );
+    let limits = Limits {
+        request_timeout: Duration::from_secs(2),
+        concurrency_max: 64,
+        ..Limits::default()
+    };
+    let state = AppState::new(engine, metrics, limits);
+    let listener = turmoil::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
+    let config = ServeConfig {
+        header_read_timeout: Duration::from_secs(2),
+        connections_max: 64,
+        date_header: false,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    serve(
+        SimListener(listener),
+        router(state),
+        config,
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
+}
+
+/// A scheduled change to the world.
+enum Change {
+    Partition(usize, usize),
+    Repair(usize, usize),
+    Crash(usize),
+    Restart(usize),
+    HealAll,
+}
+
+fn schedule(plan: &Plan) -> Vec<(u64, Change)> {
+    let mut changes = Vec::new();
+    for fault in &plan.faults {
+        let end = fault.start_ms + fault.duration_ms;
+        match fault.kind {
+            FaultKind::Partition { client, instance } => {
+                changes.push((fault.start_ms, Change::Partition(client, instance)));
+                changes.push((end, Change::Repair(client, instance)));
+            }
+            FaultKind::Crash { instance } => {
+                changes.push((fault.start_ms, Change::Crash(instance)));
+                changes.push((end, Change::Restart(instance)));
+            }
+        }
+    }
+    changes.push((plan.heal_at_ms(), Change::HealAll));
+    // Stable: at equal times, the plan's order.
+    changes.sort_by_key(|(at, _)| *at);
+    changes
+}
+
+fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
+    let memory = Arc::new(MemoryStore::new());
+    let store = Arc::new(FaultyStore::new(
+        memory.clone(),
+        plan.store_windows.clone(),
+        plan.seed,
+        trace.clone(),
+    ));
+    let heal_at = Duration::from_millis(plan.heal_at_ms());
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(plan.seed)
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECONDS))
+        .tick_duration(TICK)
+        .simulation_duration(heal_at + LIVENESS_BOUND + DURATION_SLACK)
+        .min_message_latency(Duration::ZERO)
+        .max_message_latency(Duration::from_millis(plan.latency_max_ms))
+        .fail_rate(plan.fail_rate)
+        .repair_rate(1.0)
+        .build();
+
+    for (index, name) in INSTANCES.iter().enumerate().take(plan.instances) {
+        let store: Arc<dyn EventStore> = store.clone();
+        let config = engine_config(plan);
+        let boots = Cell::new(0u64);
+        let seed = plan.seed;
+        // Called again on every restart: a new process with fresh state and
+        // its own entropy stream, from (seed, instance, boot).
+        sim.host(*name, move || {
+            let boot = boots.get();
+            boots.set(boot + 1);
+            instance(
+                store.clone(),
+                config.clone(),
+                mix(seed, 5, ((index as u64) << 32) | boot),
+            )
+        });
+    }
+    let mut records: Vec<Rc<RefCell<Vec<OpRecord>>>> = Vec::new();
+    for (index, name) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
+        let client = Client::new(plan, index, trace.clone());
+        records.push(client.records.clone());
+        sim.client(*name, client.run());
+    }
+
+    let mut summary = Summary::default();
+    let mut crashed = vec![false; plan.instances];
+    let mut changes = schedule(plan).into_iter().peekable();
+    let mut stuck = None;
+    loop {
+        let now = sim.elapsed();
+        while let Some((_, change)) = changes.next_if(|(at, _)| Duration::from_millis(*at) <= now) {
+            apply(&mut sim, change, &mut crashed, &mut summary, &trace, plan);
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(error) => {
+                stuck = Some(error.to_string());
+                break;
+            }
+        }
+    }
+    summary.virtual_ms = sim.elapsed().as_millis() as u64;
+    drop(sim);
+
+    let records: Vec<OpRecord> = records.iter().flat_map(|r| r.borrow().clone()).collect();
+    let log = Log::read(&memory, plan);
+    let mut violations = check::check(plan, &log, &records);
+    if let Some(error) = stuck {
+        violations.insert(0, format!("the simulation did not finish: {error}"));
+    }
+    summary.requests = records.iter().map(|r| r.attempts.len()).sum();
+    summary.events = log.event_count();
+    summary.store_unavailable = store.injected.unavailable.load(Ordering::Relaxed);
+    summary.ambiguous_landed = store.injected.ambiguous_landed.load(Ordering::Relaxed);
+    summary.ambiguous_lost = store.injected.ambiguous_lost.load(Ordering::Relaxed);
+    Outcome {
+        digest: digest(&log, &records),
+        violations,
+        summary,
+        trace: trace.lines(),
+    }
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    change: Change,
+    crashed: &mut [bool],
+    summary: &mut Summary,
+    trace: &Trace,
+    plan: &Plan,
+) {
+    let now = sim.elapsed();
+    match change {
+        Change::Partition(client, instance) => {
+            summary.partitions += 1;
+            trace.log_at(now, || {
+                format!(
+                    "fault: partition {} | {}",
+                    CLIENTS[client], INSTANCES[instance]
+                )
+            });
+            sim.partition(CLIENTS[client], INSTANCES[instance]);
+        }
+        Change::Repair(client, instance) => {
+            trace.log_at(now, || {
+                format!(
+                    "fault: repair {} | {}",
+                    CLIENTS[client], INSTANCES[instance]
+                )
+            });
+            sim.repair(CLIENTS[client], INSTANCES[instance]);
+        }
+        Change::Crash(instance) => {
+            summary.crashes += 1;
+            trace.log_at(now, || format!("fault: crash {}", INSTANCES[instance]));
+            sim.crash(INSTANCES[instance]);
+            crashed[instance] = true;
+        }
+        Change::Restart(instance) => restart(sim, instance, crashed, trace),
+        Change::HealAll => {
+            trace.log_at(now, || "heal: faults over, liveness phase".to_owned());
+            sim.set_fail_rate(0.0);
+            for client in CLIENTS.iter().take(plan.clients.len()) {
+                for instance in INSTANCES.iter().take(plan.instances) {
+                    sim.repair(*client, *instance);
+                }
+            }
+            for instance in 0..plan.instances {
+                restart(sim, instance, crashed, trace);
+            }
+        }
+    }
+}
+
+fn restart(sim: &mut turmoil::Sim<'_>, instance: usize, crashed: &mut [bool], trace: &Trace) {
+    if std::mem::take(&mut crashed[instance]) {
+        trace.log_at(sim.elapsed(), || {
+            format!("fault: restart {}", INSTANCES[instance])
+        });
+        sim.bounce(INSTANCES[instance]);
+    }
+}
+
+/// The final event log and every reply, hashed: equal digests mean equal runs.
+fn digest(log: &Log, records: &[OpRecord]) -> String {
+    let mut hasher = Sha256::new();
+    for line in log.lines() {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    for record in records {
+        hasher.update(format!("{record:?}\n").as_bytes());
+    }
+    let hash = hasher.finalize();
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
