@@ -125,12 +125,17 @@ pub struct Counterexample {
 }
 
 /// Runs `cases` generated plans with a fixed proptest rng (the same cases on
-/// every run, no persistence files) and shrinks the first failure.
-pub fn explore(cases: u32, bug: Option<PlantedBug>) -> Result<(), Counterexample> {
+/// every run, no persistence files) and shrinks the first failure for at
+/// most `shrink_iterations` runs.
+pub fn explore(
+    cases: u32,
+    bug: Option<PlantedBug>,
+    shrink_iterations: u32,
+) -> Result<(), Counterexample> {
     let config = Config {
         cases,
         failure_persistence: None,
-        max_shrink_iters: 300,
+        max_shrink_iters: shrink_iterations,
         ..Config::default()
     };
     let mut runner =

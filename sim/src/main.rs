@@ -173,8 +173,11 @@ fn self_test(threads: usize) -> ExitCode {
     }
 }
 
+/// Each shrinking step is one simulation (~10 ms).
+const SHRINK_ITERATIONS: u32 = 2_000;
+
 fn explore(cases: u32, bug: Option<PlantedBug>) -> ExitCode {
-    match histories::explore(cases, bug) {
+    match histories::explore(cases, bug, SHRINK_ITERATIONS) {
         Ok(()) => {
             println!("{cases} generated histories passed");
             ExitCode::SUCCESS
