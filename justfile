@@ -23,3 +23,13 @@ lint:
 # Throughput: wrk on /ping, then on deposits, against one release instance on loopback (needs wrk: apt-get install wrk).
 bench:
     bench/run.sh
+
+# Deterministic simulation (release): SEEDS seeds on every core, generated histories, then the self-test against the planted bugs.
+sim seeds="10000":
+    cargo run --release -p sim -- --seeds {{seeds}}
+    cargo run --release -p sim -- --histories 300
+    cargo run --release -p sim -- --self-test
+
+# Replay one simulation seed with its plan and a readable trace (add `--bug NAME` to plant a bug).
+sim-replay seed *ARGS:
+    cargo run --release -p sim -- --seed {{seed}} --trace {{ARGS}}
