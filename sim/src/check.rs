@@ -260,11 +260,14 @@ fn kind(event: &Event) -> &'static str {
     }
 }
 
+/// A transfer's source, target and transactionId.
+type TransferKey = (AccountId, AccountId, TransactionId);
+/// The amounts withdrawn from the source and deposited to the target.
+type Legs = (Vec<i64>, Vec<i64>);
+
 /// Each transfer has both legs, with one transactionId and one amount.
 fn check_transfers(log: &Log, violations: &mut Vec<String>) {
-    // (source, target, transaction) -> (withdrawn, deposited)
-    let mut legs: BTreeMap<(AccountId, AccountId, TransactionId), (Vec<i64>, Vec<i64>)> =
-        BTreeMap::new();
+    let mut legs: BTreeMap<TransferKey, Legs> = BTreeMap::new();
     for account in &log.accounts {
         for recorded in &account.events {
             match recorded.event {

@@ -131,7 +131,7 @@ pub fn explore(
     cases: u32,
     bug: Option<PlantedBug>,
     shrink_iterations: u32,
-) -> Result<(), Counterexample> {
+) -> Result<(), Box<Counterexample>> {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -150,10 +150,10 @@ pub fn explore(
     });
     match result {
         Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, plan)) => Err(Counterexample {
+        Err(TestError::Fail(reason, plan)) => Err(Box::new(Counterexample {
             plan,
             reason: reason.to_string(),
-        }),
+        })),
         Err(TestError::Abort(reason)) => panic!("proptest aborted: {reason}"),
     }
 }
