@@ -88,6 +88,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                 vec(fault(clients, instances), 0..4),
                 vec(store_window(), 0..4),
                 1..40u64,
+                0..6u64,
                 prop::sample::select(vec![2u64, 3, 5, 50]),
             )
                 .prop_map(
@@ -96,6 +97,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                         mut faults,
                         mut store_windows,
                         latency_max_ms,
+                        store_latency_ms,
                         snapshot_every,
                     )| {
                         faults.sort_by_key(|f| f.start_ms);
@@ -108,6 +110,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                             faults,
                             store_windows,
                             latency_max_ms,
+                            store_latency_ms,
                             fail_rate: 0.0,
                             snapshot_every,
                             bug,

@@ -145,6 +145,10 @@ pub struct Plan {
     pub faults: Vec<Fault>,
     pub store_windows: Vec<StoreWindow>,
     pub latency_max_ms: u64,
+    /// Every store call takes this long, like a database round trip; it is
+    /// what lets requests on different instances interleave between load
+    /// and append, and so conflict.
+    pub store_latency_ms: u64,
     /// turmoil's random message loss; only seed sweeps use it, as it shrinks
     /// poorly (one removed message shifts the whole random stream).
     pub fail_rate: f64,
@@ -247,6 +251,7 @@ impl Plan {
             faults,
             store_windows,
             latency_max_ms: 1 + rng.below(40),
+            store_latency_ms: rng.below(6),
             fail_rate,
             snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
             bug: None,
@@ -331,11 +336,12 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "plan (seed {}): {} instances, {} accounts, message latency ≤ {} ms, loss {}, snapshot every {}, heal at {} ms, planted bug {:?}",
+            "plan (seed {}): {} instances, {} accounts, message latency ≤ {} ms, store latency {} ms, loss {}, snapshot every {}, heal at {} ms, planted bug {:?}",
             self.seed,
             self.instances,
             self.accounts,
             self.latency_max_ms,
+            self.store_latency_ms,
             self.fail_rate,
             self.snapshot_every,
             self.heal_at_ms(),

@@ -30,6 +30,7 @@ pub struct Injected {
 pub struct FaultyStore {
     inner: Arc<MemoryStore>,
     windows: Vec<StoreWindow>,
+    base_latency: Duration,
     rng: Mutex<Xoshiro256PlusPlus>,
     trace: Trace,
     pub injected: Injected,
@@ -48,12 +49,14 @@ impl FaultyStore {
     pub fn new(
         inner: Arc<MemoryStore>,
         windows: Vec<StoreWindow>,
+        base_latency: Duration,
         seed: u64,
         trace: Trace,
     ) -> FaultyStore {
         FaultyStore {
             inner,
             windows,
+            base_latency,
             rng: Mutex::new(Xoshiro256PlusPlus::seed_from_u64(mix(seed, 4, 0))),
             trace,
             injected: Injected::default(),
@@ -65,7 +68,10 @@ impl FaultyStore {
     /// draws are too.
     fn hits(&self) -> Hits {
         let now_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
-        let mut hits = Hits::default();
+        let mut hits = Hits {
+            latency: self.base_latency,
+            ..Hits::default()
+        };
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         for window in &self.windows {
             let active = (window.start_ms..window.start_ms + window.duration_ms).contains(&now_ms);
@@ -74,6 +80,7 @@ impl FaultyStore {
             }
             match window.kind {
                 StoreFaultKind::Latency { ms } => {
+                    self.injected.delayed.fetch_add(1, Ordering::Relaxed);
                     hits.latency = hits.latency.max(Duration::from_millis(ms));
                 }
                 StoreFaultKind::Unavailable => hits.unavailable = true,
@@ -86,7 +93,6 @@ impl FaultyStore {
 
     async fn delay(&self, latency: Duration) {
         if !latency.is_zero() {
-            self.injected.delayed.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(latency).await;
         }
     }

@@ -174,6 +174,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     let store = Arc::new(FaultyStore::new(
         memory.clone(),
         plan.store_windows.clone(),
+        Duration::from_millis(plan.store_latency_ms),
         plan.seed,
         trace.clone(),
     ));
