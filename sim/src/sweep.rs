@@ -2,6 +2,7 @@
 //! move between threads), seeds handed out in order, results reported in a
 //! deterministic way whatever the threads' timing.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -65,6 +66,8 @@ pub struct Failure {
 
 pub struct Report {
     pub ran: u64,
+    /// Every seed's digest, to compare runs across thread counts.
+    pub digests: BTreeMap<u64, String>,
     /// In seed order.
     pub failures: Vec<Failure>,
     pub elapsed: Duration,
@@ -93,8 +96,9 @@ impl Sweep {
         let started = Instant::now();
         let next = AtomicU64::new(self.seeds.start);
         let stop = AtomicBool::new(false);
-        let (sender, receiver) = mpsc::channel::<(u64, Vec<String>)>();
+        let (sender, receiver) = mpsc::channel::<(u64, String, Vec<String>)>();
         let mut failures = Vec::new();
+        let mut digests = BTreeMap::new();
         let mut ran = 0;
         std::thread::scope(|scope| {
             for _ in 0..self.threads.max(1) {
@@ -110,7 +114,10 @@ impl Sweep {
                         if !outcome.passed() && self.stop_at_first_failure {
                             stop.store(true, Ordering::SeqCst);
                         }
-                        if sender.send((seed, outcome.violations)).is_err() {
+                        if sender
+                            .send((seed, outcome.digest, outcome.violations))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -120,8 +127,9 @@ impl Sweep {
             let mut last = Instant::now();
             loop {
                 match receiver.recv_timeout(Duration::from_millis(200)) {
-                    Ok((seed, violations)) => {
+                    Ok((seed, digest, violations)) => {
                         ran += 1;
+                        digests.insert(seed, digest);
                         if !violations.is_empty() {
                             failures.push(Failure { seed, violations });
                         }
@@ -138,6 +146,7 @@ impl Sweep {
         failures.sort_by_key(|f| f.seed);
         Report {
             ran,
+            digests,
             failures,
             elapsed: started.elapsed(),
         }

@@ -4,6 +4,7 @@
 //! applied at its exact virtual times. Then the checker reads the store.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -215,13 +216,17 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     }
 
     let mut summary = Summary::default();
-    let mut crashed = vec![false; plan.instances];
+    let mut faults = Faults {
+        crashed: vec![false; plan.instances],
+        partitioned: BTreeSet::new(),
+        healed: false,
+    };
     let mut changes = schedule(plan).into_iter().peekable();
     let mut stuck = None;
     loop {
         let now = sim.elapsed();
         while let Some((_, change)) = changes.next_if(|(at, _)| Duration::from_millis(*at) <= now) {
-            apply(&mut sim, change, &mut crashed, &mut summary, &trace, plan);
+            apply(&mut sim, change, &mut faults, &mut summary, &trace, plan);
         }
         match sim.step() {
             Ok(true) => break,
@@ -257,7 +262,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
 fn apply(
     sim: &mut turmoil::Sim<'_>,
     change: Change,
-    crashed: &mut [bool],
+    faults: &mut Faults,
     summary: &mut Summary,
     trace: &Trace,
     plan: &Plan,
@@ -273,8 +278,10 @@ fn apply(
                 )
             });
             sim.partition(CLIENTS[client], INSTANCES[instance]);
+            faults.partitioned.insert((client, instance));
         }
         Change::Repair(client, instance) => {
+            faults.partitioned.remove(&(client, instance));
             trace.log_at(now, || {
                 format!(
                     "fault: repair {} | {}",
@@ -286,12 +293,13 @@ fn apply(
         Change::Crash(instance) => {
             summary.crashes += 1;
             trace.log_at(now, || format!("fault: crash {}", INSTANCES[instance]));
-            sim.crash(INSTANCES[instance]);
-            crashed[instance] = true;
+            crash(sim, instance, plan, faults);
         }
-        Change::Restart(instance) => restart(sim, instance, crashed, trace),
+        Change::Restart(instance) => restart(sim, instance, &mut faults.crashed, trace),
         Change::HealAll => {
             trace.log_at(now, || "heal: faults over, liveness phase".to_owned());
+            faults.healed = true;
+            faults.partitioned.clear();
             sim.set_fail_rate(0.0);
             for client in CLIENTS.iter().take(plan.clients.len()) {
                 for instance in INSTANCES.iter().take(plan.instances) {
@@ -299,9 +307,40 @@ fn apply(
                 }
             }
             for instance in 0..plan.instances {
-                restart(sim, instance, crashed, trace);
+                restart(sim, instance, &mut faults.crashed, trace);
             }
         }
+    }
+}
+
+/// The faults in force.
+struct Faults {
+    crashed: Vec<bool>,
+    partitioned: BTreeSet<(usize, usize)>,
+    healed: bool,
+}
+
+/// Crashes an instance so that the run stays a function of the seed. Dropping
+/// the host's runtime drops its connection tasks in an order that depends on
+/// tokio's process-wide task ids (so on whatever else the process runs); each
+/// dropped socket sends a FIN or RST that draws a latency from turmoil's rng,
+/// so that order would leak into the rest of the run. A crashed machine sends
+/// nothing anyway: cut its links first, so those messages are dropped
+/// without drawing, then restore the links that no partition holds.
+fn crash(sim: &mut turmoil::Sim<'_>, instance: usize, plan: &Plan, faults: &mut Faults) {
+    sim.set_fail_rate(0.0);
+    for client in CLIENTS.iter().take(plan.clients.len()) {
+        sim.partition(*client, INSTANCES[instance]);
+    }
+    sim.crash(INSTANCES[instance]);
+    faults.crashed[instance] = true;
+    for (index, client) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
+        if !faults.partitioned.contains(&(index, instance)) {
+            sim.repair(*client, INSTANCES[instance]);
+        }
+    }
+    if !faults.healed {
+        sim.set_fail_rate(plan.fail_rate);
     }
 }
 

@@ -55,6 +55,29 @@ fn the_same_seed_replays_to_the_same_digest_and_other_seeds_differ() {
 }
 
 #[test]
+fn runs_on_parallel_threads_replay_exactly_alone() {
+    let sweep = |threads| {
+        Sweep {
+            seeds: 0..24,
+            bug: None,
+            threads,
+            stop_at_first_failure: false,
+        }
+        .run(|_, _| {})
+        .digests
+    };
+    let parallel = sweep(2);
+    for (seed, digest) in &parallel {
+        let alone = sweep::run_seed(*seed, None, Trace::disabled());
+        assert_eq!(
+            *digest, alone.digest,
+            "seed {seed} ran differently in parallel"
+        );
+    }
+    assert_eq!(parallel, sweep(2));
+}
+
+#[test]
 fn a_trace_does_not_change_the_run() {
     let traced = sweep::run_seed(7, None, Trace::enabled());
     let silent = sweep::run_seed(7, None, Trace::disabled());
