@@ -79,15 +79,18 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
     }
     let s = &outcome.summary;
     println!(
-        "seed {seed}: {} requests, {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} unavailable, {} ambiguous (landed), {} ambiguous (lost)",
+        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} unavailable, {} ambiguous (landed), {} ambiguous (lost); engine: {} conflicts, {} ambiguous appends",
         s.requests,
+        s.lost_replies,
         s.events,
         s.virtual_ms,
         s.partitions,
         s.crashes,
         s.store_unavailable,
         s.ambiguous_landed,
-        s.ambiguous_lost
+        s.ambiguous_lost,
+        s.conflicts,
+        s.ambiguous_seen
     );
     println!("digest {}", outcome.digest);
     if outcome.passed() {
@@ -126,6 +129,7 @@ fn seeds(seeds: std::ops::Range<u64>, bug: Option<PlantedBug>, threads: usize) -
     for failure in &report.failures {
         report_failure(failure.seed, bug, &failure.violations);
     }
+    println!("coverage: {}", report.coverage.describe(report.ran));
     println!(
         "ran {} seeds, {} failures, {:.1} seeds/s on {threads} threads ({:.1} s)",
         report.ran,

@@ -251,7 +251,7 @@ impl Plan {
             faults,
             store_windows,
             latency_max_ms: 1 + rng.below(40),
-            store_latency_ms: rng.below(6),
+            store_latency_ms: 1 + rng.below(5),
             fail_rate,
             snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
             bug: None,
@@ -260,7 +260,7 @@ impl Plan {
 }
 
 fn client_ops(rng: &mut Draw, client: usize, instances: usize, accounts: usize) -> Vec<Op> {
-    let count = 4 + rng.below(9) as usize;
+    let count = 6 + rng.below(12) as usize;
     let mut ops = Vec::with_capacity(count + 1);
     // Every client starts by opening an account, so money has somewhere to go
     // early and opens race each other.
@@ -293,7 +293,7 @@ fn random_op(rng: &mut Draw, instances: usize, accounts: usize) -> Op {
         _ => Action::GetEvents { account },
     };
     Op {
-        think_ms: if rng.below(4) == 0 { 0 } else { rng.below(200) },
+        think_ms: if rng.below(3) == 0 { 0 } else { rng.below(150) },
         action,
         style: if rng.below(2) == 0 {
             Style::Query

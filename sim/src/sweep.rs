@@ -59,6 +59,50 @@ pub fn run_seed(seed: u64, bug: Option<PlantedBug>, trace: Trace) -> world::Outc
     world::run(&plan, trace)
 }
 
+/// How many seeds exercised each fault and each recovery path: a sweep that
+/// passes only counts if its runs went where the bugs hide.
+#[derive(Clone, Debug, Default)]
+pub struct Coverage {
+    pub crashes: u64,
+    pub partitions: u64,
+    pub lost_replies: u64,
+    pub store_unavailable: u64,
+    pub ambiguous_landed: u64,
+    pub ambiguous_lost: u64,
+    pub conflicts: u64,
+    pub ambiguous_seen: u64,
+}
+
+impl Coverage {
+    fn add(&mut self, summary: &world::Summary) {
+        let count = |hit: bool| u64::from(hit);
+        self.crashes += count(summary.crashes > 0);
+        self.partitions += count(summary.partitions > 0);
+        self.lost_replies += count(summary.lost_replies > 0);
+        self.store_unavailable += count(summary.store_unavailable > 0);
+        self.ambiguous_landed += count(summary.ambiguous_landed > 0);
+        self.ambiguous_lost += count(summary.ambiguous_lost > 0);
+        self.conflicts += count(summary.conflicts > 0);
+        self.ambiguous_seen += count(summary.ambiguous_seen > 0);
+    }
+
+    /// One line: the share of `ran` seeds that saw each.
+    pub fn describe(&self, ran: u64) -> String {
+        let share = |n: u64| 100.0 * n as f64 / ran.max(1) as f64;
+        format!(
+            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%",
+            share(self.crashes),
+            share(self.partitions),
+            share(self.lost_replies),
+            share(self.store_unavailable),
+            share(self.ambiguous_landed),
+            share(self.ambiguous_lost),
+            share(self.ambiguous_seen),
+            share(self.conflicts),
+        )
+    }
+}
+
 pub struct Failure {
     pub seed: u64,
     pub violations: Vec<String>,
@@ -66,6 +110,7 @@ pub struct Failure {
 
 pub struct Report {
     pub ran: u64,
+    pub coverage: Coverage,
     /// Every seed's digest, to compare runs across thread counts.
     pub digests: BTreeMap<u64, String>,
     /// In seed order.
@@ -96,9 +141,10 @@ impl Sweep {
         let started = Instant::now();
         let next = AtomicU64::new(self.seeds.start);
         let stop = AtomicBool::new(false);
-        let (sender, receiver) = mpsc::channel::<(u64, String, Vec<String>)>();
+        let (sender, receiver) = mpsc::channel::<(u64, world::Outcome)>();
         let mut failures = Vec::new();
         let mut digests = BTreeMap::new();
+        let mut coverage = Coverage::default();
         let mut ran = 0;
         std::thread::scope(|scope| {
             for _ in 0..self.threads.max(1) {
@@ -114,10 +160,7 @@ impl Sweep {
                         if !outcome.passed() && self.stop_at_first_failure {
                             stop.store(true, Ordering::SeqCst);
                         }
-                        if sender
-                            .send((seed, outcome.digest, outcome.violations))
-                            .is_err()
-                        {
+                        if sender.send((seed, outcome)).is_err() {
                             break;
                         }
                     }
@@ -127,11 +170,15 @@ impl Sweep {
             let mut last = Instant::now();
             loop {
                 match receiver.recv_timeout(Duration::from_millis(200)) {
-                    Ok((seed, digest, violations)) => {
+                    Ok((seed, outcome)) => {
                         ran += 1;
-                        digests.insert(seed, digest);
-                        if !violations.is_empty() {
-                            failures.push(Failure { seed, violations });
+                        coverage.add(&outcome.summary);
+                        digests.insert(seed, outcome.digest);
+                        if !outcome.violations.is_empty() {
+                            failures.push(Failure {
+                                seed,
+                                violations: outcome.violations,
+                            });
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -146,6 +193,7 @@ impl Sweep {
         failures.sort_by_key(|f| f.seed);
         Report {
             ran,
+            coverage,
             digests,
             failures,
             elapsed: started.elapsed(),

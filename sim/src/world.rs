@@ -56,6 +56,12 @@ pub struct Summary {
     pub store_unavailable: u64,
     pub ambiguous_landed: u64,
     pub ambiguous_lost: u64,
+    /// Appends the engine lost to another writer (then reloaded and retried).
+    pub conflicts: u64,
+    /// Appends whose outcome the engine did not learn (injected or timed out).
+    pub ambiguous_seen: u64,
+    /// Replies clients never got (timeouts, broken connections).
+    pub lost_replies: usize,
 }
 
 pub struct Outcome {
@@ -108,8 +114,8 @@ async fn instance(
     store: Arc<dyn EventStore>,
     config: EngineConfig,
     entropy_seed: u64,
+    metrics: Metrics,
 ) -> turmoil::Result {
-    let metrics = Metrics::new();
     let engine = Engine::new(
         store,
         Arc::new(SimClock),
@@ -191,11 +197,16 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         .repair_rate(1.0)
         .build();
 
+    let mut engine_metrics = Vec::new();
     for (index, name) in INSTANCES.iter().enumerate().take(plan.instances) {
         let store: Arc<dyn EventStore> = store.clone();
         let config = engine_config(plan);
         let boots = Cell::new(0u64);
         let seed = plan.seed;
+        // Shared by the instance's every boot, so the run's totals survive
+        // crashes (the coverage figures of a sweep).
+        let metrics = Metrics::new();
+        engine_metrics.push(metrics.engine.clone());
         // Called again on every restart: a new process with fresh state and
         // its own entropy stream, from (seed, instance, boot).
         sim.host(*name, move || {
@@ -205,6 +216,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
                 store.clone(),
                 config.clone(),
                 mix(seed, 5, ((index as u64) << 32) | boot),
+                metrics.clone(),
             )
         });
     }
@@ -251,6 +263,16 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     summary.store_unavailable = store.injected.unavailable.load(Ordering::Relaxed);
     summary.ambiguous_landed = store.injected.ambiguous_landed.load(Ordering::Relaxed);
     summary.ambiguous_lost = store.injected.ambiguous_lost.load(Ordering::Relaxed);
+    summary.conflicts = engine_metrics.iter().map(|m| m.conflicts.get()).sum();
+    summary.ambiguous_seen = engine_metrics
+        .iter()
+        .map(|m| m.ambiguous_commits.get())
+        .sum();
+    summary.lost_replies = records
+        .iter()
+        .flat_map(|r| &r.attempts)
+        .filter(|a| !matches!(a.reply, crate::net::Reply::Status { .. }))
+        .count();
     Outcome {
         digest: digest(&log, &records),
         violations,
