@@ -20,6 +20,22 @@ fn a_bounded_sweep_of_seeds_passes() {
     }
     .run(|_, _| {});
     assert_eq!(report.ran, SEEDS);
+    // A passing sweep only counts if its runs went where the bugs hide.
+    let coverage = &report.coverage;
+    for (what, seeds) in [
+        ("crashes", coverage.crashes),
+        ("partitions", coverage.partitions),
+        ("lost replies", coverage.lost_replies),
+        ("store errors", coverage.store_unavailable),
+        ("ambiguous commits that landed", coverage.ambiguous_landed),
+        ("ambiguous commits that were lost", coverage.ambiguous_lost),
+        ("write conflicts", coverage.conflicts),
+    ] {
+        assert!(
+            seeds >= SEEDS / 20,
+            "only {seeds} of {SEEDS} seeds saw {what}"
+        );
+    }
     let failures: Vec<String> = report
         .failures
         .iter()
