@@ -35,6 +35,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let options = StoreOptions {
         max_connections: args.max_connections,
         connect_timeout: millis(args.connect_timeout_ms),
+        acquire_timeout: millis(args.acquire_timeout_ms),
     };
     let opened = store::open(&args.database_url, &options)
         .await

@@ -164,4 +164,14 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub connect_timeout_ms: u64,
+
+    /// How long a store call waits for a free database connection (and, on
+    /// SQLite, for the write lock) before answering 503.
+    #[arg(
+        long,
+        env = "ACCOUNTS_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2_000,
+        hide_env_values = true
+    )]
+    pub acquire_timeout_ms: u64,
 }

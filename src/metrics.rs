@@ -137,6 +137,18 @@ impl Metrics {
         }
     }
 
+    /// Sets the pool gauges; called when `/metrics` is scraped, so the
+    /// numbers are those of the scrape and no background task is needed.
+    pub fn observe_pool(&self, pool: crate::store::PoolStatus) {
+        let gauge = |state: &str, value: u64| {
+            self.pool_connections
+                .with_label_values(&[state])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        gauge("idle", pool.idle);
+        gauge("in_use", pool.in_use);
+    }
+
     /// The Prometheus text exposition of every metric of this instance.
     pub fn encode(&self) -> String {
         let mut buffer = Vec::new();

@@ -255,6 +255,9 @@ pub async fn ready(State(app): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {
+    if let Some(pool) = app.engine().store().pool_status() {
+        app.metrics().observe_pool(pool);
+    }
     let body = app.metrics().encode();
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }

@@ -8,8 +8,15 @@
 //! constraints), never by a check-then-write in the caller.
 
 mod memory;
+mod mysql;
+mod postgres;
+mod sql;
+mod sqlite;
 
 pub use memory::MemoryStore;
+pub use mysql::MysqlStore;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,14 +157,41 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Answers when the store is reachable.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The connection pool's current use, for the pool gauges; `None` for
+    /// stores without a pool.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+}
+
+/// Connections of a store's pool, by state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub idle: u64,
+    pub in_use: u64,
+}
+
+impl PoolStatus {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolStatus {
+        let size = u64::from(pool.size());
+        let idle = pool.num_idle() as u64;
+        PoolStatus {
+            idle,
+            in_use: size.saturating_sub(idle),
+        }
+    }
 }
 
 /// How to reach a database store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub max_connections: u32,
-    /// How long start-up (and a pool checkout) waits for the database.
+    /// How long start-up waits for the database to answer.
     pub connect_timeout: Duration,
+    /// How long one store call waits for a pooled connection (and, on
+    /// SQLite, for the write lock) before it counts as unavailable.
+    pub acquire_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -165,6 +199,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 10,
             connect_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -207,17 +242,27 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Opens the store a URL names, creating or migrating its schema.
-pub async fn open(url: &str, _options: &StoreOptions) -> Result<OpenedStore, OpenError> {
+/// Opens the store a URL names, creating or migrating its schema. A URL
+/// that cannot be parsed, a database that does not answer within
+/// `connect_timeout` and an unknown scheme are one-line errors.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<OpenedStore, OpenError> {
     let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
-        "memory" => Ok(OpenedStore {
-            store: Arc::new(MemoryStore::new()),
-            description: "memory:".to_owned(),
-            durable: false,
-        }),
-        _ => Err(OpenError::UnknownScheme(redact(url))),
-    }
+    let (store, durable): (Arc<dyn EventStore>, bool) = match scheme {
+        "memory" => (Arc::new(MemoryStore::new()), false),
+        "sqlite" => {
+            let store = SqliteStore::open(url, options).await?;
+            let durable = !store.in_memory();
+            (Arc::new(store), durable)
+        }
+        "postgres" | "postgresql" => (Arc::new(PostgresStore::open(url, options).await?), true),
+        "mysql" | "mariadb" => (Arc::new(MysqlStore::open(url, options).await?), true),
+        _ => return Err(OpenError::UnknownScheme(redact(url))),
+    };
+    Ok(OpenedStore {
+        store,
+        description: redact(url),
+        durable,
+    })
 }
 
 #[cfg(test)]
