@@ -71,12 +71,12 @@ impl MysqlStore {
         let pool = MySqlPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         let unreachable = |reason: String| OpenError::Unreachable {
             url: redacted.clone(),
             reason,
         };
-        sql::first_connection(&pool, options.connect_timeout)
+        sql::first_connection::<sqlx::MySqlConnection>(&connect, options.connect_timeout)
             .await
             .map_err(unreachable)?;
         sqlx::migrate!("./migrations/mysql")

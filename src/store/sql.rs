@@ -321,11 +321,12 @@ pub(super) fn at_commit(
     }
 }
 
-/// Waits until the pool hands out a first connection, retrying until
-/// `deadline` passes; the error is the last one seen, for a one-line
-/// start-up message.
-pub(super) async fn first_connection<DB: sqlx::Database>(
-    pool: &sqlx::Pool<DB>,
+/// Waits until the database accepts a connection, retrying until
+/// `connect_timeout` passes; the error is the last one seen (e.g.
+/// "connection refused"), for a one-line start-up message. A direct
+/// connection rather than the pool's, whose own retries hide the cause.
+pub(super) async fn first_connection<C: sqlx::Connection>(
+    options: &<C as sqlx::Connection>::Options,
     connect_timeout: Duration,
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + connect_timeout;
@@ -335,8 +336,11 @@ pub(super) async fn first_connection<DB: sqlx::Database>(
         if remaining.is_zero() {
             break;
         }
-        match tokio::time::timeout(remaining, pool.acquire()).await {
-            Ok(Ok(_connection)) => return Ok(()),
+        match tokio::time::timeout(remaining, C::connect_with(options)).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                return Ok(());
+            }
             Ok(Err(error)) if retryable_at_start(&error) => last_error = Some(error.to_string()),
             Ok(Err(error)) => return Err(error.to_string()),
             Err(_) => break,
@@ -346,7 +350,7 @@ pub(super) async fn first_connection<DB: sqlx::Database>(
     Err(format!(
         "no connection within {} ms{}",
         connect_timeout.as_millis(),
-        last_error.map_or_else(String::new, |e| format!(" (last error: {e})"))
+        last_error.map_or_else(String::new, |e| format!(" ({e})"))
     ))
 }
 

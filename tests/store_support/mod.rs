@@ -246,21 +246,21 @@ pub async fn kill_connections(backend: Backend, admin_url: &str, database: &str)
             .bind(database)
             .fetch_all(&mut admin)
             .await
-            .unwrap_or_default();
+            .expect("listing the connections to kill");
             killed.len()
         }
         Backend::Mysql => {
             let Ok(mut admin) = sqlx::MySqlConnection::connect(admin_url).await else {
                 return 0;
             };
-            let ids: Vec<(u64,)> = sqlx::query_as(
+            let ids: Vec<(i64,)> = sqlx::query_as(
                 "SELECT ID FROM information_schema.PROCESSLIST
                  WHERE DB = ? AND ID <> CONNECTION_ID()",
             )
             .bind(database)
             .fetch_all(&mut admin)
             .await
-            .unwrap_or_default();
+            .expect("listing the connections to kill");
             let mut killed = 0;
             for (id,) in ids {
                 let kill = format!("KILL {id}");

@@ -1,0 +1,240 @@
+//! Fault tests on the server databases: while clients run deposits and
+//! transfers (retrying with the same transactionId, as real clients do), an
+//! administrator's connection keeps killing every connection of the
+//! service's database — `pg_terminate_backend` on PostgreSQL, `KILL` on
+//! MariaDB — so statements and COMMITs fail mid-flight, some of them with
+//! an unknown outcome. Afterwards nothing may be lost or duplicated: every
+//! acknowledged operation is applied exactly once, every refused one not at
+//! all, and each account's balance is exactly what the answers imply.
+
+mod store_support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use accounts::domain::{Account, AccountId, Amount, Command, OwnerId, TransactionId, replay};
+use accounts::engine::{
+    Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy, SystemClock,
+};
+use accounts::metrics::EngineMetrics;
+use accounts::store::StoreOptions;
+use store_support::{Backend, TestStore, kill_connections};
+
+const ACCOUNTS: usize = 4;
+const CLIENTS: u64 = 8;
+const OPERATIONS_PER_CLIENT: usize = 40;
+const INITIAL_BALANCE: i64 = 1_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+async fn postgres_connections_killed_mid_load_lose_and_duplicate_nothing() {
+    connections_killed_mid_load(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
+async fn mysql_connections_killed_mid_load_lose_and_duplicate_nothing() {
+    connections_killed_mid_load(Backend::Mysql).await;
+}
+
+/// One client operation and the answer it finally got.
+#[derive(Clone, Debug)]
+struct Acknowledged {
+    transaction_id: TransactionId,
+    /// (account, money moved) of the operation, applied or not.
+    effects: Vec<(AccountId, i64)>,
+    applied: bool,
+}
+
+async fn connections_killed_mid_load(backend: Backend) {
+    let options = StoreOptions {
+        max_connections: 6,
+        connect_timeout: Duration::from_secs(10),
+        acquire_timeout: Duration::from_secs(2),
+    };
+    let test = TestStore::open_with(backend, options).await;
+    let metrics = EngineMetrics::unregistered();
+    let engine = Arc::new(Engine::new(
+        test.store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(SeededEntropy::new(7)),
+        EngineConfig {
+            snapshot_every: 5,
+            store_timeout: Duration::from_secs(5),
+            ..EngineConfig::default()
+        },
+        metrics.clone(),
+    ));
+    let entropy = SeededEntropy::from_os();
+    let accounts: Vec<AccountId> = (0..ACCOUNTS)
+        .map(|_| AccountId::from_uuid(entropy.uuid()))
+        .collect();
+    for id in &accounts {
+        let owner = OwnerId::from_uuid(entropy.uuid());
+        engine
+            .execute(request(*id, Command::Open { owner_id: owner }, &entropy))
+            .await
+            .expect("open");
+        engine
+            .execute(request(
+                *id,
+                Command::Deposit {
+                    amount: Amount::new(INITIAL_BALANCE).unwrap(),
+                },
+                &entropy,
+            ))
+            .await
+            .expect("deposit");
+    }
+
+    let done = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let (done, kills) = (done.clone(), kills.clone());
+        let admin_url = test.admin_url().unwrap().to_owned();
+        let database = test.database_name().unwrap().to_owned();
+        tokio::spawn(async move {
+            while !done.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                let killed = kill_connections(backend, &admin_url, &database).await;
+                kills.fetch_add(killed, Ordering::SeqCst);
+            }
+        })
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let engine = engine.clone();
+            let accounts = accounts.clone();
+            tokio::spawn(async move { run_client(&engine, &accounts, client).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.expect("client"));
+    }
+    done.store(true, Ordering::SeqCst);
+    killer.await.expect("killer");
+    let kills = kills.load(Ordering::SeqCst);
+    eprintln!(
+        "{backend:?}: {} operations, {kills} connections killed, {} ambiguous commits, {} conflicts",
+        answers.len(),
+        metrics.ambiguous_commits.get(),
+        metrics.conflicts.get()
+    );
+    assert!(kills > 0, "the test killed connections while clients ran");
+    check(&engine, &test, &accounts, &answers).await;
+}
+
+fn request(account: AccountId, command: Command, entropy: &SeededEntropy) -> Request {
+    Request {
+        account,
+        command,
+        transaction_id: Some(TransactionId::from_uuid(entropy.uuid())),
+    }
+}
+
+/// Random deposits and transfers, each retried with its transactionId
+/// until it gets a final answer (applied, already applied, or refused).
+async fn run_client(engine: &Engine, accounts: &[AccountId], client: u64) -> Vec<Acknowledged> {
+    let entropy = SeededEntropy::new(client);
+    let mut answers = Vec::new();
+    for _ in 0..OPERATIONS_PER_CLIENT {
+        let from = accounts[entropy.below(ACCOUNTS as u64) as usize];
+        let amount = entropy.below(400) as i64 + 1;
+        let (command, effects) = if entropy.below(3) == 0 {
+            (
+                Command::Deposit {
+                    amount: Amount::new(amount).unwrap(),
+                },
+                vec![(from, amount)],
+            )
+        } else {
+            let to = accounts[entropy.below(ACCOUNTS as u64) as usize];
+            (
+                Command::Transfer {
+                    target: to,
+                    amount: Amount::new(amount).unwrap(),
+                },
+                vec![(from, -amount), (to, amount)],
+            )
+        };
+        let request = request(from, command, &entropy);
+        let transaction_id = request.transaction_id.unwrap();
+        let mut attempts = 0;
+        let applied = loop {
+            attempts += 1;
+            assert!(attempts < 500, "no final answer for {request:?}");
+            match engine.execute(request.clone()).await {
+                Ok(Outcome::Applied | Outcome::AlreadyApplied) => break true,
+                Ok(Outcome::Unchanged) => panic!("a non-zero amount always changes something"),
+                Err(EngineError::Refused(_)) => break false,
+                Err(EngineError::TransactionReused { .. }) => {
+                    panic!("the identical request is never a reused id")
+                }
+                Err(EngineError::Conflict(_) | EngineError::Store(_)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        answers.push(Acknowledged {
+            transaction_id,
+            effects,
+            applied,
+        });
+    }
+    answers
+}
+
+async fn check(
+    engine: &Engine,
+    test: &TestStore,
+    accounts: &[AccountId],
+    answers: &[Acknowledged],
+) {
+    let mut expected: HashMap<AccountId, i64> =
+        accounts.iter().map(|id| (*id, INITIAL_BALANCE)).collect();
+    for answer in answers.iter().filter(|a| a.applied) {
+        for (account, moved) in &answer.effects {
+            *expected.get_mut(account).unwrap() += moved;
+        }
+    }
+    let mut occurrences: HashMap<(AccountId, TransactionId), usize> = HashMap::new();
+    for id in accounts {
+        let state = engine.state(*id).await.expect("state after the faults");
+        assert_eq!(state.balance(), expected[id], "balance of {id}");
+        let events = test.store.events(*id, 1, 100_000).await.unwrap();
+        let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();
+        assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
+        assert_eq!(
+            replay(Account::Unopened, events.iter().map(|e| &e.event)),
+            state
+        );
+        for event in &events {
+            *occurrences.entry((*id, event.transaction_id)).or_default() += 1;
+        }
+    }
+    for answer in answers {
+        let self_transfer = answer.effects.len() == 2 && answer.effects[0].0 == answer.effects[1].0;
+        for (account, _) in &answer.effects {
+            let count = occurrences
+                .get(&(*account, answer.transaction_id))
+                .copied()
+                .unwrap_or(0);
+            let wanted = usize::from(answer.applied && !self_transfer);
+            assert_eq!(
+                count, wanted,
+                "transaction {} on {account}: applied={} but {count} events",
+                answer.transaction_id, answer.applied
+            );
+        }
+    }
+    let total: i64 = expected.values().sum();
+    let deposits: i64 = answers
+        .iter()
+        .filter(|a| a.applied && a.effects.len() == 1)
+        .map(|a| a.effects[0].1)
+        .sum();
+    assert_eq!(total, ACCOUNTS as i64 * INITIAL_BALANCE + deposits);
+}
