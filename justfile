@@ -33,3 +33,10 @@ sim seeds="10000":
 # Replay one simulation seed with its plan and a readable trace (add `--bug NAME` to plant a bug).
 sim-replay seed *ARGS:
     cargo run --release -p sim -- --seed {{seed}} --trace {{ARGS}}
+
+# Each test makes its own database and drops it afterwards.
+# Tier 2: the store suites on PostgreSQL and MariaDB too (servers from ACCOUNTS_TEST_POSTGRES_URL / ACCOUNTS_TEST_MYSQL_URL, default the local ones).
+integration:
+    ACCOUNTS_TEST_POSTGRES_URL="${ACCOUNTS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
+    ACCOUNTS_TEST_MYSQL_URL="${ACCOUNTS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}" \
+    cargo test --test store_contract --test store_faults --test store_service -- --include-ignored
