@@ -49,10 +49,10 @@ impl Service {
         std::thread::spawn(move || {
             let mut sender = Some(sender);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listening on ").nth(1) {
-                    if let Some(sender) = sender.take() {
-                        let _ = sender.send(address.trim().to_owned());
-                    }
+                if let Some(address) = line.split("listening on ").nth(1)
+                    && let Some(sender) = sender.take()
+                {
+                    let _ = sender.send(address.trim().to_owned());
                 }
             }
         });
