@@ -7,9 +7,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
-use sqlx::mysql::{
-    MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
-};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlRow};
 use sqlx::{QueryBuilder, Row};
 
 use super::sql::{self, EventRow, LoadRow};
@@ -68,10 +66,7 @@ impl MysqlStore {
             url: redacted.clone(),
             reason: error.to_string(),
         })?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect.clone());
+        let pool = sql::pool_options::<MySql>(options).connect_lazy_with(connect.clone());
         let unreachable = |reason: String| OpenError::Unreachable {
             url: redacted.clone(),
             reason,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::sql::{self, EventRow, LoadRow};
@@ -61,10 +61,7 @@ impl PostgresStore {
             url: redacted.clone(),
             reason: error.to_string(),
         })?;
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect.clone());
+        let pool = sql::pool_options::<Postgres>(options).connect_lazy_with(connect.clone());
         let unreachable = |reason: String| OpenError::Unreachable {
             url: redacted.clone(),
             reason,

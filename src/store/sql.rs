@@ -9,8 +9,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
+use sqlx::pool::PoolOptions;
 
-use super::{AppendError, Commit, Loaded, RecordedEvent, Snapshot, StoreError, TransactionRecord};
+use super::{
+    AppendError, Commit, Loaded, RecordedEvent, Snapshot, StoreError, StoreOptions,
+    TransactionRecord,
+};
 use crate::domain::{AccountId, Event, Fingerprint, Timestamp, TransactionId};
 
 /// The row kinds of the one-round-trip load query (a UNION ALL of the latest
@@ -361,4 +365,15 @@ fn retryable_at_start(error: &sqlx::Error) -> bool {
         error,
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
     )
+}
+
+/// The pool settings every SQL store shares. sqlx's default of pinging a
+/// connection before handing it out stays on: it costs a round trip per
+/// store call, but a connection that died while idle (database restart,
+/// killed backend) is replaced instead of failing a request with 503.
+pub(super) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .test_before_acquire(true)
 }

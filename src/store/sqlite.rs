@@ -9,8 +9,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row};
 
@@ -76,10 +75,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.acquire_timeout);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect.clone());
+        let pool = sql::pool_options::<Sqlite>(options).connect_lazy_with(connect.clone());
         let unreachable = |reason: String| OpenError::Unreachable {
             url: redacted.clone(),
             reason,
