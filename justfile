@@ -39,4 +39,4 @@ sim-replay seed *ARGS:
 integration:
     ACCOUNTS_TEST_POSTGRES_URL="${ACCOUNTS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
     ACCOUNTS_TEST_MYSQL_URL="${ACCOUNTS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}" \
-    cargo test --test store_contract --test store_faults --test store_service -- --include-ignored
+    cargo test --test store_contract --test store_faults --test store_service --test store_http -- --include-ignored
