@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use accounts::domain::{Account, AccountId, Amount, Command, OwnerId, TransactionId, replay};
+use accounts::domain::{
+    Account, AccountId, Amount, Command, Event, OwnerId, Timestamp, TransactionId, replay,
+};
 use accounts::engine::{
     Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy, SystemClock,
 };
 use accounts::metrics::EngineMetrics;
-use accounts::store::StoreOptions;
+use accounts::store::{AppendError, Commit, RecordedEvent, StoreOptions};
 use store_support::{Backend, TestStore, kill_connections};
 
 const ACCOUNTS: usize = 4;
@@ -237,4 +239,162 @@ async fn check(
         .map(|a| a.effects[0].1)
         .sum();
     assert_eq!(total, ACCOUNTS as i64 * INITIAL_BALANCE + deposits);
+}
+
+// ------------------------------------------------------------- deadlocks
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+async fn postgres_deadlock_is_a_conflict_and_writes_nothing() {
+    let outcome = deadlock_against_an_opposite_writer(Backend::Postgres).await;
+    // PostgreSQL aborts the transaction whose deadlock check runs first:
+    // the append, which started waiting first (40P01).
+    assert!(
+        matches!(outcome, Err(AppendError::Conflict(_))),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
+async fn mysql_deadlock_is_a_conflict_and_writes_nothing() {
+    let outcome = deadlock_against_an_opposite_writer(Backend::Mysql).await;
+    // InnoDB aborts the lighter transaction: the append (1213).
+    assert!(
+        matches!(outcome, Err(AppendError::Conflict(_))),
+        "{outcome:?}"
+    );
+}
+
+/// A transfer commit (rows of `low`, then `high`) races a raw transaction
+/// that holds `high`'s next row and then asks for `low`'s: a lock cycle the
+/// database must break. Returns the append's answer after checking that a
+/// refused append wrote nothing.
+async fn deadlock_against_an_opposite_writer(backend: Backend) -> Result<(), AppendError> {
+    let test = TestStore::open(backend).await;
+    let entropy = SeededEntropy::from_os();
+    let mut pair = [
+        AccountId::from_uuid(entropy.uuid()),
+        AccountId::from_uuid(entropy.uuid()),
+    ];
+    pair.sort();
+    let [low, high] = pair;
+    let at = Timestamp::from_unix_millis(1_795_000_000_000);
+    let event = |account, sequence, event| RecordedEvent {
+        account_id: account,
+        sequence_number: sequence,
+        transaction_id: TransactionId::from_uuid(entropy.uuid()),
+        event,
+        recorded_at: at,
+    };
+    for account in pair {
+        let owner = OwnerId::from_uuid(entropy.uuid());
+        test.store
+            .append(&Commit {
+                events: vec![event(account, 1, Event::AccountOpened { owner_id: owner })],
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+    }
+    let deposit = Event::MoneyDeposited {
+        amount_deposited: 1,
+        balance: 1,
+        transfer_from: None,
+    };
+    let commit = Commit {
+        events: vec![event(low, 2, deposit.clone()), event(high, 2, deposit)],
+        ..Commit::default()
+    };
+
+    let url = test.url.clone().unwrap();
+    let mut other = RawWriter::connect(backend, &url).await;
+    other.begin().await;
+    // Ballast: InnoDB aborts the transaction that changed fewer rows, so
+    // this one must weigh more than the append for the append to lose.
+    for _ in 0..8 {
+        let unrelated = entropy.uuid().to_string();
+        other.insert_event(&unrelated, 1).await.unwrap();
+    }
+    other.insert_event(&high.to_string(), 2).await.unwrap();
+    let append = {
+        let store = test.store.clone();
+        tokio::spawn(async move { store.append(&commit).await })
+    };
+    // Let the append take `low`'s row and wait for `high`'s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let low_text = low.to_string();
+    let closing = other.insert_event(&low_text, 2);
+    let (outcome, closed) = tokio::join!(append, closing);
+    let outcome = outcome.expect("append task");
+    eprintln!("{backend:?}: append {outcome:?}; other writer {closed:?}");
+    other.rollback().await;
+    let stored = test.store.events(low, 1, 10).await.unwrap().len();
+    match &outcome {
+        Ok(()) => assert_eq!(stored, 2),
+        Err(_) => assert_eq!(stored, 1, "a refused append writes nothing"),
+    }
+    outcome
+}
+
+/// A plain connection writing events rows by hand, outside the store.
+enum RawWriter {
+    Postgres(sqlx::PgConnection),
+    Mysql(sqlx::MySqlConnection),
+}
+
+impl RawWriter {
+    async fn connect(backend: Backend, url: &str) -> RawWriter {
+        use sqlx::Connection;
+        match backend {
+            Backend::Postgres => {
+                RawWriter::Postgres(sqlx::PgConnection::connect(url).await.unwrap())
+            }
+            Backend::Mysql => RawWriter::Mysql(sqlx::MySqlConnection::connect(url).await.unwrap()),
+            _ => unreachable!("only server databases"),
+        }
+    }
+
+    async fn execute(&mut self, sql: &'static str) {
+        match self {
+            RawWriter::Postgres(connection) => {
+                sqlx::raw_sql(sql).execute(connection).await.unwrap();
+            }
+            RawWriter::Mysql(connection) => {
+                sqlx::raw_sql(sql).execute(connection).await.unwrap();
+            }
+        }
+    }
+
+    async fn begin(&mut self) {
+        self.execute("BEGIN").await;
+    }
+
+    async fn rollback(&mut self) {
+        self.execute("ROLLBACK").await;
+    }
+
+    async fn insert_event(&mut self, account: &str, sequence: i64) -> Result<(), sqlx::Error> {
+        let transaction = uuid::Uuid::from_u128(u128::from(sequence as u64)).to_string();
+        match self {
+            RawWriter::Postgres(connection) => sqlx::query(
+                "INSERT INTO events VALUES ($1::uuid, $2, $3::uuid, 'AccountClosed', '{\"type\":\"AccountClosed\"}'::jsonb, 0)",
+            )
+            .bind(account)
+            .bind(sequence)
+            .bind(transaction)
+            .execute(connection)
+            .await
+            .map(|_| ()),
+            RawWriter::Mysql(connection) => sqlx::query(
+                "INSERT INTO events VALUES (?, ?, ?, 'AccountClosed', '{\"type\":\"AccountClosed\"}', 0)",
+            )
+            .bind(account)
+            .bind(sequence)
+            .bind(transaction)
+            .execute(connection)
+            .await
+            .map(|_| ()),
+        }
+    }
 }
