@@ -1,14 +1,14 @@
 //! The PostgreSQL store. Ids are `uuid`, payloads `jsonb` (readable by
-//! operators with the usual JSON operators); values are bound as text and
-//! cast in SQL, so the crate needs no extra sqlx type features.
+//! operators with the usual JSON operators); values are bound as text (or
+//! text arrays) and cast in SQL, so the crate needs no extra sqlx type
+//! features. An append is one statement: one round trip, its own commit.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, Row};
 
 use super::sql::{self, EventRow, LoadRow};
 use super::{
@@ -53,6 +53,41 @@ FROM events
 WHERE account_id = $1::uuid AND sequence_number >= $2
 ORDER BY sequence_number
 LIMIT $3";
+
+/// The whole append in one statement, so one round trip and its own
+/// transaction (autocommit): the events, idempotency records and snapshots,
+/// each inserted only if every account's stored head is where the commit
+/// expects it (the gap check). Data-modifying CTEs all run, see the same
+/// snapshot, and commit or fail together. A concurrent writer of the same
+/// next number collides on the primary key (23505) instead; a committed head
+/// never moves backwards. Returns whether the heads fitted.
+const APPEND: &str = "
+WITH fits AS (
+    SELECT COALESCE(bool_and(
+        COALESCE((SELECT MAX(e.sequence_number) FROM events e
+                  WHERE e.account_id = h.account_id), 0) = h.head), true) AS ok
+    FROM unnest($7::uuid[], $8::bigint[]) AS h(account_id, head)
+),
+new_events AS (
+    INSERT INTO events
+        (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::jsonb[], $6::bigint[])
+    WHERE (SELECT ok FROM fits)
+    RETURNING 1
+),
+new_transactions AS (
+    INSERT INTO applied_transactions (account_id, transaction_id, fingerprint)
+    SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::text[])
+    WHERE (SELECT ok FROM fits)
+    RETURNING 1
+),
+new_snapshots AS (
+    INSERT INTO snapshots (account_id, sequence_number, state)
+    SELECT * FROM unnest($12::uuid[], $13::bigint[], $14::jsonb[])
+    WHERE (SELECT ok FROM fits)
+    RETURNING 1
+)
+SELECT ok FROM fits";
 
 impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, OpenError> {
@@ -100,33 +135,6 @@ fn event_row(row: &PgRow) -> Result<EventRow, sqlx::Error> {
     })
 }
 
-/// The gap check: each account's stream must end right before the commit's
-/// first event. Reading the committed head under READ COMMITTED is enough: a
-/// concurrent writer of the same next number collides with us on the primary
-/// key instead, and a committed head never moves backwards.
-async fn check_heads(
-    transaction: &mut sqlx::Transaction<'static, Postgres>,
-    expected: &[(String, i64)],
-) -> Result<(), AppendError> {
-    let mut heads = QueryBuilder::<Postgres>::new(
-        "SELECT account_id::text, MAX(sequence_number) FROM events WHERE account_id IN (",
-    );
-    let mut separated = heads.separated(", ");
-    for (account, _) in expected {
-        separated.push_bind(account.as_str());
-        separated.push_unseparated("::uuid");
-    }
-    heads.push(") GROUP BY account_id");
-    let stored: HashMap<String, i64> = heads
-        .build_query_as::<(String, i64)>()
-        .fetch_all(&mut **transaction)
-        .await
-        .map_err(|error| sql::before_commit(error, is_conflict))?
-        .into_iter()
-        .collect();
-    sql::check_heads(expected, &stored)
-}
-
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn load(
@@ -171,70 +179,116 @@ impl EventStore for PostgresStore {
         if values.events.is_empty() && values.transactions.is_empty() {
             return Ok(());
         }
-        let before = |error| sql::before_commit(error, is_conflict);
-        let mut transaction = self.pool.begin().await.map_err(before)?;
-        if !values.heads.is_empty() {
-            check_heads(&mut transaction, &values.heads).await?;
-        }
-        if !values.events.is_empty() {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms) ",
-            );
-            insert.push_values(&values.events, |mut row, event| {
-                row.push_bind(event.account_id.as_str())
-                    .push_unseparated("::uuid")
-                    .push_bind(event.sequence_number)
-                    .push_bind(event.transaction_id.as_str())
-                    .push_unseparated("::uuid")
-                    .push_bind(event.event_type)
-                    .push_bind(event.payload.as_str())
-                    .push_unseparated("::jsonb")
-                    .push_bind(event.recorded_at_ms);
-            });
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(before)?;
-        }
-        if !values.transactions.is_empty() {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "INSERT INTO applied_transactions (account_id, transaction_id, fingerprint) ",
-            );
-            insert.push_values(&values.transactions, |mut row, record| {
-                row.push_bind(record.account_id.as_str())
-                    .push_unseparated("::uuid")
-                    .push_bind(record.transaction_id.as_str())
-                    .push_unseparated("::uuid")
-                    .push_bind(record.fingerprint.as_str());
-            });
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(before)?;
-        }
-        if !values.snapshots.is_empty() {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "INSERT INTO snapshots (account_id, sequence_number, state) ",
-            );
-            insert.push_values(&values.snapshots, |mut row, snapshot| {
-                row.push_bind(snapshot.account_id.as_str())
-                    .push_unseparated("::uuid")
-                    .push_bind(snapshot.sequence_number)
-                    .push_bind(snapshot.state.as_str())
-                    .push_unseparated("::jsonb");
-            });
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(before)?;
-        }
-        transaction
-            .commit()
+        // Nothing is sent before the connection is ours: failing here is
+        // an outage, never an unknown outcome.
+        let mut connection = self
+            .pool
+            .acquire()
             .await
-            .map_err(|error| sql::at_commit(error, is_conflict))
+            .map_err(|error| AppendError::Store(sql::unavailable(error)))?;
+        let fits: Option<bool> = sqlx::query_scalar(APPEND)
+            .bind(
+                values
+                    .events
+                    .iter()
+                    .map(|e| e.account_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .events
+                    .iter()
+                    .map(|e| e.sequence_number)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .events
+                    .iter()
+                    .map(|e| e.transaction_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .events
+                    .iter()
+                    .map(|e| e.event_type)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .events
+                    .iter()
+                    .map(|e| e.payload.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .events
+                    .iter()
+                    .map(|e| e.recorded_at_ms)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .heads
+                    .iter()
+                    .map(|(a, _)| a.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(values.heads.iter().map(|(_, h)| *h).collect::<Vec<_>>())
+            .bind(
+                values
+                    .transactions
+                    .iter()
+                    .map(|t| t.account_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .transactions
+                    .iter()
+                    .map(|t| t.transaction_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .transactions
+                    .iter()
+                    .map(|t| t.fingerprint.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .snapshots
+                    .iter()
+                    .map(|s| s.account_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .snapshots
+                    .iter()
+                    .map(|s| s.sequence_number)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                values
+                    .snapshots
+                    .iter()
+                    .map(|s| s.state.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(|error| sql::at_commit(error, is_conflict))?;
+        if fits == Some(true) {
+            Ok(())
+        } else {
+            Err(AppendError::Conflict(
+                "an account's stream does not end right before the commit".to_owned(),
+            ))
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
