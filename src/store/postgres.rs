@@ -135,6 +135,11 @@ fn event_row(row: &PgRow) -> Result<EventRow, sqlx::Error> {
     })
 }
 
+/// One column of rows, bound as an array for `unnest`.
+fn column<'a, Row, Value>(rows: &'a [Row], value: impl Fn(&'a Row) -> Value) -> Vec<Value> {
+    rows.iter().map(value).collect()
+}
+
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn load(
@@ -186,99 +191,23 @@ impl EventStore for PostgresStore {
             .acquire()
             .await
             .map_err(|error| AppendError::Store(sql::unavailable(error)))?;
+        let (events, heads) = (&values.events, &values.heads);
+        let (transactions, snapshots) = (&values.transactions, &values.snapshots);
         let fits: Option<bool> = sqlx::query_scalar(APPEND)
-            .bind(
-                values
-                    .events
-                    .iter()
-                    .map(|e| e.account_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .events
-                    .iter()
-                    .map(|e| e.sequence_number)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .events
-                    .iter()
-                    .map(|e| e.transaction_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .events
-                    .iter()
-                    .map(|e| e.event_type)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .events
-                    .iter()
-                    .map(|e| e.payload.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .events
-                    .iter()
-                    .map(|e| e.recorded_at_ms)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .heads
-                    .iter()
-                    .map(|(a, _)| a.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(values.heads.iter().map(|(_, h)| *h).collect::<Vec<_>>())
-            .bind(
-                values
-                    .transactions
-                    .iter()
-                    .map(|t| t.account_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .transactions
-                    .iter()
-                    .map(|t| t.transaction_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .transactions
-                    .iter()
-                    .map(|t| t.fingerprint.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .snapshots
-                    .iter()
-                    .map(|s| s.account_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .snapshots
-                    .iter()
-                    .map(|s| s.sequence_number)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                values
-                    .snapshots
-                    .iter()
-                    .map(|s| s.state.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(events, |e| e.account_id.as_str()))
+            .bind(column(events, |e| e.sequence_number))
+            .bind(column(events, |e| e.transaction_id.as_str()))
+            .bind(column(events, |e| e.event_type))
+            .bind(column(events, |e| e.payload.as_str()))
+            .bind(column(events, |e| e.recorded_at_ms))
+            .bind(column(heads, |(account, _)| account.as_str()))
+            .bind(column(heads, |(_, head)| *head))
+            .bind(column(transactions, |t| t.account_id.as_str()))
+            .bind(column(transactions, |t| t.transaction_id.as_str()))
+            .bind(column(transactions, |t| t.fingerprint.as_str()))
+            .bind(column(snapshots, |s| s.account_id.as_str()))
+            .bind(column(snapshots, |s| s.sequence_number))
+            .bind(column(snapshots, |s| s.state.as_str()))
             .fetch_one(&mut *connection)
             .await
             .map_err(|error| sql::at_commit(error, is_conflict))?;
