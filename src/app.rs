@@ -62,6 +62,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         body_bytes_max: args.body_bytes_max,
         request_timeout: millis(args.request_timeout_ms),
         concurrency_max: args.concurrency_max,
+        url_bytes_max: args.url_bytes_max,
     };
     let state = AppState::new(engine, metrics, limits);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -71,6 +72,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     tracing::info!("listening on {address}");
     let config = ServeConfig {
         header_read_timeout: millis(args.header_read_timeout_ms),
+        header_bytes_max: args.header_bytes_max,
         connections_max: args.connections_max,
         date_header: true,
         shutdown_grace: millis(args.shutdown_grace_ms),

@@ -151,6 +151,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ACCOUNTS_BODY_BYTES_MAX", default_value_t = 16 * 1024, hide_env_values = true)]
     pub body_bytes_max: usize,
 
+    /// Longest URL (path and query) accepted; longer ones get 414.
+    #[arg(long, env = "ACCOUNTS_URL_BYTES_MAX", default_value_t = crate::http::URL_BYTES_MAX, hide_env_values = true)]
+    pub url_bytes_max: usize,
+
+    /// Largest request head (request line and headers); larger ones get 431
+    /// and the connection is closed.
+    #[arg(long, env = "ACCOUNTS_HEADER_BYTES_MAX", default_value_t = crate::http::HEADER_BYTES_MAX, hide_env_values = true)]
+    pub header_bytes_max: usize,
+
     /// Reload-and-retry rounds after optimistic-concurrency conflicts before
     /// answering 409.
     #[arg(long, env = "ACCOUNTS_RETRIES_MAX", default_value_t = crate::engine::RETRIES_MAX, hide_env_values = true)]

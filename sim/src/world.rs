@@ -135,6 +135,7 @@ async fn instance(
         connections_max: 64,
         date_header: false,
         shutdown_grace: Duration::from_secs(1),
+        ..ServeConfig::default()
     };
     serve(
         SimListener(listener),

@@ -203,7 +203,8 @@ pub async fn events(
     AccountPath(account): AccountPath,
     Query(query): Query<EventsParams>,
 ) -> Result<Response, ApiError> {
-    let from = params::bounded(&query.from, "from", 1, 1, u64::MAX)?;
+    // Sequence numbers, like every JSON number of the API, stay within i64.
+    let from = params::bounded(&query.from, "from", 1, 1, i64::MAX as u64)?;
     let limit = params::bounded(
         &query.limit,
         "limit",
@@ -260,6 +261,15 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     }
     let body = app.metrics().encode();
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
+}
+
+/// `/openapi.json`, serialized once when the router is built.
+pub async fn openapi(document: std::sync::Arc<String>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 pub async fn unknown_route(method: Method, uri: Uri) -> ApiError {

@@ -72,6 +72,25 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::new(body))
 }
 
+/// 414 for a path and query longer than `url_bytes_max`, before any parsing.
+pub async fn url_limit(
+    State(url_bytes_max): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let url_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |url| url.as_str().len());
+    if url_bytes > url_bytes_max {
+        return json_error(
+            StatusCode::URI_TOO_LONG,
+            &format!("the URL is {url_bytes} bytes long; at most {url_bytes_max} are accepted"),
+        );
+    }
+    next.run(request).await
+}
+
 /// Request ids drawn from the app's entropy, so a simulation replays them.
 #[derive(Clone)]
 pub struct EntropyRequestId(pub AppState);

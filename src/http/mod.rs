@@ -5,13 +5,15 @@ mod body;
 mod error;
 mod handlers;
 mod middleware;
+mod openapi;
 mod params;
 mod serve;
 
 pub use body::{AccountBody, EventBody};
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
-pub use serve::{ServeConfig, serve};
+pub use openapi::document as openapi_document;
+pub use serve::{HEADER_BYTES_MAX, ServeConfig, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, Request, StatusCode};
-use axum::routing::{get, put};
+use axum::routing::{MethodRouter, get, put};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -42,7 +44,14 @@ pub struct Limits {
     /// Requests in flight at once; past it, 503 with Retry-After at once
     /// (load shedding) rather than an unbounded queue.
     pub concurrency_max: usize,
+    /// Longest path and query accepted (414 beyond). The longest valid
+    /// request (a transfer with urn-form ids) is under 300 bytes; 8 KiB is
+    /// the common limit of proxies, so no client that works behind one breaks.
+    pub url_bytes_max: usize,
 }
+
+/// The default of `Limits::url_bytes_max`.
+pub const URL_BYTES_MAX: usize = 8 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -50,6 +59,7 @@ impl Default for Limits {
             body_bytes_max: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             concurrency_max: 1024,
+            url_bytes_max: URL_BYTES_MAX,
         }
     }
 }
@@ -96,29 +106,54 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> Router {
-    let limits = state.0.limits.clone();
-    let api = Router::new()
-        .route(
+/// Every route, as its path template and what it serves. `router` serves
+/// exactly these; `tests/openapi.rs` checks them against `/openapi.json`.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    let document = Arc::new(
+        openapi::document()
+            .to_json()
+            .expect("the OpenAPI document serializes"),
+    );
+    vec![
+        (
             "/api/account/{account_id}",
             get(handlers::state)
                 .post(handlers::open)
                 .put(handlers::query_style)
                 .delete(handlers::close),
-        )
-        .route("/api/account/{account_id}/deposit", put(handlers::deposit))
-        .route(
+        ),
+        ("/api/account/{account_id}/deposit", put(handlers::deposit)),
+        (
             "/api/account/{account_id}/withdraw",
             put(handlers::withdraw),
-        )
-        .route(
+        ),
+        (
             "/api/account/{account_id}/transfer",
             put(handlers::transfer),
-        )
-        .route("/api/account/{account_id}/events", get(handlers::events))
-        .route("/ping", get(handlers::ping))
-        .route("/ready", get(handlers::ready))
-        .route("/metrics", get(handlers::metrics))
+        ),
+        ("/api/account/{account_id}/events", get(handlers::events)),
+        ("/ping", get(handlers::ping)),
+        ("/ready", get(handlers::ready)),
+        ("/metrics", get(handlers::metrics)),
+        (
+            "/openapi.json",
+            get(move || handlers::openapi(Arc::clone(&document))),
+        ),
+    ]
+}
+
+/// The path templates the router serves (`{name}` marks a parameter).
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
+pub fn router(state: AppState) -> Router {
+    let limits = state.0.limits.clone();
+    let api = routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
         .fallback(handlers::unknown_route)
         .with_state(state.clone());
     // Router::layer wraps every route (and the fallback) separately, so the
@@ -137,6 +172,10 @@ pub fn router(state: AppState) -> Router {
                 .load_shed()
                 .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency_max)),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            limits.url_bytes_max,
+            middleware::url_limit,
+        ))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

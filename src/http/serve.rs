@@ -13,11 +13,19 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 
+/// The default of `ServeConfig::header_bytes_max`: room for an 8 KiB URL
+/// (`Limits::url_bytes_max`, answered 414 with a JSON body) plus headers.
+pub const HEADER_BYTES_MAX: usize = 32 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// A client that has not sent its whole header by then is disconnected
     /// (slowloris defence).
     pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) hyper reads; beyond
+    /// it hyper answers 431 and closes. Without it, a client could make every
+    /// connection buffer ~400 KB of header before anything looks at it.
+    pub header_bytes_max: usize,
     /// Open connections at once; past it, accepting waits (the kernel's
     /// backlog queues, then refuses) instead of exhausting file descriptors.
     pub connections_max: usize,
@@ -33,6 +41,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             header_read_timeout: Duration::from_secs(5),
+            header_bytes_max: HEADER_BYTES_MAX,
             connections_max: 4096,
             date_header: true,
             shutdown_grace: Duration::from_secs(10),
@@ -70,6 +79,7 @@ pub async fn serve<L>(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
+            .max_header_size(config.header_bytes_max)
             .auto_date_header(config.date_header);
         let connection =
             builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));

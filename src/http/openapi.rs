@@ -1,0 +1,459 @@
+//! The OpenAPI 3.1 description of ../shared/API.md, served at `/openapi.json`.
+//!
+//! The operations are described on bodiless stand-in functions here rather
+//! than on the handlers, so the handlers stay readable; `tests/openapi.rs`
+//! checks that the described paths and methods are exactly the router's, and
+//! Schemathesis (`just fuzz-api`) checks the live answers against it.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use super::error::RETRY_AFTER_SECONDS;
+
+/// `{"message": …}`: the body of every error answer the service produces.
+#[derive(ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+pub struct ErrorSchema {
+    /// A sentence naming the problem and, for a bad parameter, its name and value.
+    message: String,
+}
+
+/// The JSON documents of the event stream, one schema per event type. They
+/// mirror `EventBody` (a flattened, tagged `domain::Event`); `tests/openapi.rs`
+/// compares them with real serialized events.
+mod events {
+    #![allow(dead_code)]
+    use super::{ToSchema, Uuid};
+
+    #[derive(ToSchema)]
+    pub enum AccountOpenedType {
+        AccountOpened,
+    }
+    #[derive(ToSchema)]
+    pub enum MoneyDepositedType {
+        MoneyDeposited,
+    }
+    #[derive(ToSchema)]
+    pub enum MoneyWithdrawnType {
+        MoneyWithdrawn,
+    }
+    #[derive(ToSchema)]
+    pub enum AccountClosedType {
+        AccountClosed,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct AccountOpened {
+        #[schema(minimum = 1)]
+        sequence_number: i64,
+        transaction_id: Uuid,
+        #[schema(inline)]
+        r#type: AccountOpenedType,
+        owner_id: Uuid,
+        /// RFC 3339, UTC, milliseconds.
+        #[schema(format = DateTime)]
+        recorded_at: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct MoneyDeposited {
+        #[schema(minimum = 1)]
+        sequence_number: i64,
+        transaction_id: Uuid,
+        #[schema(inline)]
+        r#type: MoneyDepositedType,
+        #[schema(minimum = 0)]
+        amount_deposited: i64,
+        #[schema(minimum = 0)]
+        balance: i64,
+        /// Present when the deposit is the receiving half of a transfer.
+        transfer_from: Option<Uuid>,
+        #[schema(format = DateTime)]
+        recorded_at: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct MoneyWithdrawn {
+        #[schema(minimum = 1)]
+        sequence_number: i64,
+        transaction_id: Uuid,
+        #[schema(inline)]
+        r#type: MoneyWithdrawnType,
+        #[schema(minimum = 0)]
+        amount_withdrawn: i64,
+        #[schema(minimum = 0)]
+        balance: i64,
+        /// Present when the withdrawal is the sending half of a transfer.
+        transfer_to: Option<Uuid>,
+        #[schema(format = DateTime)]
+        recorded_at: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct AccountClosed {
+        #[schema(minimum = 1)]
+        sequence_number: i64,
+        transaction_id: Uuid,
+        #[schema(inline)]
+        r#type: AccountClosedType,
+        #[schema(format = DateTime)]
+        recorded_at: String,
+    }
+
+    /// One event of an account's stream.
+    #[derive(ToSchema)]
+    #[schema(as = Event)]
+    #[serde(untagged)]
+    pub enum EventSchema {
+        AccountOpened(AccountOpened),
+        MoneyDeposited(MoneyDeposited),
+        MoneyWithdrawn(MoneyWithdrawn),
+        AccountClosed(AccountClosed),
+    }
+}
+
+/// An account's state.
+#[derive(ToSchema)]
+#[schema(as = Account, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct AccountSchema {
+    account_id: Uuid,
+    owner_id: Uuid,
+    /// Minor units (cents); never negative.
+    #[schema(minimum = 0)]
+    balance: i64,
+    /// false once closed.
+    open: bool,
+}
+
+const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenated in any letter case, simple, braced, urn); answers use the lower-case hyphenated form.";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "accounts",
+        description = "Event-sourced bank accounts. Both URL styles are served: the query style and the path style; every operation works identically in both. Amounts are integers in minor units (cents), within i64; a `+` sign must be sent as `%2B`. A parameter given twice is 400; parameters an operation does not use are ignored. Every error answer is JSON `{\"message\": …}`.",
+    ),
+    paths(
+        open,
+        state,
+        query_style_put,
+        close,
+        deposit,
+        withdraw,
+        transfer,
+        events,
+        ping,
+        ready,
+        metrics,
+        openapi_json
+    ),
+    components(schemas(ErrorSchema, AccountSchema, events::EventSchema)),
+    modifiers(&LimitResponses),
+    tags((name = "accounts", description = "Accounts and their money"), (name = "operations", description = "Health and metrics"))
+)]
+struct ApiDoc;
+
+/// The document served at `/openapi.json`.
+pub fn document() -> Document {
+    ApiDoc::openapi()
+}
+
+/// The answers any API request may get from the limits in front of every
+/// route (../shared/API.md, rule 0 and 7), added to every operation rather
+/// than repeated on each.
+struct LimitResponses;
+
+impl Modify for LimitResponses {
+    fn modify(&self, openapi: &mut Document) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_limit_responses(operation);
+            }
+        }
+    }
+}
+
+fn add_limit_responses(operation: &mut Operation) {
+    let error = || {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Error")))
+            .build()
+    };
+    let limits = [
+        (
+            "408",
+            "The request did not complete within the request timeout.",
+        ),
+        (
+            "413",
+            "The request body is larger than the body limit (no operation takes a body).",
+        ),
+        ("414", "The URL is longer than the URL limit."),
+    ];
+    for (status, description) in limits {
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content("application/json", error())
+            .build();
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert(RefOr::T(response));
+    }
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(RETRY_AFTER_SECONDS));
+    let retry_after = HeaderBuilder::new()
+        .schema(Some(seconds))
+        .description(Some("Seconds to wait before retrying."))
+        .build();
+    let unavailable = ResponseBuilder::new()
+        .description("The store is unreachable or too slow, or this instance is over its concurrency limit; retry after Retry-After seconds.")
+        .header("Retry-After", retry_after)
+        .content("application/json", error())
+        .build();
+    operation
+        .responses
+        .responses
+        .entry("503".to_owned())
+        .or_insert(RefOr::T(unavailable));
+}
+
+// The stand-ins. Their parameters and answers are those of ../shared/API.md.
+
+#[utoipa::path(
+    post,
+    path = "/api/account/{accountId}",
+    operation_id = "open",
+    tag = "accounts",
+    summary = "Open an account",
+    description = "Opening an id that exists with the same owner and still open answers 201 again and records nothing (a lost 201 is safe to retry); any other existing id is 409.",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("owner" = Uuid, Query, description = "The owner's id. Same forms as the account id."),
+    ),
+    responses(
+        (status = 201, description = "Opened (or already open with this owner).", headers(("Location" = String, description = "/api/account/{accountId}"))),
+        (status = 400, description = "Malformed or missing id.", body = ErrorSchema),
+        (status = 409, description = "The account already exists (another owner, or closed).", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn open() {}
+
+#[utoipa::path(
+    get,
+    path = "/api/account/{accountId}",
+    operation_id = "state",
+    tag = "accounts",
+    summary = "An account's state",
+    params(("accountId" = Uuid, Path, description = ID_FORMS)),
+    responses(
+        (status = 200, description = "The account, open or closed.", body = AccountSchema),
+        (status = 400, description = "Malformed id.", body = ErrorSchema),
+        (status = 404, description = "No such account.", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn state() {}
+
+#[utoipa::path(
+    put,
+    path = "/api/account/{accountId}",
+    operation_id = "queryStylePut",
+    tag = "accounts",
+    summary = "Deposit, withdraw or transfer (query style)",
+    description = "Exactly one of `deposit`, `withdraw` and `transfer` names the operation: `?deposit={amount}`, `?withdraw={amount}` or `?transfer={targetAccountId}&amount={amount}`, always with `transactionId`. None or more than one is 400. The transactionId makes the operation exactly-once per account: the identical operation answers 204 again and records nothing; a different one is 422.",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("deposit" = Option<i64>, Query, minimum = 0, description = "Deposit this amount (minor units)."),
+        ("withdraw" = Option<i64>, Query, minimum = 0, description = "Withdraw this amount (minor units)."),
+        ("transfer" = Option<Uuid>, Query, description = "Transfer `amount` to this account."),
+        ("amount" = Option<i64>, Query, minimum = 0, description = "The amount of a transfer (minor units); ignored otherwise."),
+        ("transactionId" = Uuid, Query, description = "The client's id for this operation (idempotency key)."),
+    ),
+    responses(
+        (status = 204, description = "Applied, changed nothing (a zero amount), or already applied with this transactionId."),
+        (status = 400, description = "A malformed, missing or repeated parameter; none or several operations; or a business rule refused it (insufficient balance, closed account, transfer to itself, overflow).", body = ErrorSchema),
+        (status = 404, description = "The account or the transfer target does not exist.", body = ErrorSchema),
+        (status = 409, description = "Still conflicting with concurrent writes after the server's retries; retrying can succeed.", body = ErrorSchema),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn query_style_put() {}
+
+#[utoipa::path(
+    delete,
+    path = "/api/account/{accountId}",
+    operation_id = "close",
+    tag = "accounts",
+    summary = "Close an account",
+    description = "Closing an already closed account answers 204 and records nothing, unless its transactionId was used on this account for another operation (422).",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("transactionId" = Option<Uuid>, Query, description = "Optional idempotency key; generated when absent."),
+    ),
+    responses(
+        (status = 204, description = "Closed (or already closed)."),
+        (status = 400, description = "Malformed parameter, or the balance is not zero.", body = ErrorSchema),
+        (status = 404, description = "No such account.", body = ErrorSchema),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn close() {}
+
+#[utoipa::path(
+    put,
+    path = "/api/account/{accountId}/deposit",
+    operation_id = "deposit",
+    tag = "accounts",
+    summary = "Deposit (path style)",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("amount" = i64, Query, minimum = 0, description = "Minor units."),
+        ("transactionId" = Uuid, Query, description = "Idempotency key."),
+    ),
+    responses(
+        (status = 204, description = "Applied, changed nothing (zero), or already applied."),
+        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorSchema),
+        (status = 404, description = "No such account.", body = ErrorSchema),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn deposit() {}
+
+#[utoipa::path(
+    put,
+    path = "/api/account/{accountId}/withdraw",
+    operation_id = "withdraw",
+    tag = "accounts",
+    summary = "Withdraw (path style)",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("amount" = i64, Query, minimum = 0, description = "Minor units."),
+        ("transactionId" = Uuid, Query, description = "Idempotency key."),
+    ),
+    responses(
+        (status = 204, description = "Applied, changed nothing (zero), or already applied."),
+        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it (insufficient balance, closed).", body = ErrorSchema),
+        (status = 404, description = "No such account.", body = ErrorSchema),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn withdraw() {}
+
+#[utoipa::path(
+    put,
+    path = "/api/account/{accountId}/transfer",
+    operation_id = "transfer",
+    tag = "accounts",
+    summary = "Transfer (path style)",
+    description = "Both halves are appended in one atomic store transaction; the transactionId is recorded on both accounts.",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("targetAccount" = Uuid, Query, description = "The receiving account."),
+        ("amount" = i64, Query, minimum = 0, description = "Minor units."),
+        ("transactionId" = Uuid, Query, description = "Idempotency key."),
+    ),
+    responses(
+        (status = 204, description = "Applied, changed nothing (zero), or already applied."),
+        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorSchema),
+        (status = 404, description = "The account or the target does not exist.", body = ErrorSchema),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn transfer() {}
+
+#[utoipa::path(
+    get,
+    path = "/api/account/{accountId}/events",
+    operation_id = "events",
+    tag = "accounts",
+    summary = "An account's event stream, oldest first",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("from" = Option<i64>, Query, minimum = 1, description = "First sequence number to return (default 1)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "Most events to return (default 1000)."),
+    ),
+    responses(
+        (status = 200, description = "The events (an unknown account has the empty stream).", body = Vec<events::EventSchema>,
+            headers(("Link" = String, description = "`</api/account/{id}/events?from=N&limit=L>; rel=\"next\"` when more events follow."))),
+        (status = 400, description = "Malformed id, or from/limit not an integer in range.", body = ErrorSchema),
+    )
+)]
+#[allow(dead_code)]
+fn events() {}
+
+#[utoipa::path(
+    get,
+    path = "/ping",
+    operation_id = "ping",
+    tag = "operations",
+    summary = "Liveness",
+    responses((status = 200, description = "Alive.", body = String, content_type = "text/plain", example = "pong"))
+)]
+#[allow(dead_code)]
+fn ping() {}
+
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ready",
+    tag = "operations",
+    summary = "Readiness",
+    responses(
+        (status = 200, description = "The store answers and the instance is not draining.", body = String, content_type = "text/plain"),
+        (status = 503, description = "Draining, or the store does not answer.", body = ErrorSchema,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
+#[allow(dead_code)]
+fn ready() {}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition format.", body = String, content_type = "text/plain"))
+)]
+#[allow(dead_code)]
+fn metrics() {}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1 description of the API.", body = Object, content_type = "application/json"))
+)]
+#[allow(dead_code)]
+fn openapi_json() {}
