@@ -48,14 +48,19 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Every error answer has a JSON body `{"message": …}`. The router's 405, the
-/// timeout's 408, the body limit's 413 and the like come without one; this
-/// fills it in and keeps their headers (`Allow` on a 405).
+/// Every error answer has a JSON body `{"message": …}`. The router's 405 and
+/// the timeout's 408 come without a body, the body limit's 413 with a plain
+/// text one; this replaces them and keeps their other headers (`Allow` on a
+/// 405).
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
-    if !is_error || response.headers().contains_key(header::CONTENT_TYPE) {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == b"application/json");
+    if !is_error || is_json {
         return response;
     }
     let message = match status {
@@ -65,6 +70,8 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         _ => status.canonical_reason().unwrap_or("error"),
     };
     let (mut parts, _) = response.into_parts();
+    // The length of the body being replaced.
+    parts.headers.remove(header::CONTENT_LENGTH);
     let (json_parts, body) = json_error(status, message).into_parts();
     for (name, value) in &json_parts.headers {
         parts.headers.insert(name, value.clone());
