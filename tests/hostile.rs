@@ -111,7 +111,7 @@ fn amounts_are_accepted_exactly_when_the_grammar_says_so() {
         Just(("withdraw", true)),
         Just(("withdraw", false)),
     ];
-    runner(1_000, 6_001)
+    runner(4_000, 6_001)
         .run(
             &(amount_text(), operations),
             |(text, (operation, query_style))| {
@@ -235,7 +235,7 @@ fn ids_in_any_form_the_uuid_crate_parses_are_accepted_and_nothing_else() {
         Just("deposit"),
         Just("transfer")
     ];
-    runner(1_000, 6_002)
+    runner(4_000, 6_002)
         .run(&(id_text(account), targets), |(text, target)| {
             runtime.block_on(async {
                 let expected = uuid::Uuid::try_parse(&text).ok();
@@ -421,7 +421,7 @@ fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
     runtime.block_on(open_with(&state, &a, 1_000));
     runtime.block_on(open_with(&state, &b, 1_000));
     let tally = std::cell::RefCell::new(Tally::default());
-    runner(2_000, 6_003)
+    runner(5_000, 6_003)
         .run(&request(), |(method, template)| {
             runtime.block_on(async {
                 let uri = template
@@ -525,7 +525,7 @@ fn raw_bytes_on_a_socket_never_fail_the_service() {
         "[ -~\r\n]{0,300}".prop_map(String::into_bytes),
     ];
     let end = proptest::sample::select(vec!["", "\r\n\r\n", " HTTP/1.1\r\nHost: x\r\n\r\n"]);
-    runner(300, 6_004)
+    runner(500, 6_004)
         .run(&(start, tail, end), |(start, tail, end)| {
             runtime.block_on(async {
                 let mut bytes = start.as_bytes().to_vec();

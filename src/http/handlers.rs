@@ -263,11 +263,11 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }
 
-/// `/openapi.json`, serialized once when the router is built.
-pub async fn openapi(document: std::sync::Arc<String>) -> Response {
+/// `/openapi.json`, serialized once per instance.
+pub async fn openapi(State(app): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        document.as_str().to_owned(),
+        app.openapi_json().to_owned(),
     )
         .into_response()
 }

@@ -73,6 +73,8 @@ struct Inner {
     metrics: Metrics,
     limits: Limits,
     draining: AtomicBool,
+    /// `/openapi.json`, serialized once per instance.
+    openapi_json: String,
 }
 
 impl AppState {
@@ -82,6 +84,9 @@ impl AppState {
             metrics,
             limits,
             draining: AtomicBool::new(false),
+            openapi_json: openapi::document()
+                .to_json()
+                .expect("the OpenAPI document serializes"),
         }))
     }
 
@@ -99,6 +104,10 @@ impl AppState {
         self.0.draining.store(true, Ordering::SeqCst);
     }
 
+    pub fn openapi_json(&self) -> &str {
+        &self.0.openapi_json
+    }
+
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::SeqCst)
     }
@@ -109,11 +118,6 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every route, as its path template and what it serves. `router` serves
 /// exactly these; `tests/openapi.rs` checks them against `/openapi.json`.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    let document = Arc::new(
-        openapi::document()
-            .to_json()
-            .expect("the OpenAPI document serializes"),
-    );
     vec![
         (
             "/api/account/{account_id}",
@@ -135,10 +139,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/ping", get(handlers::ping)),
         ("/ready", get(handlers::ready)),
         ("/metrics", get(handlers::metrics)),
-        (
-            "/openapi.json",
-            get(move || handlers::openapi(Arc::clone(&document))),
-        ),
+        ("/openapi.json", get(handlers::openapi)),
     ]
 }
 
