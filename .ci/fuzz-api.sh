@@ -6,6 +6,7 @@
 #   FUZZ_API_SEED      the seed (default 20261126): same seed, same cases
 #   FUZZ_API_EXAMPLES  examples per operation and phase (default 200)
 #   ACCOUNTS_BIN       a built binary to test (default: build the debug one)
+#   FUZZ_API_REPORT_DIR  keep the JUnit report and the HAR of every exchange there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/tools.sh
@@ -53,7 +54,7 @@ schemathesis --config-file .ci/schemathesis.toml run "http://$address/openapi.js
     --generation-database none \
     --request-timeout 15 \
     --no-color \
-    --report junit --report-dir "${FUZZ_API_REPORT_DIR:-$workdir/report}" || status=$?
+    --report junit,har --report-dir "${FUZZ_API_REPORT_DIR:-$workdir/report}" || status=$?
 kill -0 "$pid" 2>/dev/null || { echo "the service died during the run"; status=1; }
 if grep -q 'panicked' "$workdir/service.log"; then
     echo "the service panicked:"; grep -A5 'panicked' "$workdir/service.log"; status=1

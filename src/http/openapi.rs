@@ -250,7 +250,16 @@ fn add_limit_responses(operation: &mut Operation) {
         ("owner" = Uuid, Query, description = "The owner's id. Same forms as the account id."),
     ),
     responses(
-        (status = 201, description = "Opened (or already open with this owner).", headers(("Location" = String, description = "/api/account/{accountId}"))),
+        (status = 201, description = "Opened (or already open with this owner).", headers(("Location" = String, description = "/api/account/{accountId}")),
+            links(
+                ("State" = (operation_id = "state", parameters(("accountId" = "$request.path.accountId")))),
+                ("Deposit" = (operation_id = "deposit", parameters(("accountId" = "$request.path.accountId")))),
+                ("Withdraw" = (operation_id = "withdraw", parameters(("accountId" = "$request.path.accountId")))),
+                ("QueryStylePut" = (operation_id = "queryStylePut", parameters(("accountId" = "$request.path.accountId")))),
+                ("TransferIn" = (operation_id = "transfer", parameters(("targetAccount" = "$request.path.accountId")))),
+                ("Events" = (operation_id = "events", parameters(("accountId" = "$request.path.accountId")))),
+                ("Close" = (operation_id = "close", parameters(("accountId" = "$request.path.accountId")))),
+            )),
         (status = 400, description = "Malformed or missing id.", body = ErrorSchema),
         (status = 409, description = "The account already exists (another owner, or closed).", body = ErrorSchema),
     )
