@@ -44,3 +44,7 @@ integration:
 # Schemathesis against a live debug instance (memory store) and /openapi.json: fixed seed, bounded examples.
 fuzz-api:
     .ci/fuzz-api.sh
+
+# libFuzzer on the request parsing (optional; needs `rustup toolchain install nightly` and `cargo install cargo-fuzz`).
+fuzz-request SECONDS="60":
+    cargo +nightly fuzz run --sanitizer none request -- -max_total_time={{SECONDS}}
