@@ -1,0 +1,369 @@
+//! The real topology on loopback: two `accounts` release binaries on one
+//! database and Envoy in front. Every process started here is a guard that
+//! kills it when dropped, so a failing (panicking) test stops everything too;
+//! the children also get SIGKILL if the test process itself dies.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the harness is given by `just e2e` (see the justfile).
+pub struct Setup {
+    pub binary: PathBuf,
+    pub envoy: PathBuf,
+    pub database_url: String,
+}
+
+pub const ENV_BINARY: &str = "ACCOUNTS_E2E_BINARY";
+pub const ENV_ENVOY: &str = "ACCOUNTS_E2E_ENVOY";
+pub const ENV_DATABASE_URL: &str = "ACCOUNTS_E2E_DATABASE_URL";
+
+impl Setup {
+    /// Fails the test (never passes it silently) when run without `just e2e`.
+    pub fn from_env() -> Setup {
+        let get = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run the end-to-end tests with `just e2e`")
+            })
+        };
+        Setup {
+            binary: PathBuf::from(get(ENV_BINARY)),
+            envoy: PathBuf::from(get(ENV_ENVOY)),
+            database_url: get(ENV_DATABASE_URL),
+        }
+    }
+}
+
+/// Drain delay given to the instances: well above Envoy's health-check
+/// interval (0.2 s, one failed check marks a 503 unhealthy), so no request is
+/// routed to an instance after it stops accepting.
+pub const DRAIN_DELAY_MS: u64 = 2000;
+
+const ENVOY_TEMPLATE: &str = include_str!("envoy.yaml");
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A child process that is killed (SIGKILL) and reaped when dropped.
+struct Guard {
+    child: Option<Child>,
+}
+
+impl Guard {
+    fn spawn(command: &mut Command, log: &Path) -> Guard {
+        let out = File::create(log).expect("create a log file");
+        let err = out.try_clone().expect("clone a file handle");
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the
+        // parent; it makes the child die with the test process even when that
+        // is killed without running destructors.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        Guard { child: Some(child) }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal_terminate(&self) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits (blocking, bounded) for the process to exit by itself.
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for a child") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("process {} did not exit within {within:?}", child.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Free loopback ports, all distinct (held open together while picking).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("local address").port())
+        .collect()
+}
+
+pub struct Instance {
+    pub port: u16,
+    process: Option<Guard>,
+    /// Each (re)start logs to its own file: instance-a.0.log, instance-a.1.log…
+    starts: u32,
+    name: &'static str,
+}
+
+impl Instance {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+pub struct Cluster {
+    setup: Setup,
+    pub instances: Vec<Instance>,
+    envoy: Option<Guard>,
+    envoy_port: u16,
+    admin_port: u16,
+    pub dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts two instances, waits until each answers `/ready`, then Envoy,
+    /// and waits until Envoy sees both healthy.
+    pub async fn start(name: &str) -> Cluster {
+        let setup = Setup::from_env();
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("e2e")
+            .join(format!("{name}-{stamp}"));
+        std::fs::create_dir_all(&dir).expect("create the log directory");
+        eprintln!("[{name}] logs in {}", dir.display());
+        let ports = free_ports(4);
+        let instances = ["instance-a", "instance-b"]
+            .iter()
+            .zip(&ports[..2])
+            .map(|(name, port)| Instance {
+                port: *port,
+                process: None,
+                starts: 0,
+                name,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            setup,
+            instances,
+            envoy: None,
+            envoy_port: ports[2],
+            admin_port: ports[3],
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("build an HTTP client"),
+        };
+        for index in 0..cluster.instances.len() {
+            cluster.start_instance(index).await;
+        }
+        cluster.start_envoy();
+        for index in 0..cluster.instances.len() {
+            cluster.wait_envoy_health(index, true).await;
+        }
+        cluster
+    }
+
+    /// Envoy's listener: where the tests send their requests.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.envoy_port)
+    }
+
+    fn start_envoy(&mut self) {
+        let config = ENVOY_TEMPLATE
+            .replace("${ADMIN_PORT}", &self.admin_port.to_string())
+            .replace("${LISTEN_PORT}", &self.envoy_port.to_string())
+            .replace("${UPSTREAM_A_PORT}", &self.instances[0].port.to_string())
+            .replace("${UPSTREAM_B_PORT}", &self.instances[1].port.to_string());
+        let path = self.dir.join("envoy.yaml");
+        std::fs::write(&path, config).expect("write the Envoy config");
+        let mut command = Command::new(&self.setup.envoy);
+        command
+            .arg("-c")
+            .arg(&path)
+            // Several Envoys (other test runs) may share this machine.
+            .arg("--disable-hot-restart")
+            .args(["--log-level", "warn", "--concurrency", "2"]);
+        self.envoy = Some(Guard::spawn(&mut command, &self.dir.join("envoy.log")));
+    }
+
+    /// Starts (or restarts, on the same port) instance `index` and waits
+    /// until it answers `/ready` directly.
+    pub async fn start_instance(&mut self, index: usize) {
+        let instance = &mut self.instances[index];
+        assert!(instance.process.is_none(), "{} is running", instance.name);
+        let log = self
+            .dir
+            .join(format!("{}.{}.log", instance.name, instance.starts));
+        instance.starts += 1;
+        let mut command = Command::new(&self.setup.binary);
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", instance.port))
+            .arg("--database-url")
+            .arg(&self.setup.database_url)
+            .arg("--drain-delay-ms")
+            .arg(DRAIN_DELAY_MS.to_string())
+            .env("RUST_LOG", "info");
+        instance.process = Some(Guard::spawn(&mut command, &log));
+        let url = format!("{}/ready", instance.url());
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(response) = self.http.get(&url).send().await
+                && response.status() == reqwest::StatusCode::OK
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not become ready within {STARTUP_TIMEOUT:?}; see {}",
+                instance.name,
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// kill -9.
+    pub fn kill_instance(&mut self, index: usize) {
+        let instance = &mut self.instances[index];
+        let mut process = instance.process.take().expect("running");
+        eprintln!("kill -9 {} (pid {})", instance.name, process.pid());
+        process.kill();
+    }
+
+    /// SIGTERM; checks that the instance's `/ready` answers 503 at once
+    /// (it keeps serving during the drain delay), then waits until the
+    /// process has exited by itself.
+    pub async fn terminate_instance(&mut self, index: usize) -> ExitStatus {
+        let instance = &mut self.instances[index];
+        let mut process = instance.process.take().expect("running");
+        eprintln!("kill -TERM {} (pid {})", instance.name, process.pid());
+        process.signal_terminate();
+        let signalled = Instant::now();
+        let ready = format!("{}/ready", instance.url());
+        loop {
+            let status = self.http.get(&ready).send().await.map(|r| r.status());
+            if let Ok(reqwest::StatusCode::SERVICE_UNAVAILABLE) = status {
+                break;
+            }
+            assert!(
+                signalled.elapsed() < Duration::from_millis(500),
+                "/ready of {} still answers {status:?} after SIGTERM",
+                instance.name
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let within = Duration::from_millis(DRAIN_DELAY_MS) + Duration::from_secs(15);
+        let status = tokio::task::spawn_blocking(move || process.wait_exit(within))
+            .await
+            .expect("the waiting thread does not panic");
+        eprintln!(
+            "{} exited {:.2} s after SIGTERM: {status}",
+            instance.name,
+            signalled.elapsed().as_secs_f64()
+        );
+        status
+    }
+
+    /// Waits until Envoy's active health check reports instance `index`
+    /// healthy (or unhealthy).
+    pub async fn wait_envoy_health(&self, index: usize, healthy: bool) {
+        let host = format!("127.0.0.1:{}", self.instances[index].port);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if self.envoy_health(&host).await == Some(healthy) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not see {host} {} within {STARTUP_TIMEOUT:?}; see {}",
+                if healthy { "healthy" } else { "unhealthy" },
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// From the admin `/clusters` page: `accounts::HOST::health_flags::healthy`
+    /// when every check passes, else the failing flags.
+    async fn envoy_health(&self, host: &str) -> Option<bool> {
+        let url = format!("http://127.0.0.1:{}/clusters", self.admin_port);
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        let prefix = format!("accounts::{host}::health_flags::");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|flags| flags.trim() == "healthy")
+    }
+
+    /// Requests instance `index` has answered on the API routes since it
+    /// (re)started, from its own `/metrics` (health checks excluded).
+    pub async fn api_requests_served(&self, index: usize) -> u64 {
+        let url = format!("{}/metrics", self.instances[index].url());
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("instance answers /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|line| {
+                line.starts_with("accounts_http_requests_total{") && line.contains("route=\"/api/")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut envoy) = self.envoy.take() {
+            envoy.kill();
+        }
+        for instance in &mut self.instances {
+            if let Some(mut process) = instance.process.take() {
+                process.kill();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("test failed; process logs in {}", self.dir.display());
+        }
+    }
+}

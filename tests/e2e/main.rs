@@ -1,0 +1,469 @@
+//! End to end (tier 3): two release binaries on one database behind a real
+//! Envoy, driven black-box through Envoy with reqwest. `just e2e` builds the
+//! binary, installs Envoy, makes a fresh PostgreSQL database and runs these
+//! with the ACCOUNTS_E2E_* variables set; without them they are ignored.
+
+mod client;
+mod cluster;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::Barrier;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use client::{Answer, Api, Outcome, Random, Transfer, check_transfers};
+use cluster::Cluster;
+
+/// Every test is bounded: past this its cluster is dropped (all processes
+/// killed) and the test fails.
+const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+
+async fn bounded<F: Future<Output = ()>>(test: F) {
+    if tokio::time::timeout(TEST_TIMEOUT, test).await.is_err() {
+        panic!("the test did not finish within {TEST_TIMEOUT:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
+async fn create_and_query_an_account() {
+    bounded(async {
+        let cluster = Cluster::start("create-and-query").await;
+        let api = Api::new(cluster.url());
+        let mut random = Random::new(1);
+        let (account, owner) = (random.uuid(), random.uuid());
+
+        let http = reqwest::Client::new();
+        let opened = http
+            .post(format!(
+                "{}/api/account/{account}?owner={owner}",
+                cluster.url()
+            ))
+            .send()
+            .await
+            .expect("open answered");
+        assert_eq!(opened.status(), StatusCode::CREATED);
+        assert_eq!(
+            opened.headers()[reqwest::header::LOCATION],
+            format!("/api/account/{account}").as_str()
+        );
+        assert_eq!(opened.text().await.expect("body"), "");
+
+        let expected =
+            format!(r#"{{"accountId":"{account}","ownerId":"{owner}","balance":0,"open":true}}"#);
+        // Round robin: consecutive reads land on both instances, which share
+        // the database, so every one sees the account.
+        for _ in 0..4 {
+            assert_eq!(
+                state_of(&api, account).await,
+                (StatusCode::OK, expected.clone())
+            );
+        }
+        let deposit = api.deposit(account, 42, random.uuid()).await;
+        assert_eq!(
+            deposit.status(),
+            Some(StatusCode::NO_CONTENT),
+            "{deposit:?}"
+        );
+        let expected =
+            format!(r#"{{"accountId":"{account}","ownerId":"{owner}","balance":42,"open":true}}"#);
+        for _ in 0..4 {
+            assert_eq!(
+                state_of(&api, account).await,
+                (StatusCode::OK, expected.clone())
+            );
+        }
+        // Each instance, asked directly, tells the same.
+        for instance in &cluster.instances {
+            assert_eq!(
+                state_of(&Api::new(instance.url()), account).await,
+                (StatusCode::OK, expected.clone())
+            );
+        }
+        for index in 0..2 {
+            assert!(
+                cluster.api_requests_served(index).await > 0,
+                "Envoy sent nothing to instance {index}"
+            );
+        }
+    })
+    .await;
+}
+
+async fn state_of(api: &Api, account: Uuid) -> (StatusCode, String) {
+    match api.state(account).await {
+        Answer::Status(status, body) => (status, body),
+        Answer::NoAnswer(error) => panic!("GET state: {error}"),
+    }
+}
+
+/// The old service's consistency scenario, full size: 8 clients × 1000
+/// rounds; in each round all 8 deposit 1 with the same transactionId (a
+/// barrier makes them concurrent), re-sending on 409 until 204.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
+async fn eight_clients_deposit_each_round_once() {
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 1000;
+    bounded(async {
+        let cluster = Cluster::start("consistency").await;
+        let api = Api::new(cluster.url());
+        let mut random = Random::new(2);
+        let account = random.uuid();
+        let owner = random.uuid();
+        assert_eq!(
+            api.open(account, owner).await.status(),
+            Some(StatusCode::CREATED)
+        );
+        let transactions: Arc<Vec<Uuid>> = Arc::new((0..ROUNDS).map(|_| random.uuid()).collect());
+        let barrier = Arc::new(Barrier::new(CLIENTS));
+        let conflicts = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let clients: Vec<JoinHandle<()>> = (0..CLIENTS)
+            .map(|client| {
+                let (api, transactions, barrier, conflicts) = (
+                    api.clone(),
+                    transactions.clone(),
+                    barrier.clone(),
+                    conflicts.clone(),
+                );
+                tokio::spawn(async move {
+                    for transaction in transactions.iter() {
+                        barrier.wait().await;
+                        loop {
+                            match api.deposit(account, 1, *transaction).await {
+                                Answer::Status(StatusCode::NO_CONTENT, _) => break,
+                                Answer::Status(StatusCode::CONFLICT, _) => {
+                                    conflicts.fetch_add(1, Ordering::Relaxed);
+                                    let pause = 1 + client as u64;
+                                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                                }
+                                other => panic!("client {client}: {other:?}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.expect("a client panicked");
+        }
+        let elapsed = started.elapsed();
+        eprintln!(
+            "consistency: {CLIENTS} clients × {ROUNDS} rounds = {} deposits in {:.2} s \
+             ({:.0} requests/s), {} answered 409 and re-sent",
+            CLIENTS * ROUNDS,
+            elapsed.as_secs_f64(),
+            (CLIENTS * ROUNDS) as f64 / elapsed.as_secs_f64(),
+            conflicts.load(Ordering::Relaxed)
+        );
+        assert_eq!(api.balance(account).await, ROUNDS as i64);
+        let events = api.events(account).await;
+        assert_eq!(
+            events.len(),
+            ROUNDS + 1,
+            "the opening and one deposit per round"
+        );
+        for (index, event) in events.iter().enumerate().skip(1) {
+            assert_eq!(event["sequenceNumber"], index as u64 + 1);
+            assert_eq!(event["type"], "MoneyDeposited");
+            assert_eq!(event["amountDeposited"], 1);
+            assert_eq!(event["balance"], index as u64);
+            assert_eq!(
+                event["transactionId"],
+                Value::String(transactions[index - 1].to_string()),
+                "deposits in round order, one per transactionId"
+            );
+        }
+    })
+    .await;
+}
+
+/// What a transfer client does when an answer is not definitive.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Faults {
+    /// No instance fails: only 409 and the client's own timeouts are re-sent;
+    /// anything else is a failure.
+    None,
+    /// Instances die: 5xx and lost connections are re-sent as well.
+    Tolerated,
+}
+
+struct TransferLoad {
+    api: Api,
+    accounts: Arc<Vec<Uuid>>,
+    stop: Arc<AtomicBool>,
+    resends: Arc<AtomicU64>,
+}
+
+impl TransferLoad {
+    /// One client: random transfers among `accounts` until `count` are done
+    /// or `stop` is set. A third are re-sent after their 204 (must answer
+    /// 204 again), a third first sent with a client timeout of a few
+    /// milliseconds (the response is lost; the request may or may not have
+    /// been applied) and then re-sent until definitive.
+    async fn client(self, seed: u64, count: usize, faults: Faults) -> Vec<(Transfer, Outcome)> {
+        let mut random = Random::new(seed);
+        let mut results = Vec::new();
+        while results.len() < count && !self.stop.load(Ordering::Relaxed) {
+            let source = self.accounts[random.below(self.accounts.len() as u64) as usize];
+            let target = loop {
+                let target = self.accounts[random.below(self.accounts.len() as u64) as usize];
+                if target != source {
+                    break target;
+                }
+            };
+            let transfer = Transfer {
+                source,
+                target,
+                amount: 1 + random.below(500) as i64,
+                transaction: random.uuid(),
+            };
+            let mode = random.below(3);
+            if mode == 2 {
+                let timeout = Duration::from_millis(1 + random.below(20));
+                let _lost = self.api.transfer(&transfer, Some(timeout)).await;
+                self.resends.fetch_add(1, Ordering::Relaxed);
+            }
+            let outcome = self.until_definitive(&transfer, faults).await;
+            if mode == 1 && outcome == Outcome::Applied {
+                self.resends.fetch_add(1, Ordering::Relaxed);
+                let again = self.until_definitive(&transfer, faults).await;
+                assert_eq!(again, Outcome::Applied, "re-send of {transfer:?}");
+            }
+            results.push((transfer, outcome));
+        }
+        results
+    }
+
+    async fn until_definitive(&self, transfer: &Transfer, faults: Faults) -> Outcome {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.api.transfer(transfer, None).await;
+            match &answer {
+                Answer::Status(StatusCode::NO_CONTENT, _) => return Outcome::Applied,
+                Answer::Status(StatusCode::BAD_REQUEST, body) if body.contains("insufficient") => {
+                    return Outcome::Refused;
+                }
+                Answer::Status(StatusCode::CONFLICT, _) => {}
+                Answer::Status(status, _)
+                    if status.is_server_error() && faults == Faults::Tolerated => {}
+                Answer::NoAnswer(_) if faults == Faults::Tolerated => {}
+                other => panic!("{transfer:?}: {other:?}"),
+            }
+            self.resends.fetch_add(1, Ordering::Relaxed);
+            assert!(
+                Instant::now() < deadline,
+                "{transfer:?}: no definitive answer within 30 s, last {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+const TRANSFER_ACCOUNTS: usize = 5;
+const TRANSFER_CLIENTS: usize = 6;
+const INITIAL_BALANCE: i64 = 100_000;
+
+/// Opens and funds the accounts, starts the clients; returns their handles.
+async fn start_transfers(
+    api: &Api,
+    seed: u64,
+    per_client: usize,
+    faults: Faults,
+    stop: Arc<AtomicBool>,
+    resends: Arc<AtomicU64>,
+) -> (Arc<Vec<Uuid>>, Vec<JoinHandle<Vec<(Transfer, Outcome)>>>) {
+    let mut random = Random::new(seed);
+    let accounts: Arc<Vec<Uuid>> =
+        Arc::new((0..TRANSFER_ACCOUNTS).map(|_| random.uuid()).collect());
+    for account in accounts.iter() {
+        api.open_funded(&mut random, *account, INITIAL_BALANCE)
+            .await;
+    }
+    let clients = (0..TRANSFER_CLIENTS as u64)
+        .map(|client| {
+            let load = TransferLoad {
+                api: api.clone(),
+                accounts: accounts.clone(),
+                stop: stop.clone(),
+                resends: resends.clone(),
+            };
+            tokio::spawn(load.client(seed * 1000 + client, per_client, faults))
+        })
+        .collect();
+    (accounts, clients)
+}
+
+async fn join_all<T>(handles: Vec<JoinHandle<Vec<T>>>) -> Vec<T> {
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.expect("a client panicked"));
+    }
+    all
+}
+
+fn applied(results: &[(Transfer, Outcome)]) -> usize {
+    results
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Applied)
+        .count()
+}
+
+/// Concurrent random transfers among a few accounts, with responses lost on
+/// purpose and re-sent with the same transactionId.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
+async fn transfers_with_lost_responses_conserve_money() {
+    bounded(async {
+        let cluster = Cluster::start("transfers").await;
+        let api = Api::new(cluster.url());
+        let stop = Arc::new(AtomicBool::new(false));
+        let resends = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let (accounts, clients) =
+            start_transfers(&api, 3, 200, Faults::None, stop, resends.clone()).await;
+        let results = join_all(clients).await;
+        eprintln!(
+            "transfers: {} sent ({} applied), {} re-sends, in {:.2} s",
+            results.len(),
+            applied(&results),
+            resends.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(results.len(), TRANSFER_CLIENTS * 200);
+        check_transfers(&api, &accounts, INITIAL_BALANCE, &results).await;
+    })
+    .await;
+}
+
+/// kill -9 one instance while transfers run; clients re-send with the same
+/// transactionId; the instance, restarted, gets traffic again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
+async fn kill_9_loses_and_duplicates_nothing() {
+    bounded(async {
+        let mut cluster = Cluster::start("kill-9").await;
+        let api = Api::new(cluster.url());
+        let stop = Arc::new(AtomicBool::new(false));
+        let resends = Arc::new(AtomicU64::new(0));
+        let (accounts, clients) = start_transfers(
+            &api,
+            4,
+            usize::MAX,
+            Faults::Tolerated,
+            stop.clone(),
+            resends.clone(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        cluster.kill_instance(0);
+        cluster.wait_envoy_health(0, false).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        cluster.start_instance(0).await;
+        cluster.wait_envoy_health(0, true).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let results = join_all(clients).await;
+        let rejoined = cluster.api_requests_served(0).await;
+        eprintln!(
+            "kill -9: {} transfers ({} applied), {} re-sends; the restarted instance served {rejoined}",
+            results.len(),
+            applied(&results),
+            resends.load(Ordering::Relaxed)
+        );
+        assert!(rejoined > 0, "Envoy routes to the restarted instance again");
+        check_transfers(&api, &accounts, INITIAL_BALANCE, &results).await;
+    })
+    .await;
+}
+
+/// A rolling restart under load: SIGTERM one instance, wait for its exit,
+/// start it again, wait until Envoy sees it healthy, then the next. Clients
+/// never re-send, and not one request may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
+async fn rolling_restart_fails_no_request() {
+    const CLIENTS: usize = 6;
+    bounded(async {
+        let mut cluster = Cluster::start("rolling-restart").await;
+        let api = Api::new(cluster.url());
+        let mut random = Random::new(5);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for client in 0..CLIENTS as u64 {
+            let account = random.uuid();
+            api.open_funded(&mut random, account, 0).await;
+            let (api, stop) = (api.clone(), stop.clone());
+            clients.push(tokio::spawn(async move {
+                deposit_without_retries(api, account, 100 + client, stop).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        for index in 0..cluster.instances.len() {
+            let status = cluster.terminate_instance(index).await;
+            assert!(status.success(), "instance {index} exited with {status}");
+            cluster.start_instance(index).await;
+            cluster.wait_envoy_health(index, true).await;
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut requests = 0;
+        let mut failures = Vec::new();
+        let mut balances = Vec::new();
+        for client in clients {
+            let (account, deposited, sent, failed) = client.await.expect("a client panicked");
+            requests += sent;
+            balances.push((account, deposited));
+            failures.extend(failed);
+        }
+        eprintln!(
+            "rolling restart: {requests} requests without retries, {} failed",
+            failures.len()
+        );
+        assert!(failures.is_empty(), "failed requests: {failures:#?}");
+        for (account, deposited) in balances {
+            assert_eq!(
+                api.balance(account).await,
+                deposited,
+                "balance of {account}"
+            );
+        }
+        for index in 0..cluster.instances.len() {
+            assert!(
+                cluster.api_requests_served(index).await > 0,
+                "Envoy routes to restarted instance {index}"
+            );
+        }
+    })
+    .await;
+}
+
+/// Deposits of 1 and reads on its own account until `stop`, never
+/// re-sending. Returns (account, sum acknowledged, requests, failures).
+async fn deposit_without_retries(
+    api: Api,
+    account: Uuid,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) -> (Uuid, i64, u64, Vec<String>) {
+    let mut random = Random::new(seed);
+    let (mut deposited, mut sent, mut failures) = (0, 0, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        sent += 2;
+        match api.deposit(account, 1, random.uuid()).await {
+            Answer::Status(StatusCode::NO_CONTENT, _) => deposited += 1,
+            other => failures.push(format!("deposit: {other:?}")),
+        }
+        match api.state(account).await {
+            Answer::Status(StatusCode::OK, _) => {}
+            other => failures.push(format!("state: {other:?}")),
+        }
+    }
+    (account, deposited, sent, failures)
+}
