@@ -1,0 +1,256 @@
+//! The Grafana dashboards of deploy/ parse, use the provisioned datasource,
+//! and query only metrics that exist: the service's own (its /metrics text)
+//! and Envoy's (deploy/grafana/envoy-metrics.txt, from a real Envoy's scrape).
+//! A renamed metric breaks this test, not a dashboard nobody looks at.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use accounts::metrics::Metrics;
+use serde_json::Value;
+
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+const DATASOURCE_UID: &str = "prometheus";
+/// Series Prometheus makes itself for every target.
+const PROMETHEUS_BUILTIN: &[&str] = &["up"];
+
+fn dashboards() -> Vec<(PathBuf, Value)> {
+    let dir = Path::new(DEPLOY).join("grafana/dashboards");
+    let mut found: Vec<(PathBuf, Value)> = std::fs::read_dir(&dir)
+        .expect("deploy/grafana/dashboards exists")
+        .map(|entry| entry.expect("readable directory").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("readable dashboard");
+            let json = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+            (path, json)
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(found.len() >= 2, "the service and the Envoy dashboards");
+    found
+}
+
+/// Every metric family the service can export, as its /metrics text names
+/// them. Label-vector families appear only once they have a child, so each
+/// gets one here.
+fn service_metrics() -> BTreeSet<String> {
+    let metrics = Metrics::new();
+    metrics
+        .http_requests
+        .with_label_values(&["/ping", "GET", "200"])
+        .inc();
+    metrics
+        .http_request_duration
+        .with_label_values(&["/ping", "GET"])
+        .observe(0.001);
+    metrics.pool_connections.with_label_values(&["idle"]).set(1);
+    metrics
+        .engine
+        .commands
+        .with_label_values(&["deposit", "applied"])
+        .inc();
+    let mut names = BTreeSet::new();
+    for line in metrics.encode().lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        } else {
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
+
+fn envoy_metrics() -> BTreeSet<String> {
+    let path = Path::new(DEPLOY).join("grafana/envoy-metrics.txt");
+    std::fs::read_to_string(path)
+        .expect("deploy/grafana/envoy-metrics.txt exists")
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Keywords, and the aggregation operators (which may be followed by a
+/// grouping clause rather than `(`).
+const KEYWORDS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+];
+const GROUPING: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// The metric names a PromQL expression reads: identifiers that are not
+/// functions (followed by `(`), keywords or aggregations, label names (inside `{…}` or a
+/// grouping clause), strings, numbers, durations or Grafana `$variables`.
+fn metric_names(expression: &str) -> Vec<String> {
+    let characters: Vec<char> = expression.chars().collect();
+    let mut names = Vec::new();
+    let mut index = 0;
+    let mut skip_group = false;
+    while index < characters.len() {
+        let character = characters[index];
+        match character {
+            '"' | '\'' | '`' => {
+                index += 1;
+                while index < characters.len() && characters[index] != character {
+                    index += if characters[index] == '\\' { 2 } else { 1 };
+                }
+                index += 1;
+            }
+            '{' | '[' => {
+                let close = if character == '{' { '}' } else { ']' };
+                while index < characters.len() && characters[index] != close {
+                    index += 1;
+                }
+                index += 1;
+            }
+            '(' if skip_group => {
+                while index < characters.len() && characters[index] != ')' {
+                    index += 1;
+                }
+                skip_group = false;
+                index += 1;
+            }
+            '$' | '0'..='9' | '.' => {
+                index += 1;
+                while index < characters.len()
+                    && (characters[index].is_ascii_alphanumeric() || characters[index] == '_')
+                {
+                    index += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+                let start = index;
+                while index < characters.len()
+                    && (characters[index].is_ascii_alphanumeric()
+                        || characters[index] == '_'
+                        || characters[index] == ':')
+                {
+                    index += 1;
+                }
+                let word: String = characters[start..index].iter().collect();
+                let next = characters[index..].iter().find(|c| !c.is_whitespace());
+                if GROUPING.contains(&word.as_str()) {
+                    skip_group = true;
+                } else if !KEYWORDS.contains(&word.as_str()) && next != Some(&'(') {
+                    names.push(word);
+                }
+            }
+            _ => index += 1,
+        }
+    }
+    names
+}
+
+#[test]
+fn the_expression_scanner_finds_metrics_only() {
+    assert_eq!(
+        metric_names(
+            r#"histogram_quantile(0.99, sum by (le, route) (rate(accounts_http_request_duration_seconds_bucket{route=~"/api.*", status!="5xx"}[$__rate_interval])))"#
+        ),
+        ["accounts_http_request_duration_seconds_bucket"]
+    );
+    assert_eq!(
+        metric_names("sum(rate(a_total[5m])) / on (instance) group_left b_total offset 1m"),
+        ["a_total", "b_total"]
+    );
+}
+
+#[test]
+fn dashboards_use_the_provisioned_datasource_and_existing_metrics() {
+    let datasources = std::fs::read_to_string(
+        Path::new(DEPLOY).join("grafana/provisioning/datasources/prometheus.yml"),
+    )
+    .expect("the datasource is provisioned");
+    assert!(
+        datasources
+            .lines()
+            .any(|line| line.trim() == format!("uid: {DATASOURCE_UID}")),
+        "the provisioned datasource has uid {DATASOURCE_UID}"
+    );
+    let known: BTreeSet<String> = service_metrics()
+        .into_iter()
+        .chain(envoy_metrics())
+        .chain(PROMETHEUS_BUILTIN.iter().map(|s| s.to_string()))
+        .collect();
+    let mut used = BTreeSet::new();
+    for (path, dashboard) in dashboards() {
+        let name = path.display();
+        assert!(dashboard["uid"].is_string(), "{name}: a uid");
+        assert!(dashboard["title"].is_string(), "{name}: a title");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty(), "{name}: panels");
+        let mut ids = BTreeSet::new();
+        for panel in panels {
+            let title = panel["title"].as_str().expect("every panel has a title");
+            assert!(ids.insert(panel["id"].as_u64()), "{name}: panel ids unique");
+            assert_eq!(
+                panel["datasource"]["uid"], DATASOURCE_UID,
+                "{name}: {title}: datasource"
+            );
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{name}: {title}: queries");
+            for target in targets {
+                let expression = target["expr"].as_str().expect("a PromQL expr");
+                let metrics = metric_names(expression);
+                assert!(!metrics.is_empty(), "{name}: {title}: {expression}");
+                for metric in metrics {
+                    assert!(
+                        known.contains(&metric),
+                        "{name}: panel {title:?} queries {metric}, which neither the service nor Envoy exports"
+                    );
+                    used.insert(metric);
+                }
+            }
+        }
+    }
+    // What the issue asks the dashboards to show.
+    for required in [
+        "accounts_http_requests_total",
+        "accounts_http_request_duration_seconds_bucket",
+        "accounts_conflicts_total",
+        "accounts_retries_total",
+        "accounts_events_appended_total",
+        "accounts_db_pool_connections",
+        "envoy_cluster_membership_healthy",
+        "envoy_cluster_upstream_rq_retry",
+        "envoy_http_downstream_rq_xx",
+    ] {
+        assert!(used.contains(required), "no panel shows {required}");
+    }
+}
