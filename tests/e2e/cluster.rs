@@ -292,10 +292,16 @@ impl Cluster {
         let status = tokio::task::spawn_blocking(move || process.wait_exit(within))
             .await
             .expect("the waiting thread does not panic");
+        let elapsed = signalled.elapsed();
         eprintln!(
             "{} exited {:.2} s after SIGTERM: {status}",
             instance.name,
-            signalled.elapsed().as_secs_f64()
+            elapsed.as_secs_f64()
+        );
+        assert!(
+            elapsed >= Duration::from_millis(DRAIN_DELAY_MS),
+            "{} stopped before its drain delay",
+            instance.name
         );
         status
     }
@@ -328,6 +334,24 @@ impl Cluster {
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
             .map(|flags| flags.trim() == "healthy")
+    }
+
+    /// A counter from Envoy's admin `/stats` (e.g. `cluster.accounts.upstream_rq_retry`).
+    pub async fn envoy_counter(&self, name: &str) -> u64 {
+        let url = format!("http://127.0.0.1:{}/stats", self.admin_port);
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("Envoy answers /stats")
+            .text()
+            .await
+            .expect("stats body");
+        let prefix = format!("{name}: ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("Envoy has no counter {name}"))
     }
 
     /// Requests instance `index` has answered on the API routes since it
@@ -364,6 +388,8 @@ impl Drop for Cluster {
         }
         if std::thread::panicking() {
             eprintln!("test failed; process logs in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
