@@ -72,7 +72,7 @@ full:
     just e2e
     just sim
 
-# Check the deploy kit without Docker: Envoy configs, Prometheus config, dashboards against the metrics that exist.
+# Check the deploy kit without Docker: Envoy and Prometheus configs, Dockerfile lint, compose schema, dashboards against existing metrics.
 check-deploy:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -86,11 +86,11 @@ check-deploy:
         tests/e2e/envoy.yaml > "$rendered"
     envoy --mode validate --disable-hot-restart --log-level error -c "$rendered"
     promtool check config deploy/prometheus/prometheus.yml
+    hadolint deploy/Dockerfile && echo "deploy/Dockerfile: hadolint OK"
+    check-jsonschema --builtin-schema vendor.compose-spec deploy/docker-compose.yml
     cargo test --test deploy
     if docker compose version >/dev/null 2>&1; then
-        docker compose -f deploy/docker-compose.yml config --quiet && echo "deploy/docker-compose.yml: OK"
-    else
-        echo "docker compose is not installed: deploy/docker-compose.yml not validated"
+        docker compose -f deploy/docker-compose.yml config --quiet && echo "deploy/docker-compose.yml: docker compose config OK"
     fi
 
 # Build the image (needs a Docker engine).

