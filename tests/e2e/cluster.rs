@@ -282,7 +282,7 @@ impl Cluster {
                 break;
             }
             assert!(
-                signalled.elapsed() < Duration::from_millis(500),
+                signalled.elapsed() < Duration::from_secs(1),
                 "/ready of {} still answers {status:?} after SIGTERM",
                 instance.name
             );
@@ -357,6 +357,25 @@ impl Cluster {
     /// Requests instance `index` has answered on the API routes since it
     /// (re)started, from its own `/metrics` (health checks excluded).
     pub async fn api_requests_served(&self, index: usize) -> u64 {
+        self.instance_metric(index, |line| {
+            line.starts_with("accounts_http_requests_total{") && line.contains("route=\"/api/")
+        })
+        .await
+    }
+
+    /// A counter summed over both instances, e.g. `accounts_conflicts_total`.
+    pub async fn counter_total(&self, name: &str) -> u64 {
+        let mut total = 0;
+        for index in 0..self.instances.len() {
+            total += self
+                .instance_metric(index, |line| line.split(' ').next() == Some(name))
+                .await;
+        }
+        total
+    }
+
+    /// The sum of the samples of instance `index` whose lines `select` picks.
+    async fn instance_metric(&self, index: usize, select: impl Fn(&str) -> bool) -> u64 {
         let url = format!("{}/metrics", self.instances[index].url());
         let text = self
             .http
@@ -368,9 +387,7 @@ impl Cluster {
             .await
             .expect("metrics body");
         text.lines()
-            .filter(|line| {
-                line.starts_with("accounts_http_requests_total{") && line.contains("route=\"/api/")
-            })
+            .filter(|line| select(line))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }

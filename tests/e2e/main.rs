@@ -156,11 +156,14 @@ async fn eight_clients_deposit_each_round_once() {
         let elapsed = started.elapsed();
         eprintln!(
             "consistency: {CLIENTS} clients × {ROUNDS} rounds = {} deposits in {:.2} s \
-             ({:.0} requests/s), {} answered 409 and re-sent",
+             ({:.0} requests/s), {} answered 409 and re-sent; in the service: \
+             {} append conflicts, {} reload-and-retry rounds",
             CLIENTS * ROUNDS,
             elapsed.as_secs_f64(),
             (CLIENTS * ROUNDS) as f64 / elapsed.as_secs_f64(),
-            conflicts.load(Ordering::Relaxed)
+            conflicts.load(Ordering::Relaxed),
+            cluster.counter_total("accounts_conflicts_total").await,
+            cluster.counter_total("accounts_retries_total").await,
         );
         assert_eq!(api.balance(account).await, ROUNDS as i64);
         let events = api.events(account).await;
