@@ -217,50 +217,7 @@ pub async fn check_transfers(
     let mut total = 0;
     for account in accounts {
         let events = api.events(*account).await;
-        let mut transactions = HashSet::new();
-        for (index, event) in events.iter().enumerate() {
-            assert_eq!(
-                event["sequenceNumber"].as_u64(),
-                Some(index as u64 + 1),
-                "gap-free sequence on {account}: {event}"
-            );
-            let transaction: Uuid = event["transactionId"]
-                .as_str()
-                .and_then(|t| t.parse().ok())
-                .expect("transactionId is a uuid");
-            assert!(
-                transactions.insert(transaction),
-                "transactionId {transaction} twice on {account}"
-            );
-            let (direction, counterpart) = match event["type"].as_str() {
-                Some("MoneyWithdrawn") => ("amountWithdrawn", &event["transferTo"]),
-                Some("MoneyDeposited") if event.get("transferFrom").is_some() => {
-                    ("amountDeposited", &event["transferFrom"])
-                }
-                // The opening and the funding deposit.
-                _ => continue,
-            };
-            let (transfer, outcome) = by_transaction
-                .get(&transaction)
-                .unwrap_or_else(|| panic!("unknown transfer in the stream of {account}: {event}"));
-            assert_eq!(
-                *outcome,
-                Outcome::Applied,
-                "a refused transfer was recorded: {event}"
-            );
-            assert_eq!(event[direction].as_i64(), Some(transfer.amount), "{event}");
-            let expected_counterpart = if direction == "amountWithdrawn" {
-                assert_eq!(transfer.source, *account, "{event}");
-                transfer.target
-            } else {
-                assert_eq!(transfer.target, *account, "{event}");
-                transfer.source
-            };
-            assert_eq!(
-                counterpart.as_str(),
-                Some(expected_counterpart.to_string().as_str()),
-                "{event}"
-            );
+        for transaction in check_stream(*account, &events, &by_transaction) {
             *seen.entry(transaction).or_default() += 1;
         }
         let balance = api.balance(*account).await;
@@ -279,4 +236,61 @@ pub async fn check_transfers(
         assert_eq!(sides, wanted, "events of {transfer:?} ({outcome:?})");
     }
     assert_eq!(total, initial * accounts.len() as i64, "money conserved");
+}
+
+/// Checks one account's stream: gap-free sequence numbers, each
+/// transactionId once, every transfer leg an acknowledged transfer with its
+/// amount and counterpart. Returns the transfers it has a leg of.
+fn check_stream(
+    account: Uuid,
+    events: &[Value],
+    by_transaction: &HashMap<Uuid, (&Transfer, Outcome)>,
+) -> Vec<Uuid> {
+    let mut transactions = HashSet::new();
+    let mut legs = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        assert_eq!(
+            event["sequenceNumber"].as_u64(),
+            Some(index as u64 + 1),
+            "gap-free sequence on {account}: {event}"
+        );
+        let transaction: Uuid = event["transactionId"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("transactionId is a uuid");
+        assert!(
+            transactions.insert(transaction),
+            "transactionId {transaction} twice on {account}"
+        );
+        let (amount_key, counterpart) = match event["type"].as_str() {
+            Some("MoneyWithdrawn") => ("amountWithdrawn", &event["transferTo"]),
+            Some("MoneyDeposited") if event.get("transferFrom").is_some() => {
+                ("amountDeposited", &event["transferFrom"])
+            }
+            // The opening and the funding deposit.
+            _ => continue,
+        };
+        let (transfer, outcome) = by_transaction
+            .get(&transaction)
+            .unwrap_or_else(|| panic!("unknown transfer in the stream of {account}: {event}"));
+        assert_eq!(
+            *outcome,
+            Outcome::Applied,
+            "a refused transfer was recorded: {event}"
+        );
+        assert_eq!(event[amount_key].as_i64(), Some(transfer.amount), "{event}");
+        let (this_side, other_side) = if amount_key == "amountWithdrawn" {
+            (transfer.source, transfer.target)
+        } else {
+            (transfer.target, transfer.source)
+        };
+        assert_eq!(this_side, account, "{event}");
+        assert_eq!(
+            counterpart.as_str(),
+            Some(other_side.to_string().as_str()),
+            "{event}"
+        );
+        legs.push(transaction);
+    }
+    legs
 }

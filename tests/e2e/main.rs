@@ -124,30 +124,16 @@ async fn eight_clients_deposit_each_round_once() {
         let barrier = Arc::new(Barrier::new(CLIENTS));
         let conflicts = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
-        let clients: Vec<JoinHandle<()>> = (0..CLIENTS)
+        let clients: Vec<JoinHandle<()>> = (0..CLIENTS as u64)
             .map(|client| {
-                let (api, transactions, barrier, conflicts) = (
+                tokio::spawn(deposit_each_round(
                     api.clone(),
+                    account,
                     transactions.clone(),
                     barrier.clone(),
                     conflicts.clone(),
-                );
-                tokio::spawn(async move {
-                    for transaction in transactions.iter() {
-                        barrier.wait().await;
-                        loop {
-                            match api.deposit(account, 1, *transaction).await {
-                                Answer::Status(StatusCode::NO_CONTENT, _) => break,
-                                Answer::Status(StatusCode::CONFLICT, _) => {
-                                    conflicts.fetch_add(1, Ordering::Relaxed);
-                                    let pause = 1 + client as u64;
-                                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                                }
-                                other => panic!("client {client}: {other:?}"),
-                            }
-                        }
-                    }
-                })
+                    client,
+                ))
             })
             .collect();
         for client in clients {
@@ -166,25 +152,56 @@ async fn eight_clients_deposit_each_round_once() {
             cluster.counter_total("accounts_retries_total").await,
         );
         assert_eq!(api.balance(account).await, ROUNDS as i64);
-        let events = api.events(account).await;
-        assert_eq!(
-            events.len(),
-            ROUNDS + 1,
-            "the opening and one deposit per round"
-        );
-        for (index, event) in events.iter().enumerate().skip(1) {
-            assert_eq!(event["sequenceNumber"], index as u64 + 1);
-            assert_eq!(event["type"], "MoneyDeposited");
-            assert_eq!(event["amountDeposited"], 1);
-            assert_eq!(event["balance"], index as u64);
-            assert_eq!(
-                event["transactionId"],
-                Value::String(transactions[index - 1].to_string()),
-                "deposits in round order, one per transactionId"
-            );
-        }
+        assert_one_deposit_per_round(&api.events(account).await, &transactions);
     })
     .await;
+}
+
+/// One client of the consistency scenario: each round, wait for the others,
+/// then deposit 1 with the round's transactionId until it answers 204.
+async fn deposit_each_round(
+    api: Api,
+    account: Uuid,
+    transactions: Arc<Vec<Uuid>>,
+    barrier: Arc<Barrier>,
+    conflicts: Arc<AtomicU64>,
+    client: u64,
+) {
+    for transaction in transactions.iter() {
+        barrier.wait().await;
+        loop {
+            match api.deposit(account, 1, *transaction).await {
+                Answer::Status(StatusCode::NO_CONTENT, _) => break,
+                Answer::Status(StatusCode::CONFLICT, _) => {
+                    conflicts.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(1 + client)).await;
+                }
+                other => panic!("client {client}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The opening, then exactly one deposit of 1 per round, in round order
+/// (the barrier orders rounds), gap-free.
+fn assert_one_deposit_per_round(events: &[Value], transactions: &[Uuid]) {
+    assert_eq!(
+        events.len(),
+        transactions.len() + 1,
+        "the opening and one deposit per round"
+    );
+    assert_eq!(events[0]["type"], "AccountOpened");
+    for (index, event) in events.iter().enumerate().skip(1) {
+        assert_eq!(event["sequenceNumber"], index as u64 + 1);
+        assert_eq!(event["type"], "MoneyDeposited");
+        assert_eq!(event["amountDeposited"], 1);
+        assert_eq!(event["balance"], index as u64);
+        assert_eq!(
+            event["transactionId"],
+            Value::String(transactions[index - 1].to_string()),
+            "deposits in round order, one per transactionId"
+        );
+    }
 }
 
 /// What a transfer client does when an answer is not definitive.
