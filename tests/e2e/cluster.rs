@@ -76,6 +76,11 @@ impl Guard {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The exit status, if the process has already exited by itself.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok()?
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -239,8 +244,9 @@ impl Cluster {
             .arg("--drain-delay-ms")
             .arg(DRAIN_DELAY_MS.to_string())
             .env("RUST_LOG", "info");
-        instance.process = Some(Guard::spawn(&mut command, &log));
         let url = format!("{}/ready", instance.url());
+        let name = instance.name;
+        let process = instance.process.insert(Guard::spawn(&mut command, &log));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Ok(response) = self.http.get(&url).send().await
@@ -248,10 +254,13 @@ impl Cluster {
             {
                 return;
             }
+            if let Some(status) = process.exited() {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("{name} exited at start-up ({status}):\n{output}");
+            }
             assert!(
                 Instant::now() < deadline,
-                "{} did not become ready within {STARTUP_TIMEOUT:?}; see {}",
-                instance.name,
+                "{name} did not become ready within {STARTUP_TIMEOUT:?}; see {}",
                 log.display()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
