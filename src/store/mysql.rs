@@ -2,15 +2,12 @@
 //! payloads JSON — on MariaDB an alias of LONGTEXT that sqlx reports as a
 //! blob, so every read casts it to text.
 
-use std::collections::HashMap;
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
-use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlRow};
-use sqlx::{QueryBuilder, Row};
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
 
-use super::sql::{self, EventRow, LoadRow};
+use super::sql;
 use super::{
     AppendError, Commit, EventStore, Loaded, OpenError, PoolStatus, RecordedEvent, StoreError,
     StoreOptions,
@@ -59,77 +56,18 @@ WHERE account_id = ? AND sequence_number >= ?
 ORDER BY sequence_number
 LIMIT ?";
 
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
+
 impl MysqlStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<MysqlStore, OpenError> {
-        let redacted = super::redact(url);
-        let connect = MySqlConnectOptions::from_str(url).map_err(|error| OpenError::Invalid {
-            url: redacted.clone(),
-            reason: error.to_string(),
-        })?;
-        let pool = sql::pool_options::<MySql>(options).connect_lazy_with(connect.clone());
-        let unreachable = |reason: String| OpenError::Unreachable {
-            url: redacted.clone(),
-            reason,
-        };
-        sql::first_connection::<sqlx::MySqlConnection>(&connect, options.connect_timeout)
-            .await
-            .map_err(unreachable)?;
-        sqlx::migrate!("./migrations/mysql")
-            .run(&pool)
-            .await
-            .map_err(|error| unreachable(format!("migrating the schema: {error}")))?;
+        let connect = sql::connect_options::<MySqlConnectOptions>(url)?;
+        let pool = sql::open_pool::<MySql>(url, connect, options, &MIGRATOR).await?;
         Ok(MysqlStore { pool })
     }
 
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
     }
-}
-
-fn load_row(row: &MySqlRow) -> Result<LoadRow, sqlx::Error> {
-    Ok(LoadRow {
-        kind: row.try_get("kind")?,
-        sequence_number: row.try_get("sequence_number")?,
-        transaction_id: row.try_get("transaction_id")?,
-        payload: row.try_get("payload")?,
-        recorded_at_ms: row.try_get("recorded_at_ms")?,
-    })
-}
-
-fn event_row(row: &MySqlRow) -> Result<EventRow, sqlx::Error> {
-    Ok(EventRow {
-        sequence_number: row.try_get("sequence_number")?,
-        transaction_id: row.try_get("transaction_id")?,
-        payload: row.try_get("payload")?,
-        recorded_at_ms: row.try_get("recorded_at_ms")?,
-    })
-}
-
-/// The gap check: each account's stream must end right before the commit's
-/// first event. This plain read is InnoDB's consistent read, taken at the
-/// transaction's first statement, so it sees every committed head; a
-/// concurrent writer of the same next number collides with us on the
-/// primary key (1062) instead, and a committed head never moves backwards.
-async fn check_heads(
-    transaction: &mut sqlx::Transaction<'static, MySql>,
-    expected: &[(String, i64)],
-) -> Result<(), AppendError> {
-    let mut heads = QueryBuilder::<MySql>::new(
-        "SELECT account_id, MAX(sequence_number) FROM events WHERE account_id IN (",
-    );
-    let mut separated = heads.separated(", ");
-    for (account, _) in expected {
-        separated.push_bind(account.as_str());
-    }
-    heads.push(") GROUP BY account_id");
-    let stored: HashMap<String, i64> = heads
-        .build_query_as::<(String, i64)>()
-        .fetch_all(&mut **transaction)
-        .await
-        .map_err(|error| sql::before_commit(error, is_conflict))?
-        .into_iter()
-        .collect();
-    sql::check_heads(expected, &stored)
 }
 
 #[async_trait]
@@ -140,20 +78,12 @@ impl EventStore for MysqlStore {
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError> {
         let account_text = account.to_string();
-        let rows = sqlx::query(LOAD)
+        let query = sqlx::query_as(LOAD)
             .bind(&account_text)
             .bind(&account_text)
             .bind(&account_text)
-            .bind(transaction.map(|id| id.to_string()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql::read_error)?;
-        let rows = rows
-            .iter()
-            .map(load_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql::read_error)?;
-        sql::assemble(account, rows)
+            .bind(transaction.map(|id| id.to_string()));
+        sql::load(&self.pool, account, query).await
     }
 
     async fn events(
@@ -162,16 +92,7 @@ impl EventStore for MysqlStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(EVENTS)
-            .bind(account.to_string())
-            .bind(i64::try_from(from).unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql::read_error)?;
-        rows.iter()
-            .map(|row| sql::decode_event(account, event_row(row).map_err(sql::read_error)?))
-            .collect()
+        sql::events(&self.pool, EVENTS, account, from, limit).await
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
@@ -179,71 +100,21 @@ impl EventStore for MysqlStore {
         if values.events.is_empty() && values.transactions.is_empty() {
             return Ok(());
         }
-        let before = |error| sql::before_commit(error, is_conflict);
-        let mut transaction = self.pool.begin().await.map_err(before)?;
-        if !values.heads.is_empty() {
-            check_heads(&mut transaction, &values.heads).await?;
-        }
-        if !values.events.is_empty() {
-            let mut insert = QueryBuilder::<MySql>::new(
-                "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms) ",
-            );
-            insert.push_values(&values.events, |mut row, event| {
-                row.push_bind(event.account_id.as_str())
-                    .push_bind(event.sequence_number)
-                    .push_bind(event.transaction_id.as_str())
-                    .push_bind(event.event_type)
-                    .push_bind(event.payload.as_str())
-                    .push_bind(event.recorded_at_ms);
-            });
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(before)?;
-        }
-        if !values.transactions.is_empty() {
-            let mut insert = QueryBuilder::<MySql>::new(
-                "INSERT INTO applied_transactions (account_id, transaction_id, fingerprint) ",
-            );
-            insert.push_values(&values.transactions, |mut row, record| {
-                row.push_bind(record.account_id.as_str())
-                    .push_bind(record.transaction_id.as_str())
-                    .push_bind(record.fingerprint.as_str());
-            });
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(before)?;
-        }
-        if !values.snapshots.is_empty() {
-            let mut insert = QueryBuilder::<MySql>::new(
-                "INSERT INTO snapshots (account_id, sequence_number, state) ",
-            );
-            insert.push_values(&values.snapshots, |mut row, snapshot| {
-                row.push_bind(snapshot.account_id.as_str())
-                    .push_bind(snapshot.sequence_number)
-                    .push_bind(snapshot.state.as_str());
-            });
-            insert
-                .build()
-                .execute(&mut *transaction)
-                .await
-                .map_err(before)?;
-        }
-        transaction
-            .commit()
+        // The gap check's plain read is InnoDB's consistent read, taken at
+        // the transaction's first statement, so it sees every committed
+        // head; a concurrent writer of the same next number collides with
+        // us on the primary key (1062) instead, and a committed head never
+        // moves backwards.
+        let transaction = self
+            .pool
+            .begin()
             .await
-            .map_err(|error| sql::at_commit(error, is_conflict))
+            .map_err(|error| sql::before_commit(error, is_conflict))?;
+        sql::append_in_transaction(transaction, &values, is_conflict).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(sql::unavailable)
+        sql::ping(&self.pool).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {

@@ -3,14 +3,13 @@
 //! text arrays) and cast in SQL, so the crate needs no extra sqlx type
 //! features. An append is one statement: one round trip, its own commit.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
+use sqlx::Postgres;
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
-use sqlx::{Postgres, Row};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool};
 
-use super::sql::{self, EventRow, LoadRow};
+use super::sql;
 use super::{
     AppendError, Commit, EventStore, Loaded, OpenError, PoolStatus, RecordedEvent, StoreError,
     StoreOptions,
@@ -89,50 +88,18 @@ new_snapshots AS (
 )
 SELECT ok FROM fits";
 
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
 impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, OpenError> {
-        let redacted = super::redact(url);
-        let connect = PgConnectOptions::from_str(url).map_err(|error| OpenError::Invalid {
-            url: redacted.clone(),
-            reason: error.to_string(),
-        })?;
-        let pool = sql::pool_options::<Postgres>(options).connect_lazy_with(connect.clone());
-        let unreachable = |reason: String| OpenError::Unreachable {
-            url: redacted.clone(),
-            reason,
-        };
-        sql::first_connection::<sqlx::PgConnection>(&connect, options.connect_timeout)
-            .await
-            .map_err(unreachable)?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|error| unreachable(format!("migrating the schema: {error}")))?;
+        let connect = sql::connect_options::<PgConnectOptions>(url)?;
+        let pool = sql::open_pool::<Postgres>(url, connect, options, &MIGRATOR).await?;
         Ok(PostgresStore { pool })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-fn load_row(row: &PgRow) -> Result<LoadRow, sqlx::Error> {
-    Ok(LoadRow {
-        kind: row.try_get("kind")?,
-        sequence_number: row.try_get("sequence_number")?,
-        transaction_id: row.try_get("transaction_id")?,
-        payload: row.try_get("payload")?,
-        recorded_at_ms: row.try_get("recorded_at_ms")?,
-    })
-}
-
-fn event_row(row: &PgRow) -> Result<EventRow, sqlx::Error> {
-    Ok(EventRow {
-        sequence_number: row.try_get("sequence_number")?,
-        transaction_id: row.try_get("transaction_id")?,
-        payload: row.try_get("payload")?,
-        recorded_at_ms: row.try_get("recorded_at_ms")?,
-    })
 }
 
 /// One column of rows, bound as an array for `unnest`.
@@ -147,18 +114,10 @@ impl EventStore for PostgresStore {
         account: AccountId,
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError> {
-        let rows = sqlx::query(LOAD)
+        let query = sqlx::query_as(LOAD)
             .bind(account.to_string())
-            .bind(transaction.map(|id| id.to_string()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql::read_error)?;
-        let rows = rows
-            .iter()
-            .map(load_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql::read_error)?;
-        sql::assemble(account, rows)
+            .bind(transaction.map(|id| id.to_string()));
+        sql::load(&self.pool, account, query).await
     }
 
     async fn events(
@@ -167,16 +126,7 @@ impl EventStore for PostgresStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(EVENTS)
-            .bind(account.to_string())
-            .bind(i64::try_from(from).unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql::read_error)?;
-        rows.iter()
-            .map(|row| sql::decode_event(account, event_row(row).map_err(sql::read_error)?))
-            .collect()
+        sql::events(&self.pool, EVENTS, account, from, limit).await
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
@@ -221,11 +171,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(sql::unavailable)
+        sql::ping(&self.pool).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {

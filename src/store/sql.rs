@@ -1,18 +1,26 @@
-//! What the three SQL stores share: the checks a commit must pass before it
-//! is sent, turning rows into events and back, and the mapping of sqlx
+//! What the three SQL stores share: opening the pool, the checks a commit
+//! must pass before it is sent, turning rows into events and back, the
+//! queries whose SQL every dialect writes alike, and the mapping of sqlx
 //! errors onto the store contract's errors.
 //!
-//! Each database module keeps its own SQL (placeholders, casts and types
-//! differ); everything here is dialect-free.
+//! Each database module keeps its own SQL where placeholders, casts and
+//! types differ, and its own idea of a conflict; everything here is generic
+//! over the sqlx `Database`, so one piece of code serves all three.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::pool::PoolOptions;
+use sqlx::query_builder::Separated;
+use sqlx::{
+    ConnectOptions, Database, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder,
+    Transaction, Type,
+};
 
 use super::{
-    AppendError, Commit, Loaded, RecordedEvent, Snapshot, StoreError, StoreOptions,
+    AppendError, Commit, Loaded, OpenError, RecordedEvent, Snapshot, StoreError, StoreOptions,
     TransactionRecord,
 };
 use crate::domain::{AccountId, Event, Fingerprint, Timestamp, TransactionId};
@@ -23,8 +31,9 @@ pub(super) const KIND_SNAPSHOT: &str = "s";
 pub(super) const KIND_EVENT: &str = "e";
 pub(super) const KIND_TRANSACTION: &str = "t";
 
-/// One row of the load query, decoded into plain values by the database
-/// module; its meaning depends on `kind`.
+/// One row of the load query, decoded into plain values by column name;
+/// its meaning depends on `kind`.
+#[derive(FromRow)]
 pub(super) struct LoadRow {
     pub kind: String,
     pub sequence_number: Option<i64>,
@@ -35,6 +44,7 @@ pub(super) struct LoadRow {
 }
 
 /// One row of the events table.
+#[derive(FromRow)]
 pub(super) struct EventRow {
     pub sequence_number: i64,
     pub transaction_id: String,
@@ -179,25 +189,6 @@ pub(super) fn commit_values(commit: &Commit) -> Result<CommitValues, AppendError
 
 fn corrupt_json(error: serde_json::Error) -> AppendError {
     AppendError::Store(StoreError::Corrupt(format!("cannot encode JSON: {error}")))
-}
-
-/// Compares the heads the commit expects with the heads stored (accounts
-/// without events are absent from `stored`). A gap — the commit starting
-/// past the stored head — is refused here; a commit starting at or below the
-/// head would also fail on the primary key, but is refused here first.
-pub(super) fn check_heads(
-    expected: &[(String, i64)],
-    stored: &HashMap<String, i64>,
-) -> Result<(), AppendError> {
-    for (account, head) in expected {
-        let actual = stored.get(account).copied().unwrap_or(0);
-        if actual != *head {
-            return Err(AppendError::Conflict(format!(
-                "account {account} is at sequence number {actual}, the commit expects {head}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn parse_transaction(text: &str) -> Result<TransactionId, StoreError> {
@@ -376,4 +367,232 @@ pub(super) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .test_before_acquire(true)
+}
+
+/// Parses a database URL into the backend's connection options.
+pub(super) fn connect_options<Options: ConnectOptions>(url: &str) -> Result<Options, OpenError> {
+    Options::from_str(url).map_err(|error| OpenError::Invalid {
+        url: super::redact(url),
+        reason: error.to_string(),
+    })
+}
+
+/// Opens a lazy pool, waits for the first connection (so start-up reports
+/// the database's own error) and brings the schema up to date.
+pub(super) async fn open_pool<DB>(
+    url: &str,
+    connect: <DB::Connection as sqlx::Connection>::Options,
+    options: &StoreOptions,
+    migrator: &Migrator,
+) -> Result<Pool<DB>, OpenError>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+{
+    let pool = pool_options::<DB>(options).connect_lazy_with(connect.clone());
+    let unreachable = |reason: String| OpenError::Unreachable {
+        url: super::redact(url),
+        reason,
+    };
+    first_connection::<DB::Connection>(&connect, options.connect_timeout)
+        .await
+        .map_err(unreachable)?;
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|error| unreachable(format!("migrating the schema: {error}")))?;
+    Ok(pool)
+}
+
+/// Runs the load query (its binds differ per dialect) and assembles the
+/// account's state from its rows.
+pub(super) async fn load<DB>(
+    pool: &Pool<DB>,
+    account: AccountId,
+    query: sqlx::query::QueryAs<'_, DB, LoadRow, DB::Arguments>,
+) -> Result<Loaded, StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    LoadRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let rows = query.fetch_all(pool).await.map_err(read_error)?;
+    assemble(account, rows)
+}
+
+/// Reads up to `limit` events of `account` from sequence number `from` on
+/// with `query`, whose three parameters are account, from and limit.
+pub(super) async fn events<DB>(
+    pool: &Pool<DB>,
+    query: &'static str,
+    account: AccountId,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    EventRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let rows: Vec<EventRow> = sqlx::query_as(query)
+        .bind(account.to_string())
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(read_error)?;
+    rows.into_iter()
+        .map(|row| decode_event(account, row))
+        .collect()
+}
+
+pub(super) async fn ping<DB>(pool: &Pool<DB>) -> Result<(), StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+}
+
+/// The append as plain statements in one transaction, begun by the caller
+/// (each database begins it its own way and says why the head it reads
+/// cannot move before COMMIT): the gap check, one multi-row INSERT per
+/// table, then COMMIT.
+pub(super) async fn append_in_transaction<DB>(
+    mut transaction: Transaction<'static, DB>,
+    values: &CommitValues,
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> Result<(), AppendError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    (String, i64): for<'r> FromRow<'r, DB::Row>,
+{
+    if !values.heads.is_empty() {
+        check_heads(&mut transaction, &values.heads, is_conflict).await?;
+    }
+    insert(
+        &mut transaction,
+        "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms) ",
+        &values.events,
+        |mut row, event| {
+            row.push_bind(event.account_id.as_str())
+                .push_bind(event.sequence_number)
+                .push_bind(event.transaction_id.as_str())
+                .push_bind(event.event_type)
+                .push_bind(event.payload.as_str())
+                .push_bind(event.recorded_at_ms);
+        },
+        is_conflict,
+    )
+    .await?;
+    insert(
+        &mut transaction,
+        "INSERT INTO applied_transactions (account_id, transaction_id, fingerprint) ",
+        &values.transactions,
+        |mut row, record| {
+            row.push_bind(record.account_id.as_str())
+                .push_bind(record.transaction_id.as_str())
+                .push_bind(record.fingerprint.as_str());
+        },
+        is_conflict,
+    )
+    .await?;
+    insert(
+        &mut transaction,
+        "INSERT INTO snapshots (account_id, sequence_number, state) ",
+        &values.snapshots,
+        |mut row, snapshot| {
+            row.push_bind(snapshot.account_id.as_str())
+                .push_bind(snapshot.sequence_number)
+                .push_bind(snapshot.state.as_str());
+        },
+        is_conflict,
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|error| at_commit(error, is_conflict))
+}
+
+/// The gap check: each account's stream must end right before the commit's
+/// first event. Accounts without events are absent from the result (head
+/// 0). A commit starting at or below the head would also fail on the
+/// primary key, but is refused here first.
+async fn check_heads<DB>(
+    transaction: &mut Transaction<'static, DB>,
+    expected: &[(String, i64)],
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> Result<(), AppendError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String, i64): for<'r> FromRow<'r, DB::Row>,
+{
+    let mut heads = QueryBuilder::<DB>::new(
+        "SELECT account_id, MAX(sequence_number) FROM events WHERE account_id IN (",
+    );
+    let mut separated = heads.separated(", ");
+    for (account, _) in expected {
+        separated.push_bind(account.as_str());
+    }
+    heads.push(") GROUP BY account_id");
+    let stored: HashMap<String, i64> = heads
+        .build_query_as::<(String, i64)>()
+        .fetch_all(&mut **transaction)
+        .await
+        .map_err(|error| before_commit(error, is_conflict))?
+        .into_iter()
+        .collect();
+    for (account, head) in expected {
+        let actual = stored.get(account).copied().unwrap_or(0);
+        if actual != *head {
+            return Err(AppendError::Conflict(format!(
+                "account {account} is at sequence number {actual}, the commit expects {head}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One multi-row INSERT of `rows` (none: no statement), `push_row` binding
+/// one row's values.
+async fn insert<DB, Item>(
+    transaction: &mut Transaction<'static, DB>,
+    statement: &str,
+    rows: &[Item],
+    push_row: impl FnMut(Separated<'_, DB, &'static str>, &Item),
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> Result<(), AppendError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = QueryBuilder::<DB>::new(statement);
+    insert.push_values(rows, push_row);
+    insert
+        .build()
+        .execute(&mut **transaction)
+        .await
+        .map_err(|error| before_commit(error, is_conflict))?;
+    Ok(())
 }
