@@ -4,77 +4,20 @@
 
 mod common;
 
-use accounts::domain::{Event, Timestamp};
+use accounts::domain::Event;
 use accounts::http::EventBody;
-use common::{START_MILLIS, TestApp, id};
-
-/// The stream's body exactly as served (key order included), one event a
-/// line, with the ids the service generated (open, and a close sent without
-/// one) replaced so the snapshot pins the format, not the entropy's seed.
-async fn stream_text(app: &TestApp, account: &str) -> String {
-    let answer = app.get(&format!("/api/account/{account}/events")).await;
-    assert_eq!(answer.status, 200);
-    let mut text = answer.body.clone();
-    for event in answer.json().as_array().unwrap() {
-        if matches!(
-            event["type"].as_str(),
-            Some("AccountOpened" | "AccountClosed")
-        ) {
-            let generated = event["transactionId"].as_str().unwrap();
-            text = text.replace(generated, "[generated]");
-        }
-    }
-    text.replace("},{", "},\n{")
-}
+use common::{ScriptedHistory, TestApp, stream_text};
 
 #[tokio::test]
 async fn scripted_history_snapshot() {
     let app = TestApp::new();
-    let (alice, bob, owner) = (id(0xa11ce), id(0xb0b), id(0x0e));
-    let mut step = 0;
-    let mut at = |app: &TestApp| {
-        step += 1;
-        app.clock
-            .set(Timestamp::from_unix_millis(START_MILLIS + step * 1_234));
-    };
-    at(&app);
-    app.open(&alice, &owner).await;
-    app.open(&bob, &owner).await;
-    let script = [
-        format!(
-            "/api/account/{alice}/deposit?amount=100&transactionId={}",
-            id(1)
-        ),
-        format!("/api/account/{alice}?deposit=50&transactionId={}", id(2)),
-        format!(
-            "/api/account/{alice}/withdraw?amount=30&transactionId={}",
-            id(3)
-        ),
-        format!(
-            "/api/account/{alice}/transfer?targetAccount={bob}&amount=70&transactionId={}",
-            id(4)
-        ),
-        format!(
-            "/api/account/{bob}?transfer={alice}&amount=20&transactionId={}",
-            id(5)
-        ),
-        format!(
-            "/api/account/{bob}/withdraw?amount=50&transactionId={}",
-            id(6)
-        ),
-    ];
-    for url in &script {
-        at(&app);
-        assert_eq!(app.put(url).await.status, 204, "{url}");
-    }
-    at(&app);
-    assert_eq!(app.delete(&format!("/api/account/{bob}")).await.status, 204);
+    let history = ScriptedHistory::play(&app).await;
 
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../fixtures/snapshots");
     settings.set_prepend_module_to_snapshot(false);
-    let alice_events = stream_text(&app, &alice).await;
-    let bob_events = stream_text(&app, &bob).await;
+    let alice_events = stream_text(&app, &history.alice).await;
+    let bob_events = stream_text(&app, &history.bob).await;
     settings.bind(|| {
         insta::assert_snapshot!("alice_event_stream", alice_events);
         insta::assert_snapshot!("bob_event_stream", bob_events);

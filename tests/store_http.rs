@@ -1,5 +1,5 @@
 //! The HTTP API over each durable store, in-process: the scripted history
-//! of `event_stream_format.rs` must serve, byte for byte, the event streams
+//! (`common::ScriptedHistory`) must serve, byte for byte, the event streams
 //! pinned in `fixtures/snapshots/` (written from the memory store), and the
 //! answers that depend on stored state (replays after a close, paging with
 //! `Link`) must be those of the contract.
@@ -7,9 +7,8 @@
 mod common;
 mod store_support;
 
-use accounts::domain::Timestamp;
 use accounts::engine::EngineConfig;
-use common::{START_MILLIS, TestApp, id};
+use common::{ScriptedHistory, TestApp, id, stream_text};
 use store_support::{Backend, TestStore};
 
 async fn app_over(test: &TestStore) -> TestApp {
@@ -21,23 +20,6 @@ async fn app_over(test: &TestStore) -> TestApp {
             ..EngineConfig::default()
         },
     )
-}
-
-/// The stream text as `event_stream_format.rs` prints it.
-async fn stream_text(app: &TestApp, account: &str) -> String {
-    let answer = app.get(&format!("/api/account/{account}/events")).await;
-    assert_eq!(answer.status, 200);
-    let mut text = answer.body.clone();
-    for event in answer.json().as_array().unwrap() {
-        if matches!(
-            event["type"].as_str(),
-            Some("AccountOpened" | "AccountClosed")
-        ) {
-            let generated = event["transactionId"].as_str().unwrap();
-            text = text.replace(generated, "[generated]");
-        }
-    }
-    text.replace("},{", "},\n{")
 }
 
 /// The body of an insta snapshot file (after its metadata header).
@@ -52,45 +34,7 @@ fn pinned(text: &str) -> String {
 async fn scripted_history(backend: Backend) {
     let test = TestStore::open(backend).await;
     let app = app_over(&test).await;
-    let (alice, bob, owner) = (id(0xa11ce), id(0xb0b), id(0x0e));
-    let mut step = 0;
-    let mut at = |app: &TestApp| {
-        step += 1;
-        app.clock
-            .set(Timestamp::from_unix_millis(START_MILLIS + step * 1_234));
-    };
-    at(&app);
-    app.open(&alice, &owner).await;
-    app.open(&bob, &owner).await;
-    let script = [
-        format!(
-            "/api/account/{alice}/deposit?amount=100&transactionId={}",
-            id(1)
-        ),
-        format!("/api/account/{alice}?deposit=50&transactionId={}", id(2)),
-        format!(
-            "/api/account/{alice}/withdraw?amount=30&transactionId={}",
-            id(3)
-        ),
-        format!(
-            "/api/account/{alice}/transfer?targetAccount={bob}&amount=70&transactionId={}",
-            id(4)
-        ),
-        format!(
-            "/api/account/{bob}?transfer={alice}&amount=20&transactionId={}",
-            id(5)
-        ),
-        format!(
-            "/api/account/{bob}/withdraw?amount=50&transactionId={}",
-            id(6)
-        ),
-    ];
-    for url in &script {
-        at(&app);
-        assert_eq!(app.put(url).await.status, 204, "{url}");
-    }
-    at(&app);
-    assert_eq!(app.delete(&format!("/api/account/{bob}")).await.status, 204);
+    let ScriptedHistory { alice, bob, script } = ScriptedHistory::play(&app).await;
 
     assert_eq!(
         stream_text(&app, &alice).await,

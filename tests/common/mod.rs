@@ -156,3 +156,79 @@ impl TestApp {
 pub fn id(n: u128) -> String {
     uuid::Uuid::from_u128(n).hyphenated().to_string()
 }
+
+/// The history whose event streams are pinned in `fixtures/snapshots/`:
+/// `event_stream_format.rs` writes the pins from the memory store,
+/// `store_http.rs` checks every durable store serves them byte for byte.
+pub struct ScriptedHistory {
+    pub alice: String,
+    pub bob: String,
+    /// The PUTs played after the two opens, in order.
+    pub script: Vec<String>,
+}
+
+impl ScriptedHistory {
+    /// Opens alice and bob, plays the script and closes bob, the clock
+    /// moving 1.234 s before each step.
+    pub async fn play(app: &TestApp) -> ScriptedHistory {
+        let (alice, bob, owner) = (id(0xa11ce), id(0xb0b), id(0x0e));
+        let mut step = 0;
+        let mut at = |app: &TestApp| {
+            step += 1;
+            app.clock
+                .set(Timestamp::from_unix_millis(START_MILLIS + step * 1_234));
+        };
+        at(app);
+        app.open(&alice, &owner).await;
+        app.open(&bob, &owner).await;
+        let script = vec![
+            format!(
+                "/api/account/{alice}/deposit?amount=100&transactionId={}",
+                id(1)
+            ),
+            format!("/api/account/{alice}?deposit=50&transactionId={}", id(2)),
+            format!(
+                "/api/account/{alice}/withdraw?amount=30&transactionId={}",
+                id(3)
+            ),
+            format!(
+                "/api/account/{alice}/transfer?targetAccount={bob}&amount=70&transactionId={}",
+                id(4)
+            ),
+            format!(
+                "/api/account/{bob}?transfer={alice}&amount=20&transactionId={}",
+                id(5)
+            ),
+            format!(
+                "/api/account/{bob}/withdraw?amount=50&transactionId={}",
+                id(6)
+            ),
+        ];
+        for url in &script {
+            at(app);
+            assert_eq!(app.put(url).await.status, 204, "{url}");
+        }
+        at(app);
+        assert_eq!(app.delete(&format!("/api/account/{bob}")).await.status, 204);
+        ScriptedHistory { alice, bob, script }
+    }
+}
+
+/// The stream's body exactly as served (key order included), one event a
+/// line, with the ids the service generated (open, and a close sent without
+/// one) replaced so the pins hold the format, not the entropy's seed.
+pub async fn stream_text(app: &TestApp, account: &str) -> String {
+    let answer = app.get(&format!("/api/account/{account}/events")).await;
+    assert_eq!(answer.status, 200);
+    let mut text = answer.body.clone();
+    for event in answer.json().as_array().unwrap() {
+        if matches!(
+            event["type"].as_str(),
+            Some("AccountOpened" | "AccountClosed")
+        ) {
+            let generated = event["transactionId"].as_str().unwrap();
+            text = text.replace(generated, "[generated]");
+        }
+    }
+    text.replace("},{", "},\n{")
+}
