@@ -96,10 +96,9 @@ impl EventStore for MysqlStore {
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        let values = sql::commit_values(commit)?;
-        if values.events.is_empty() && values.transactions.is_empty() {
+        let Some(values) = sql::commit_values(commit)? else {
             return Ok(());
-        }
+        };
         // The gap check's plain read is InnoDB's consistent read, taken at
         // the transaction's first statement, so it sees every committed
         // head; a concurrent writer of the same next number collides with

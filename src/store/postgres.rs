@@ -130,10 +130,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        let values = sql::commit_values(commit)?;
-        if values.events.is_empty() && values.transactions.is_empty() {
+        let Some(values) = sql::commit_values(commit)? else {
             return Ok(());
-        }
+        };
         // Nothing is sent before the connection is ours: failing here is
         // an outage, never an unknown outcome.
         let mut connection = self

@@ -111,7 +111,10 @@ pub(super) fn event_type(event: &Event) -> &'static str {
 /// twice — and turns the commit into bindable values. The database then
 /// enforces the rest: the first event of each account at exactly its head
 /// + 1, and no (account, sequence) or (account, transactionId) taken.
-pub(super) fn commit_values(commit: &Commit) -> Result<CommitValues, AppendError> {
+///
+/// `None`: a valid commit with neither events nor idempotency records,
+/// which writes nothing.
+pub(super) fn commit_values(commit: &Commit) -> Result<Option<CommitValues>, AppendError> {
     let mut next: HashMap<AccountId, u64> = HashMap::new();
     let mut heads = Vec::new();
     let mut events = Vec::with_capacity(commit.events.len());
@@ -179,12 +182,15 @@ pub(super) fn commit_values(commit: &Commit) -> Result<CommitValues, AppendError
         .into_iter()
         .map(|(account, head)| Ok((account.to_string(), sequence_to_sql(head)?)))
         .collect::<Result<_, AppendError>>()?;
-    Ok(CommitValues {
+    if events.is_empty() && transactions.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(CommitValues {
         heads,
         events,
         transactions,
         snapshots,
-    })
+    }))
 }
 
 fn corrupt_json(error: serde_json::Error) -> AppendError {

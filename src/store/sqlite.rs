@@ -106,10 +106,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        let values = sql::commit_values(commit)?;
-        if values.events.is_empty() && values.transactions.is_empty() {
+        let Some(values) = sql::commit_values(commit)? else {
             return Ok(());
-        }
+        };
         // The transaction takes the write lock up front, so the heads the
         // gap check reads cannot move before we commit.
         let transaction = self
