@@ -3,59 +3,22 @@
 //! closes while in-flight requests still finish.
 
 mod common;
+mod hostile_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accounts::app::drain_after;
-use accounts::domain::{AccountId, TransactionId};
 use accounts::engine::EngineConfig;
 use accounts::http::{ServeConfig, router, serve};
-use accounts::store::{
-    AppendError, Commit, EventStore, Loaded, MemoryStore, RecordedEvent, StoreError,
-};
-use async_trait::async_trait;
 use common::{TestApp, id};
-
-/// The memory store, with every append taking `delay`: an in-flight request
-/// we can start just before the listener closes.
-struct SlowAppends {
-    inner: MemoryStore,
-    delay: Duration,
-}
-
-#[async_trait]
-impl EventStore for SlowAppends {
-    async fn load(
-        &self,
-        account: AccountId,
-        tx: Option<TransactionId>,
-    ) -> Result<Loaded, StoreError> {
-        self.inner.load(account, tx).await
-    }
-    async fn events(
-        &self,
-        account: AccountId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.events(account, from, limit).await
-    }
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.append(commit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-}
+use hostile_support::TestStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drains_then_closes_the_listener_and_finishes_in_flight_requests() {
-    let store = Arc::new(SlowAppends {
-        inner: MemoryStore::new(),
-        delay: Duration::from_millis(600),
-    });
+    // Every append takes 600 ms: an in-flight request we can start just
+    // before the listener closes.
+    let store = Arc::new(TestStore::slow_appends(Duration::from_millis(600)));
     let app = TestApp::with_store(store, EngineConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,7 +1,8 @@
 //! Shared by the hostile-client tests (`hostile.rs`, `limits.rs`,
-//! `abusive_clients.rs`, `openapi.rs`): an app over a store that can be made
-//! slow or always conflicting and that counts its appends, requests through the
-//! real router in-process, and a real server on a loopback port.
+//! `abusive_clients.rs`, `openapi.rs`) and `shutdown.rs`: an app over a store
+//! that can be made slow or always conflicting and that counts its appends,
+//! requests through the real router in-process, and a real server on a
+//! loopback port.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -23,11 +24,12 @@ use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
-/// A memory store with knobs: a delay before every read, appends that always
-/// conflict, and a count of the appends that reached it.
+/// A memory store with knobs: a delay before every read or every append,
+/// appends that always conflict, and a count of the appends that reached it.
 pub struct TestStore {
     inner: MemoryStore,
     pub read_delay: Duration,
+    pub append_delay: Duration,
     pub always_conflict: bool,
     pub appends_attempted: AtomicUsize,
     pub appends_applied: AtomicUsize,
@@ -38,6 +40,7 @@ impl TestStore {
         TestStore {
             inner: MemoryStore::new(),
             read_delay: Duration::ZERO,
+            append_delay: Duration::ZERO,
             always_conflict: false,
             appends_attempted: AtomicUsize::new(0),
             appends_applied: AtomicUsize::new(0),
@@ -47,6 +50,13 @@ impl TestStore {
     pub fn slow(read_delay: Duration) -> TestStore {
         TestStore {
             read_delay,
+            ..TestStore::new()
+        }
+    }
+
+    pub fn slow_appends(append_delay: Duration) -> TestStore {
+        TestStore {
+            append_delay,
             ..TestStore::new()
         }
     }
@@ -66,9 +76,9 @@ impl TestStore {
         self.appends_attempted.load(Ordering::SeqCst)
     }
 
-    async fn pause(&self) {
-        if !self.read_delay.is_zero() {
-            tokio::time::sleep(self.read_delay).await;
+    async fn pause(delay: Duration) {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
     }
 }
@@ -80,7 +90,7 @@ impl EventStore for TestStore {
         account: AccountId,
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError> {
-        self.pause().await;
+        TestStore::pause(self.read_delay).await;
         self.inner.load(account, transaction).await
     }
 
@@ -90,11 +100,12 @@ impl EventStore for TestStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.pause().await;
+        TestStore::pause(self.read_delay).await;
         self.inner.events(account, from, limit).await
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+        TestStore::pause(self.append_delay).await;
         self.appends_attempted.fetch_add(1, Ordering::SeqCst);
         if self.always_conflict {
             return Err(AppendError::Conflict(
