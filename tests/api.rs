@@ -701,13 +701,7 @@ async fn event_stream_pages_with_a_link_header() {
     }
     let base = format!("{}/events", account_url(1));
     let page = app.get(&format!("{base}?from=2&limit=2")).await;
-    let sequence: Vec<i64> = page
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["sequenceNumber"].as_i64().unwrap())
-        .collect();
+    let sequence = page.sequence_numbers();
     assert_eq!(sequence, [2, 3]);
     let next = format!(
         "</api/account/{}/events?from=4&limit=2>; rel=\"next\"",

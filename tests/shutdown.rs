@@ -46,36 +46,18 @@ async fn drains_then_closes_the_listener_and_finishes_in_flight_requests() {
         .await
         .unwrap();
     assert_eq!(open.status(), 201);
-    assert_eq!(
-        client
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(&client, &format!("{base}/ready")).await, 200);
 
     let started = Instant::now();
     trigger.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        client
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&client, &format!("{base}/ready")).await,
         503,
         "ready turns 503 at once"
     );
     assert_eq!(
-        client
-            .get(format!("{base}/ping"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&client, &format!("{base}/ping")).await,
         200,
         "still serving"
     );
@@ -107,4 +89,14 @@ async fn drains_then_closes_the_listener_and_finishes_in_flight_requests() {
         .expect("serve returns")
         .unwrap();
     assert_eq!(app.balance(&id(1)).await, 5);
+}
+
+async fn status(client: &reqwest::Client, url: &str) -> u16 {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("the server answers")
+        .status()
+        .as_u16()
 }

@@ -66,13 +66,7 @@ async fn scripted_history(backend: Backend) {
         .get(&format!("/api/account/{alice}/events?from=2&limit=3"))
         .await;
     assert_eq!(page.status, 200);
-    let sequences: Vec<i64> = page
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["sequenceNumber"].as_i64().unwrap())
-        .collect();
+    let sequences = page.sequence_numbers();
     assert_eq!(sequences, [2, 3, 4]);
     assert_eq!(
         page.header("link"),

@@ -37,6 +37,16 @@ impl Answer {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 
+    /// The `sequenceNumber`s of an event-stream page, in order.
+    pub fn sequence_numbers(&self) -> Vec<i64> {
+        let events = self.json();
+        let events = events.as_array().expect("an event stream is an array");
+        events
+            .iter()
+            .map(|e| e["sequenceNumber"].as_i64().expect("a sequence number"))
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .get(name)
