@@ -225,21 +225,43 @@ pub enum OpenError {
     Unreachable { url: String, reason: String },
 }
 
-/// The URL with any password replaced by `***`, safe to log.
+/// The URL with any password replaced by `***`, safe to log — also when
+/// the URL is malformed, since that is when it gets printed (in the start-up
+/// error). The credentials end at the *last* `@`: a password holding `/`, `?`
+/// or `#` (which should have been percent-encoded) makes the URL unparseable,
+/// and splitting at the first `/` would print it. Query parameters naming a
+/// password (`?password=…`, which PostgreSQL accepts) are hidden too.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((credentials, host)) => {
+    let rest = match rest.rsplit_once('@') {
+        Some((credentials, host_and_path)) => {
             let user = credentials
                 .split_once(':')
                 .map_or(credentials, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
+            format!("{user}:***@{host_and_path}")
         }
-        None => url.to_owned(),
-    }
+        None => rest.to_owned(),
+    };
+    format!("{scheme}://{}", redact_query_passwords(&rest))
+}
+
+/// `a=1&password=x&sslpassword=y` → `a=1&password=***&sslpassword=***`.
+fn redact_query_passwords(text: &str) -> String {
+    let Some((before, query)) = text.split_once('?') else {
+        return text.to_owned();
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                format!("{key}=***")
+            }
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    format!("{before}?{}", parameters.join("&"))
 }
 
 /// Opens the store a URL names, creating or migrating its schema. A URL
@@ -278,5 +300,28 @@ mod tests {
         assert_eq!(redact("mysql://root@h/db"), "mysql://root:***@h/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact("sqlite:accounts.db"), "sqlite:accounts.db");
+    }
+
+    #[test]
+    fn redact_hides_passwords_of_malformed_urls_and_in_the_query() {
+        for (url, secret) in [
+            ("postgres://u:sec/ret@h:5432/db", "sec/ret"),
+            ("postgres://u:sec?ret@h/db", "sec?ret"),
+            ("mysql://u:a@b@h/db", "a@b"),
+            ("postgres://u:pw@h/db?application_name=x@y", "pw"),
+            (
+                "postgres://u@h/db?sslmode=disable&password=secret",
+                "secret",
+            ),
+            ("postgres://h/db?PASSWORD=secret&user=u", "secret"),
+        ] {
+            let redacted = redact(url);
+            assert!(!redacted.contains(secret), "{url} -> {redacted}");
+            assert!(redacted.contains("***"), "{url} -> {redacted}");
+        }
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=secret"),
+            "postgres://u:***@h/db?sslmode=disable&password=***"
+        );
     }
 }
