@@ -269,6 +269,11 @@ fn malformed_or_unknown_store_url_stops_start_up_with_one_line() {
     assert!(line.contains("invalid store URL"), "{line}");
     let line = refused_start("redis://app:hunter2@127.0.0.1/0");
     assert!(line.contains("unsupported store URL scheme"), "{line}");
+    // Unencoded `/`, `?` or `@` in a password make the URL malformed, and
+    // that error line is exactly where it must not show.
+    let line = refused_start("postgres://app:hunt/er2@127.0.0.1/accounts");
+    assert!(line.contains("invalid store URL"), "{line}");
+    assert!(!line.contains("hunt/er2"), "{line}");
 }
 
 // -------------------------------------------------------------- outages
