@@ -274,6 +274,16 @@ fn malformed_or_unknown_store_url_stops_start_up_with_one_line() {
     let line = refused_start("postgres://app:hunt/er2@127.0.0.1/accounts");
     assert!(line.contains("invalid store URL"), "{line}");
     assert!(!line.contains("hunt/er2"), "{line}");
+    // SQLite URLs that would give every pooled connection its own database
+    // (writes in one, reads from another) do not start either.
+    for url in [
+        "sqlite:",
+        "sqlite:?mode=memory",
+        "sqlite::memory:?cache=private",
+    ] {
+        let line = refused_start(url);
+        assert!(line.contains("invalid store URL"), "{url}: {line}");
+    }
 }
 
 // -------------------------------------------------------------- outages

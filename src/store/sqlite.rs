@@ -68,7 +68,10 @@ impl SqliteStore {
             // Every acknowledged commit is on disk, even after a power loss.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.acquire_timeout);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let in_memory = shared_database(url).map_err(|reason| OpenError::Invalid {
+            url: super::redact(url),
+            reason,
+        })?;
         let pool = sql::open_pool::<Sqlite>(url, connect, options, &MIGRATOR).await?;
         Ok(SqliteStore { pool, in_memory })
     }
@@ -81,6 +84,44 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Whether the URL names one database that every pooled connection shares:
+/// a file, or `sqlite::memory:` (which sqlx names and shares). Returns
+/// whether it is in memory. An empty path (SQLite then opens a private
+/// temporary database per connection) or `mode=memory` / `cache=private`
+/// (an unnamed or unshared in-memory database per connection) would give
+/// each connection of the pool its own database: writes would land in one
+/// and reads see another, or no schema at all.
+fn shared_database(url: &str) -> Result<bool, String> {
+    // The same prefix handling as sqlx's own parser.
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let parameters: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|error| error.to_string())?;
+    for (key, value) in &parameters {
+        match (key.as_str(), value.as_str()) {
+            ("mode", "memory") => {
+                return Err(
+                    "mode=memory gives every pooled connection its own database; use sqlite::memory:"
+                        .to_owned(),
+                );
+            }
+            ("cache", "private") => {
+                return Err(
+                    "cache=private gives every pooled connection its own in-memory database"
+                        .to_owned(),
+                );
+            }
+            _ => {}
+        }
+    }
+    if database.is_empty() {
+        return Err("no database file: use sqlite:PATH (created if missing)".to_owned());
+    }
+    Ok(database == ":memory:")
 }
 
 #[async_trait]
@@ -125,5 +166,33 @@ impl EventStore for SqliteStore {
 
     fn pool_status(&self) -> Option<PoolStatus> {
         Some(PoolStatus::of(&self.pool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shared_database;
+
+    #[test]
+    fn a_file_or_sqlite_memory_is_one_shared_database() {
+        assert_eq!(shared_database("sqlite:accounts.db"), Ok(false));
+        assert_eq!(shared_database("sqlite:///var/lib/accounts.db"), Ok(false));
+        assert_eq!(shared_database("sqlite:a.db?mode=rwc"), Ok(false));
+        assert_eq!(shared_database("sqlite::memory:"), Ok(true));
+        assert_eq!(shared_database("sqlite://:memory:"), Ok(true));
+    }
+
+    #[test]
+    fn urls_that_give_each_connection_its_own_database_are_refused() {
+        for url in [
+            "sqlite:",
+            "sqlite://",
+            "sqlite:?mode=rwc",
+            "sqlite:?mode=memory",
+            "sqlite:a.db?mode=memory",
+            "sqlite::memory:?cache=private",
+        ] {
+            assert!(shared_database(url).is_err(), "{url}");
+        }
     }
 }
