@@ -395,7 +395,22 @@ where
     DB: Database,
     DB::Connection: Migrate,
 {
-    let pool = pool_options::<DB>(options).connect_lazy_with(connect.clone());
+    open_pool_with(url, connect, pool_options::<DB>(options), options, migrator).await
+}
+
+/// [`open_pool`] with pool settings of the caller's choosing.
+pub(super) async fn open_pool_with<DB>(
+    url: &str,
+    connect: <DB::Connection as sqlx::Connection>::Options,
+    pool_options: PoolOptions<DB>,
+    options: &StoreOptions,
+    migrator: &Migrator,
+) -> Result<Pool<DB>, OpenError>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+{
+    let pool = pool_options.connect_lazy_with(connect.clone());
     let unreachable = |reason: String| OpenError::Unreachable {
         url: super::redact(url),
         reason,

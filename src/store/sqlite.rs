@@ -72,7 +72,8 @@ impl SqliteStore {
             url: super::redact(url),
             reason,
         })?;
-        let pool = sql::open_pool::<Sqlite>(url, connect, options, &MIGRATOR).await?;
+        let pool_options = pool_options(options, in_memory);
+        let pool = sql::open_pool_with(url, connect, pool_options, options, &MIGRATOR).await?;
         Ok(SqliteStore { pool, in_memory })
     }
 
@@ -83,6 +84,24 @@ impl SqliteStore {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// The shared pool settings, except for `sqlite::memory:`: that database
+/// lives only while a connection to it is open, so the pool keeps exactly one
+/// connection, never reaped for idleness or age (sqlx's defaults would close
+/// every connection after 10 idle minutes and wipe the data of a running
+/// instance). One connection also avoids the shared cache's table locks,
+/// which fail a read during a write at once with SQLITE_LOCKED (a 503).
+fn pool_options(options: &StoreOptions, in_memory: bool) -> sqlx::pool::PoolOptions<Sqlite> {
+    let pool = sql::pool_options::<Sqlite>(options);
+    if in_memory {
+        pool.max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        pool
     }
 }
 
@@ -180,6 +199,18 @@ mod tests {
         assert_eq!(shared_database("sqlite:a.db?mode=rwc"), Ok(false));
         assert_eq!(shared_database("sqlite::memory:"), Ok(true));
         assert_eq!(shared_database("sqlite://:memory:"), Ok(true));
+    }
+
+    #[test]
+    fn an_in_memory_database_keeps_its_one_connection_forever() {
+        let options = super::StoreOptions::default();
+        let memory = super::pool_options(&options, true);
+        assert_eq!(memory.get_max_connections(), 1);
+        assert_eq!(memory.get_min_connections(), 1);
+        assert_eq!(memory.get_idle_timeout(), None);
+        assert_eq!(memory.get_max_lifetime(), None);
+        let file = super::pool_options(&options, false);
+        assert_eq!(file.get_max_connections(), options.max_connections);
     }
 
     #[test]
