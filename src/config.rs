@@ -40,6 +40,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// A count of at least one. Zero would not mean "no limit" but a broken
+/// instance: no pool connection (a panic in the pool), no request served
+/// (all shed with 503), or no connection ever accepted (a silent hang).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(value) => Ok(value),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to serve on (`127.0.0.1:0` picks a free port).
@@ -75,6 +86,7 @@ pub struct ServeArgs {
         long,
         env = "ACCOUNTS_MAX_CONNECTIONS",
         default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..),
         hide_env_values = true
     )]
     pub max_connections: u32,
@@ -134,6 +146,7 @@ pub struct ServeArgs {
         long,
         env = "ACCOUNTS_CONCURRENCY_MAX",
         default_value_t = 1024,
+        value_parser = at_least_one,
         hide_env_values = true
     )]
     pub concurrency_max: usize,
@@ -143,6 +156,7 @@ pub struct ServeArgs {
         long,
         env = "ACCOUNTS_CONNECTIONS_MAX",
         default_value_t = 4096,
+        value_parser = at_least_one,
         hide_env_values = true
     )]
     pub connections_max: usize,
@@ -183,4 +197,25 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub acquire_timeout_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn pool_concurrency_and_connection_limits_of_zero_are_refused() {
+        for flag in [
+            "--max-connections",
+            "--concurrency-max",
+            "--connections-max",
+        ] {
+            let refused = Cli::try_parse_from(["accounts", flag, "0"]);
+            assert!(refused.is_err(), "{flag} 0 must be refused");
+            let accepted = Cli::try_parse_from(["accounts", flag, "1"]);
+            assert!(accepted.is_ok(), "{flag} 1 is fine");
+        }
+    }
 }
