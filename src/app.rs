@@ -13,7 +13,10 @@ use crate::metrics::Metrics;
 use crate::store::{self, StoreOptions};
 
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's notices (e.g. "relation _sqlx_migrations already exists,
+    // skipping" on every restart) are not news to an operator.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     // Colours only on a terminal: container logs and files stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

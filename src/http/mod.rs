@@ -28,7 +28,8 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -180,9 +181,16 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                })
+                // A 503 is an expected answer here (draining, shedding, a
+                // store outage, which the engine already logs at WARN): at
+                // ERROR, a draining instance's health checks would flood logs.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
         .layer(SetRequestIdLayer::new(REQUEST_ID, middleware::EntropyRequestId(state)))
 }
