@@ -385,15 +385,11 @@ impl Engine {
     ) -> Commit {
         let recorded_at = self.clock.now();
         let mut commit = Commit::default();
-        let parties = [
-            (request.account, source, effects.source),
-            match (request.command.target(), target) {
-                (Some(id), Some(target)) => (id, target, effects.target),
-                _ => (request.account, source, None),
-            },
-        ];
-        for (account_id, party, event) in parties {
-            let Some(event) = event else { continue };
+        let source_part = effects.source.map(|event| (request.account, source, event));
+        let target_part = (request.command.target().zip(target.as_ref()))
+            .zip(effects.target)
+            .map(|((account_id, target), event)| (account_id, target, event));
+        for (account_id, party, event) in source_part.into_iter().chain(target_part) {
             let sequence_number = party.version + 1;
             let after = domain::evolve(party.state.clone(), &event);
             if self.config.snapshot_every > 0 && sequence_number % self.config.snapshot_every == 0 {

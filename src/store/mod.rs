@@ -73,15 +73,6 @@ impl Commit {
         accounts.dedup();
         accounts
     }
-
-    /// The first sequence number this commit writes on `account`.
-    pub fn first_sequence(&self, account: AccountId) -> Option<u64> {
-        self.events
-            .iter()
-            .filter(|e| e.account_id == account)
-            .map(|e| e.sequence_number)
-            .min()
-    }
 }
 
 /// What loading an account returns: the latest snapshot, the events after
