@@ -92,7 +92,7 @@ async fn open_of_an_existing_id_by_another_owner_or_closed_is_409() {
     let answer = app
         .post(&format!("{}?owner={}", account_url(1), id(0xff)))
         .await;
-    answer.assert_error(StatusCode::CONFLICT, "already exists");
+    answer.assert_error(StatusCode::CONFLICT, "account_exists", "already exists");
     assert_eq!(
         app.delete(&account_url(2)).await.status,
         StatusCode::NO_CONTENT
@@ -100,7 +100,7 @@ async fn open_of_an_existing_id_by_another_owner_or_closed_is_409() {
     let answer = app
         .post(&format!("{}?owner={}", account_url(2), id(OWNER)))
         .await;
-    answer.assert_error(StatusCode::CONFLICT, "already exists");
+    answer.assert_error(StatusCode::CONFLICT, "account_exists", "already exists");
 }
 
 #[tokio::test]
@@ -108,9 +108,9 @@ async fn open_needs_a_valid_owner() {
     let app = TestApp::new();
     app.post(&account_url(1))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "owner");
+        .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "owner");
     let answer = app.post(&format!("{}?owner=banana", account_url(1))).await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "\"banana\"");
+    answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "\"banana\"");
     assert_eq!(app.get(&account_url(1)).await.status, StatusCode::NOT_FOUND);
 }
 
@@ -141,7 +141,7 @@ async fn state_of_an_unknown_account_is_404() {
     let app = TestApp::new();
     app.get(&account_url(9))
         .await
-        .assert_error(StatusCode::NOT_FOUND, &id(9));
+        .assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
 }
 
 #[tokio::test]
@@ -177,13 +177,15 @@ async fn ids_are_accepted_in_every_uuid_form() {
 #[tokio::test]
 async fn a_malformed_account_id_is_400() {
     let app = TestApp::new();
-    app.get("/api/account/not-a-uuid")
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "not-a-uuid");
+    app.get("/api/account/not-a-uuid").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+        "not-a-uuid",
+    );
     let answer = app
         .put("/api/account/xyz/deposit?amount=1&transactionId=x")
         .await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "xyz");
+    answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "xyz");
 }
 
 // --- deposit, withdraw, transfer -------------------------------------------
@@ -229,7 +231,11 @@ async fn withdrawal_beyond_the_balance_is_400_and_records_nothing() {
         let app = app_with_accounts(&[1]).await;
         app.put(&deposit_url(style, 1, "5", 10)).await;
         let answer = app.put(&withdraw_url(style, 1, "6", 11)).await;
-        answer.assert_error(StatusCode::BAD_REQUEST, "insufficient balance");
+        answer.assert_error(
+            StatusCode::BAD_REQUEST,
+            "insufficient_balance",
+            "insufficient balance",
+        );
         // The refused transactionId stays unused.
         assert_eq!(
             app.put(&deposit_url(style, 1, "1", 11)).await.status,
@@ -245,19 +251,27 @@ async fn transfer_refusals() {
         let app = app_with_accounts(&[1, 2, 3]).await;
         app.put(&deposit_url(style, 1, "10", 10)).await;
         let answer = app.put(&transfer_url(style, 1, 9, "1", 11)).await;
-        answer.assert_error(StatusCode::NOT_FOUND, &format!("target account {}", id(9)));
+        answer.assert_error(
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+            &format!("target account {}", id(9)),
+        );
         let answer = app.put(&transfer_url(style, 9, 1, "1", 12)).await;
-        answer.assert_error(StatusCode::NOT_FOUND, &id(9));
+        answer.assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
         let answer = app.put(&transfer_url(style, 1, 1, "1", 13)).await;
-        answer.assert_error(StatusCode::BAD_REQUEST, "itself");
+        answer.assert_error(StatusCode::BAD_REQUEST, "transfer_to_self", "itself");
         let answer = app.put(&transfer_url(style, 1, 2, "11", 14)).await;
-        answer.assert_error(StatusCode::BAD_REQUEST, "insufficient");
+        answer.assert_error(
+            StatusCode::BAD_REQUEST,
+            "insufficient_balance",
+            "insufficient",
+        );
         assert_eq!(
             app.delete(&account_url(3)).await.status,
             StatusCode::NO_CONTENT
         );
         let answer = app.put(&transfer_url(style, 1, 3, "1", 15)).await;
-        answer.assert_error(StatusCode::BAD_REQUEST, "closed");
+        answer.assert_error(StatusCode::BAD_REQUEST, "account_closed", "closed");
         assert_eq!(app.balance(&id(1)).await, 10);
         assert_eq!(app.events(&id(2)).await.len(), 1);
     }
@@ -267,15 +281,19 @@ async fn transfer_refusals() {
 async fn operations_on_an_unknown_account_are_404() {
     for style in STYLES {
         let app = TestApp::new();
-        app.put(&deposit_url(style, 9, "1", 10))
-            .await
-            .assert_error(StatusCode::NOT_FOUND, &id(9));
+        app.put(&deposit_url(style, 9, "1", 10)).await.assert_error(
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+            &id(9),
+        );
         app.put(&withdraw_url(style, 9, "1", 10))
             .await
-            .assert_error(StatusCode::NOT_FOUND, &id(9));
-        app.delete(&account_url(9))
-            .await
-            .assert_error(StatusCode::NOT_FOUND, &id(9));
+            .assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
+        app.delete(&account_url(9)).await.assert_error(
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+            &id(9),
+        );
     }
 }
 
@@ -284,12 +302,14 @@ async fn operations_on_a_closed_account_are_400_not_409() {
     for style in STYLES {
         let app = app_with_accounts(&[1]).await;
         app.delete(&account_url(1)).await;
-        app.put(&deposit_url(style, 1, "5", 10))
-            .await
-            .assert_error(StatusCode::BAD_REQUEST, "closed");
+        app.put(&deposit_url(style, 1, "5", 10)).await.assert_error(
+            StatusCode::BAD_REQUEST,
+            "account_closed",
+            "closed",
+        );
         app.put(&withdraw_url(style, 1, "5", 11))
             .await
-            .assert_error(StatusCode::BAD_REQUEST, "closed");
+            .assert_error(StatusCode::BAD_REQUEST, "account_closed", "closed");
     }
 }
 
@@ -302,10 +322,10 @@ async fn balances_never_overflow() {
         StatusCode::NO_CONTENT
     );
     let answer = app.put(&deposit_url(Style::Query, 1, "1", 11)).await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "overflow");
+    answer.assert_error(StatusCode::BAD_REQUEST, "balance_overflow", "overflow");
     app.put(&deposit_url(Style::Path, 2, "1", 12)).await;
     let answer = app.put(&transfer_url(Style::Path, 2, 1, "1", 13)).await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "overflow");
+    answer.assert_error(StatusCode::BAD_REQUEST, "balance_overflow", "overflow");
     assert_eq!(app.balance(&id(1)).await, i64::MAX);
     assert_eq!(app.balance(&id(2)).await, 1);
 }
@@ -360,7 +380,7 @@ async fn malformed_amounts_are_400_naming_parameter_and_value() {
             let answer = app
                 .put(&withdraw_url(style, 1, amount, 10 + n as u128))
                 .await;
-            answer.assert_error(StatusCode::BAD_REQUEST, name);
+            answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", name);
         }
         assert_eq!(app.balance(&id(1)).await, 7);
     }
@@ -403,13 +423,15 @@ async fn missing_parameters_are_400() {
     let base = account_url(1);
     app.put(&format!("{base}/deposit?transactionId={}", id(5)))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "amount");
+        .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "amount");
     app.put(&format!("{base}/deposit?amount=5"))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "transactionId");
-    app.put(&format!("{base}?deposit=5"))
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "transactionId");
+        .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "transactionId");
+    app.put(&format!("{base}?deposit=5")).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+        "transactionId",
+    );
     let answer = app
         .put(&format!(
             "{base}?transfer={}&transactionId={}",
@@ -417,15 +439,15 @@ async fn missing_parameters_are_400() {
             id(5)
         ))
         .await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "amount");
+    answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "amount");
     let answer = app
         .put(&format!("{base}/transfer?amount=1&transactionId={}", id(5)))
         .await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "targetAccount");
+    answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "targetAccount");
     let answer = app
         .put(&format!("{base}/deposit?amount=1&transactionId=nope"))
         .await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "\"nope\"");
+    answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "\"nope\"");
 }
 
 #[tokio::test]
@@ -438,7 +460,7 @@ async fn a_repeated_parameter_is_400() {
             id(5)
         ))
         .await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "amount");
+    answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "amount");
     let answer = app
         .put(&format!(
             "{base}?deposit=1&transactionId={}&transactionId={}",
@@ -446,7 +468,7 @@ async fn a_repeated_parameter_is_400() {
             id(5)
         ))
         .await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "transactionId");
+    answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "transactionId");
     assert_eq!(app.balance(&id(1)).await, 0);
 }
 
@@ -468,14 +490,18 @@ async fn query_style_put_needs_exactly_one_operation() {
     let base = account_url(1);
     app.put(&format!("{base}?transactionId={}", id(5)))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "one operation");
+        .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "one operation");
     let answer = app
         .put(&format!(
             "{base}?deposit=1&withdraw=1&transactionId={}",
             id(5)
         ))
         .await;
-    answer.assert_error(StatusCode::BAD_REQUEST, "only one operation");
+    answer.assert_error(
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+        "only one operation",
+    );
     assert_eq!(app.balance(&id(1)).await, 0);
 }
 
@@ -535,12 +561,24 @@ async fn a_reused_transaction_id_with_another_operation_is_422() {
         app.put(&deposit_url(style, 1, "10", 10)).await;
         app.put(&deposit_url(style, 1, "11", 10))
             .await
-            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, &id(10));
+            .assert_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "transaction_reused",
+                &id(10),
+            );
         app.put(&withdraw_url(style, 1, "10", 10))
             .await
-            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, &id(10));
+            .assert_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "transaction_reused",
+                &id(10),
+            );
         let answer = app.put(&transfer_url(style, 1, 2, "10", 10)).await;
-        answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, &id(10));
+        answer.assert_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "transaction_reused",
+            &id(10),
+        );
         assert_eq!(app.balance(&id(1)).await, 10);
     }
 }
@@ -556,10 +594,18 @@ async fn a_transfer_records_its_transaction_id_on_both_accounts() {
         StatusCode::NO_CONTENT
     );
     let answer = app.put(&deposit_url(Style::Path, 2, "4", 11)).await;
-    answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, &id(11));
+    answer.assert_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "transaction_reused",
+        &id(11),
+    );
     // The opposite transfer under the same id is another operation.
     let answer = app.put(&transfer_url(Style::Path, 2, 1, "4", 11)).await;
-    answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, &id(11));
+    answer.assert_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "transaction_reused",
+        &id(11),
+    );
     let events = app.events(&id(2)).await;
     assert_eq!(events[1]["transactionId"], id(11));
     assert_eq!(events[1]["transferFrom"], id(1));
@@ -585,9 +631,11 @@ async fn an_identical_replay_answers_204_even_after_the_account_was_closed() {
             app.put(&withdraw_url(style, 1, "5", 11)).await.status,
             StatusCode::NO_CONTENT
         );
-        app.put(&deposit_url(style, 1, "5", 12))
-            .await
-            .assert_error(StatusCode::BAD_REQUEST, "closed");
+        app.put(&deposit_url(style, 1, "5", 12)).await.assert_error(
+            StatusCode::BAD_REQUEST,
+            "account_closed",
+            "closed",
+        );
     }
 }
 
@@ -597,7 +645,7 @@ async fn a_zero_amount_on_a_closed_account_is_400() {
     app.delete(&account_url(1)).await;
     app.put(&deposit_url(Style::Query, 1, "0", 10))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "closed");
+        .assert_error(StatusCode::BAD_REQUEST, "account_closed", "closed");
 }
 
 #[tokio::test]
@@ -605,7 +653,7 @@ async fn bad_parameters_come_before_unknown_accounts() {
     let app = TestApp::new();
     app.put(&deposit_url(Style::Path, 9, "-5", 10))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "negative");
+        .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "negative");
 }
 
 #[tokio::test]
@@ -613,7 +661,7 @@ async fn unknown_accounts_come_before_reused_transaction_ids() {
     let app = app_with_accounts(&[1]).await;
     app.put(&deposit_url(Style::Path, 1, "5", 10)).await;
     let answer = app.put(&transfer_url(Style::Path, 1, 9, "5", 10)).await;
-    answer.assert_error(StatusCode::NOT_FOUND, &id(9));
+    answer.assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
 }
 
 #[tokio::test]
@@ -621,7 +669,11 @@ async fn reused_transaction_ids_come_before_business_rules() {
     let app = app_with_accounts(&[1]).await;
     app.put(&deposit_url(Style::Path, 1, "5", 10)).await;
     let answer = app.put(&withdraw_url(Style::Path, 1, "500", 10)).await;
-    answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, &id(10));
+    answer.assert_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "transaction_reused",
+        &id(10),
+    );
 }
 
 // --- close ------------------------------------------------------------------
@@ -630,9 +682,11 @@ async fn reused_transaction_ids_come_before_business_rules() {
 async fn close_rules() {
     let app = app_with_accounts(&[1]).await;
     app.put(&deposit_url(Style::Path, 1, "5", 10)).await;
-    app.delete(&account_url(1))
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "non-zero balance");
+    app.delete(&account_url(1)).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "close_with_balance",
+        "non-zero balance",
+    );
     app.put(&withdraw_url(Style::Path, 1, "5", 11)).await;
     let close = format!("{}?transactionId={}", account_url(1), id(12));
     assert_eq!(app.delete(&close).await.status, StatusCode::NO_CONTENT);
@@ -642,9 +696,11 @@ async fn close_rules() {
         StatusCode::NO_CONTENT
     );
     let reused = format!("{}?transactionId={}", account_url(1), id(10));
-    app.delete(&reused)
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, &id(10));
+    app.delete(&reused).await.assert_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "transaction_reused",
+        &id(10),
+    );
     let events = app.events(&id(1)).await;
     assert_eq!(events.len(), 4);
     assert_eq!(events[3]["type"], "AccountClosed");
@@ -739,7 +795,7 @@ async fn event_stream_parameters_must_be_in_range() {
     ] {
         let answer = app.get(&format!("{base}?{query}")).await;
         let name = query.split('=').next().unwrap();
-        answer.assert_error(StatusCode::BAD_REQUEST, name);
+        answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", name);
     }
     assert_eq!(
         app.get(&format!("{base}?limit=10000")).await.status,
@@ -759,9 +815,11 @@ async fn unknown_routes_are_404_json() {
         &format!("{}/events/x", account_url(1)),
     ] {
         for method in [Method::GET, Method::PUT] {
-            app.send(method, uri)
-                .await
-                .assert_error(StatusCode::NOT_FOUND, "no route");
+            app.send(method, uri).await.assert_error(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                "no route",
+            );
         }
     }
 }
@@ -777,7 +835,11 @@ async fn wrong_methods_are_405_json_with_allow() {
     ];
     for (method, uri, allowed) in cases {
         let answer = app.send(method, &uri).await;
-        answer.assert_error(StatusCode::METHOD_NOT_ALLOWED, "not allowed");
+        answer.assert_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "not allowed",
+        );
         let allow = answer.header("allow").expect("an Allow header");
         assert!(allow.contains(allowed), "{uri}: Allow {allow}");
     }
@@ -817,7 +879,7 @@ async fn ready_turns_503_when_draining() {
     let app = TestApp::new();
     app.state.begin_drain();
     let answer = app.get("/ready").await;
-    answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "draining");
     assert_eq!(
         app.get("/ping").await.status,
         StatusCode::OK,
@@ -878,7 +940,7 @@ async fn an_unreachable_store_is_503_with_retry_after() {
         app.get(&format!("{}/events", account_url(1))).await,
         app.get("/ready").await,
     ] {
-        answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "");
+        answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "");
         assert_eq!(answer.header("retry-after"), Some("1"));
     }
 }

@@ -879,13 +879,13 @@ async fn head_and_options_are_sane() {
         let answer = call(&state, method.clone(), &format!("/api/account/{account}")).await;
         assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert_eq!(answer.headers["allow"], "GET,HEAD,POST,PUT,DELETE");
-        answer.assert_json_error();
+        answer.assert_error_code("method_not_allowed");
     }
     let answer = call(&state, Method::POST, "/ping").await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(answer.headers["allow"], "GET,HEAD");
-    answer.assert_json_error();
+    answer.assert_error_code("method_not_allowed");
     let answer = call(&state, Method::GET, "/no/such/route").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
-    answer.assert_json_error();
+    answer.assert_error_code("route_not_found");
 }

@@ -40,8 +40,8 @@ impl Reply {
             .find_map(|line| line.strip_prefix(&format!("{name}: ")))
     }
 
-    /// The JSON error body of ../shared/API.md.
-    fn assert_json_error(&self) {
+    /// The JSON error body of docs/API.md with this code.
+    fn assert_json_error(&self, code: &str) {
         assert_eq!(
             self.header("content-type"),
             Some("application/json"),
@@ -54,6 +54,7 @@ impl Reply {
             body["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{body}"
         );
+        assert_eq!(body["code"], code, "{body}");
     }
 }
 
@@ -102,11 +103,11 @@ async fn a_body_beyond_the_limit_is_413_and_changes_nothing() {
     )
     .await;
     assert_eq!(reply.status, 413);
-    reply.assert_json_error();
+    reply.assert_json_error("payload_too_large");
     // Only announced: refused before a byte of it is read.
     let reply = request(&server, "PUT", &target, "Content-Length: 1000000000\r\n").await;
     assert_eq!(reply.status, 413);
-    reply.assert_json_error();
+    reply.assert_json_error("payload_too_large");
     assert_eq!(store.applied(), applied);
     server.stop().await;
 }
@@ -118,7 +119,7 @@ async fn a_url_beyond_the_limit_is_414_and_a_head_beyond_the_limit_is_431() {
     let long = format!("/api/account/{}", "a".repeat(accounts::http::URL_BYTES_MAX));
     let reply = request(&server, "GET", &long, "").await;
     assert_eq!(reply.status, 414);
-    reply.assert_json_error();
+    reply.assert_json_error("uri_too_long");
     let query = format!("/ping?pad={}", "a".repeat(accounts::http::URL_BYTES_MAX));
     assert_eq!(request(&server, "GET", &query, "").await.status, 414);
 
@@ -158,7 +159,7 @@ async fn a_request_not_answered_within_the_request_timeout_is_408_and_changes_no
     );
     let reply = request(&server, "PUT", &target, "").await;
     assert_eq!(reply.status, 408);
-    reply.assert_json_error();
+    reply.assert_json_error("request_timeout");
     assert!(
         started.elapsed() < Duration::from_millis(1_500),
         "{:?}",
@@ -191,7 +192,7 @@ async fn a_slow_store_is_503_with_retry_after() {
         let reply = request(&server, method, &target, "").await;
         assert_eq!(reply.status, 503, "{target}");
         assert_eq!(reply.header("retry-after"), Some("1"));
-        reply.assert_json_error();
+        reply.assert_json_error("unavailable");
     }
     assert_eq!(store.attempted(), 0);
     server.stop().await;
@@ -210,7 +211,7 @@ async fn a_store_that_always_conflicts_is_409_after_the_retries() {
     )
     .await;
     assert_eq!(reply.status, 409);
-    reply.assert_json_error();
+    reply.assert_json_error("conflict");
     // retries_max = 3: the first attempt and three retries, then 409.
     assert_eq!(store.attempted(), 4);
     assert_eq!(store.applied(), 0);
@@ -242,7 +243,7 @@ async fn requests_beyond_the_concurrency_limit_are_shed_with_503_and_retry_after
     let reply = request(&server, "GET", "/ping", "").await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.header("retry-after"), Some("1"));
-    reply.assert_json_error();
+    reply.assert_json_error("overloaded");
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "shed at once, not queued"

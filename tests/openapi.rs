@@ -6,6 +6,7 @@ mod hostile_support;
 
 use std::collections::BTreeSet;
 
+use accounts::http::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX, ErrorCode};
 use axum::http::{Method, StatusCode};
 use hostile_support::{Answer, call, default_app, fresh_id, open_with};
 use serde_json::Value;
@@ -122,7 +123,7 @@ async fn the_query_style_put_is_one_operation_selected_by_its_parameters() {
     }
 }
 
-/// Every status of ../shared/API.md that an operation can answer is
+/// Every status of docs/API.md that an operation can answer is
 /// described, with the JSON error body for every error.
 #[tokio::test]
 async fn every_status_of_the_contract_is_described() {
@@ -188,47 +189,118 @@ fn schema<'a>(document: &'a Value, name: &str) -> &'a Value {
     schema
 }
 
-/// The keys of `body` are the properties of the schema, and its required
-/// properties are all there; ids are UUIDs, integers integers.
+/// `schema` with a `$ref` to a component replaced by the component.
+fn resolve<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("a component reference: {reference}"));
+            resolve(document, self::schema(document, name))
+        }
+        None => schema,
+    }
+}
+
+/// Checks `value` against `schema` (following `$ref`, `allOf` and
+/// `oneOf`, as utoipa derives them) and returns the object keys the schema
+/// describes, so the caller can require that every key of a body is
+/// described by one part or another.
+fn check(document: &Value, schema: &Value, value: &Value) -> Result<BTreeSet<String>, String> {
+    let schema = resolve(document, schema);
+    if let Some(parts) = schema["allOf"].as_array() {
+        let mut described = BTreeSet::new();
+        for part in parts {
+            described.extend(check(document, part, value)?);
+        }
+        return Ok(described);
+    }
+    if let Some(alternatives) = schema["oneOf"].as_array() {
+        let fitting: Vec<BTreeSet<String>> = alternatives
+            .iter()
+            .filter_map(|alternative| check(document, alternative, value).ok())
+            .collect();
+        return match fitting.as_slice() {
+            [described] => Ok(described.clone()),
+            _ => Err(format!(
+                "{value} fits {} of the alternatives of {schema}, not exactly one",
+                fitting.len()
+            )),
+        };
+    }
+    check_value(schema, value)?;
+    let Some(properties) = schema["properties"].as_object() else {
+        return Ok(BTreeSet::new());
+    };
+    let object = value
+        .as_object()
+        .ok_or(format!("{value} is not an object"))?;
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let required = required.as_str().unwrap();
+        if !object.contains_key(required) {
+            return Err(format!("{value} lacks {required}"));
+        }
+    }
+    for (key, property) in properties {
+        if let Some(field) = object.get(key) {
+            check(document, property, field).map_err(|error| format!("{key}: {error}"))?;
+        }
+    }
+    Ok(properties.keys().cloned().collect())
+}
+
+/// The type, enum, format and minimum of one non-composed schema.
+fn check_value(schema: &Value, value: &Value) -> Result<(), String> {
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let typed = types.iter().any(|t| match *t {
+        "string" => value.is_string(),
+        "integer" => value.is_i64(),
+        "boolean" => value.is_boolean(),
+        "object" => value.is_object(),
+        "null" => value.is_null(),
+        _ => false,
+    });
+    if !types.is_empty() && !typed {
+        return Err(format!("{value} is not of type {types:?}"));
+    }
+    if let Some(values) = schema["enum"].as_array()
+        && !values.contains(value)
+    {
+        return Err(format!("{value} is not one of {values:?}"));
+    }
+    if let (Some(minimum), Some(number)) = (schema["minimum"].as_i64(), value.as_i64())
+        && number < minimum
+    {
+        return Err(format!("{value} is below the minimum {minimum}"));
+    }
+    if schema["format"] == "uuid" && !value.is_null() {
+        let text = value.as_str().unwrap_or_default();
+        let canonical = uuid::Uuid::parse_str(text).map(|id| id.to_string());
+        if canonical.as_deref() != Ok(text) {
+            return Err(format!("{value} is not a lower-case hyphenated UUID"));
+        }
+    }
+    Ok(())
+}
+
+/// `body` fits the component `name`, and every key of it is described.
 fn assert_fits(document: &Value, name: &str, body: &Value) {
-    let schema = schema(document, name);
-    let properties = schema["properties"].as_object().expect("properties");
-    let object = body.as_object().expect("an object");
-    let keys: BTreeSet<&String> = object.keys().collect();
-    let described: BTreeSet<&String> = properties.keys().collect();
+    let described = check(document, schema(document, name), body)
+        .unwrap_or_else(|error| panic!("{name}: {error}"));
+    let keys: BTreeSet<String> = body
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
     assert!(
         keys.is_subset(&described),
         "{name}: {keys:?} vs {described:?}"
     );
-    for required in schema["required"].as_array().expect("required") {
-        let required = required.as_str().unwrap();
-        assert!(
-            object.contains_key(required),
-            "{name} lacks {required}: {body}"
-        );
-    }
-    for (key, value) in object {
-        let property = &properties[key];
-        let types: Vec<&str> = match &property["type"] {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        let fits = types.iter().any(|t| match *t {
-            "string" => value.is_string(),
-            "integer" => value.is_i64(),
-            "boolean" => value.is_boolean(),
-            "null" => value.is_null(),
-            _ => false,
-        }) || property["enum"]
-            .as_array()
-            .is_some_and(|values| values.contains(value));
-        assert!(fits, "{name}.{key} = {value} does not fit {property}");
-        if property["format"] == "uuid" {
-            let text = value.as_str().unwrap();
-            assert_eq!(uuid::Uuid::parse_str(text).unwrap().to_string(), text);
-        }
-    }
 }
 
 #[tokio::test]
@@ -266,9 +338,8 @@ async fn bodies_fit_their_schemas() {
         )
         .await;
         for event in events.json().as_array().expect("an array") {
-            let kind = event["type"].as_str().expect("a type").to_owned();
-            assert_fits(&document, &kind, event);
-            seen.insert(kind);
+            assert_fits(&document, "Event", event);
+            seen.insert(event["type"].as_str().expect("a type").to_owned());
         }
         let account_state = call(&state, Method::GET, &format!("/api/account/{account}")).await;
         assert_fits(&document, "Account", &account_state.json());
@@ -282,12 +353,57 @@ async fn bodies_fit_their_schemas() {
     .map(String::from)
     .into();
     assert_eq!(seen, all, "every event type was checked");
-    let one_of = schema(&document, "Event")["oneOf"]
+    // One alternative per event type, told apart by `type`.
+    let event = schema(&document, "Event");
+    let details = event["allOf"]
         .as_array()
-        .unwrap()
-        .len();
-    assert_eq!(one_of, all.len());
+        .expect("the stream's fields and the event's own")
+        .iter()
+        .map(|part| resolve(&document, part))
+        .find_map(|part| part["oneOf"].as_array())
+        .expect("the event types as alternatives");
+    assert_eq!(details.len(), all.len());
 
     let error: Answer = call(&state, Method::GET, "/api/account/banana").await;
     assert_fits(&document, "Error", &error.json());
+    let bad_type = serde_json::json!({"sequenceNumber": 1, "transactionId": fresh_id(), "type": "MoneyPrinted", "recordedAt": "2026-01-01T00:00:00.000Z"});
+    assert!(check(&document, schema(&document, "Event"), &bad_type).is_err());
+    let negative = serde_json::json!({"accountId": fresh_id(), "ownerId": fresh_id(), "balance": -1, "open": true});
+    assert!(check(&document, schema(&document, "Account"), &negative).is_err());
+}
+
+/// The error codes the document lists are exactly the service's.
+#[tokio::test]
+async fn the_error_schema_lists_every_error_code() {
+    let document = document().await;
+    let error = schema(&document, "Error");
+    assert_eq!(error["required"], serde_json::json!(["code", "message"]));
+    let listed: Vec<&str> = resolve(&document, &error["properties"]["code"])["enum"]
+        .as_array()
+        .expect("the codes")
+        .iter()
+        .map(|code| code.as_str().unwrap())
+        .collect();
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+    assert_eq!(listed, codes, "ErrorCode::ALL is every variant, in order");
+}
+
+/// The page limits in the document are the ones the handler enforces.
+#[tokio::test]
+async fn the_event_page_limits_come_from_the_constants() {
+    let document = document().await;
+    let parameters = document["paths"]["/api/account/{accountId}/events"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let limit = parameters
+        .iter()
+        .find(|parameter| parameter["name"] == "limit")
+        .expect("a limit parameter");
+    assert_eq!(limit["schema"]["maximum"], EVENTS_LIMIT_MAX);
+    assert_eq!(limit["schema"]["default"], EVENTS_LIMIT_DEFAULT);
+    let description = limit["description"].as_str().unwrap();
+    assert!(
+        description.contains(&EVENTS_LIMIT_MAX.to_string()),
+        "{description}"
+    );
 }

@@ -9,7 +9,7 @@ use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::http::{AccountBody, EventBody};
 use accounts::store::{EventStore, Loaded, MemoryStore, RecordedEvent};
 
-use crate::client::{OpRecord, Verdict, verdict};
+use crate::client::{OpRecord, Verdict, error_code, verdict};
 use crate::net::Reply;
 use crate::plan::{Action, CLIENTS, Plan};
 
@@ -467,10 +467,17 @@ fn check_answers(log: &Log, record: &OpRecord, violations: &mut Vec<String>) {
         CLIENTS[record.client], record.index, record.action
     );
     for attempt in &record.attempts {
-        if let Reply::Status { code, body } = &attempt.reply
-            && !allowed(&record.action, *code)
-        {
+        let Reply::Status { code, body } = &attempt.reply else {
+            continue;
+        };
+        if !allowed(&record.action, *code) {
             violations.push(format!("{who}: unexpected answer {code} {body}"));
+        }
+        let error_status = error_code(body).map(|error| error.status().as_u16());
+        if *code >= 400 && error_status != Some(*code) {
+            violations.push(format!(
+                "{who}: answer {code} without an error code of that status: {body}"
+            ));
         }
     }
     if !record.action.is_write() {

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use accounts::domain::TransactionId;
+use accounts::http::{ErrorBody, ErrorCode};
 use hyper::Method;
 
 use crate::net::{Reply, send};
@@ -70,12 +71,21 @@ pub fn verdict(action: &Action, reply: &Reply) -> Verdict {
         (200..=299, _) => Verdict::Success,
         (404, Action::GetState { .. }) => Verdict::Success,
         // An open's 409 is either "already exists" (definitive) or "too busy"
-        // after the engine's retries (retry); only the message tells them apart.
-        (409, Action::Open { .. }) if body.contains("already exists") => Verdict::Refusal,
+        // after the engine's retries (retry); the error code tells them apart.
+        (409, Action::Open { .. }) if error_code(body) == Some(ErrorCode::AccountExists) => {
+            Verdict::Refusal
+        }
         (408 | 409, _) => Verdict::Unknown,
         (400..=499, _) => Verdict::Refusal,
         _ => Verdict::Unknown,
     }
+}
+
+/// The machine-readable code of an error answer's body, if it has one.
+pub fn error_code(body: &str) -> Option<ErrorCode> {
+    serde_json::from_str::<ErrorBody>(body)
+        .ok()
+        .map(|error| error.code)
 }
 
 /// The request an operation sends, every time.

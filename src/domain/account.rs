@@ -78,8 +78,12 @@ pub struct Fingerprint(pub String);
 
 /// What happened to an account. The balance after the event is part of it so
 /// that a reader of the stream never has to add anything up.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The schema derive only describes the serde form for the OpenAPI document
+/// (`http::openapi`); it adds no behaviour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type")]
+#[schema(as = EventDetails)]
 pub enum Event {
     #[serde(rename_all = "camelCase")]
     AccountOpened {
@@ -87,15 +91,21 @@ pub enum Event {
     },
     #[serde(rename_all = "camelCase")]
     MoneyDeposited {
+        #[schema(minimum = 1)]
         amount_deposited: i64,
+        #[schema(minimum = 0)]
         balance: i64,
+        /// Present when the deposit is the receiving half of a transfer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transfer_from: Option<AccountId>,
     },
     #[serde(rename_all = "camelCase")]
     MoneyWithdrawn {
+        #[schema(minimum = 1)]
         amount_withdrawn: i64,
+        #[schema(minimum = 0)]
         balance: i64,
+        /// Present when the withdrawal is the sending half of a transfer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transfer_to: Option<AccountId>,
     },

@@ -1,17 +1,23 @@
 //! JSON bodies. Key order comes from the field order of these structs, as
-//! ../shared/API.md prescribes it.
+//! docs/API.md prescribes it; the OpenAPI schemas are derived from them.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::domain::{Account, AccountId, Event, OwnerId, Timestamp, TransactionId};
 use crate::store::RecordedEvent;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An account's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Account)]
 pub struct AccountBody {
     pub account_id: AccountId,
     pub owner_id: OwnerId,
+    /// Minor units (cents); never negative.
+    #[schema(minimum = 0)]
     pub balance: i64,
+    /// false once closed.
     pub open: bool,
 }
 
@@ -27,11 +33,13 @@ impl AccountBody {
     }
 }
 
-/// One event of the stream. Also the format of the golden fixtures, so it
+/// One event of an account's stream, oldest first. Also the format of the golden fixtures, so it
 /// must keep decoding what it once wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Event)]
 pub struct EventBody {
+    #[schema(minimum = 1)]
     pub sequence_number: u64,
     pub transaction_id: TransactionId,
     #[serde(flatten)]

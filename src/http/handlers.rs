@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::body::{AccountBody, EventBody};
-use super::error::{ApiError, json_error};
+use super::error::{ApiError, ErrorCode, json_error};
 use super::params::{self, AccountPath, Query};
 use crate::domain::Command;
 use crate::engine::{Outcome, Request};
@@ -54,7 +54,7 @@ pub async fn state(
         .map_err(|e| ApiError::from_engine(e, account, None))?;
     AccountBody::new(account, &state)
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("account {account} not found")))
+        .ok_or_else(|| ApiError::account_not_found(account))
 }
 
 /// The query style: `PUT /api/account/{id}?deposit=…` (or `withdraw=…`, or
@@ -76,7 +76,7 @@ pub async fn query_style(
 ) -> Result<StatusCode, ApiError> {
     let named = [&query.deposit, &query.withdraw, &query.transfer];
     let command = match named.iter().filter(|p| p.is_some()).count() {
-        0 => Err(ApiError::BadRequest(
+        0 => Err(ApiError::bad_parameter(
             "name one operation: deposit, withdraw or transfer".to_owned(),
         )),
         1 if query.deposit.is_some() => Ok(Command::Deposit {
@@ -89,7 +89,7 @@ pub async fn query_style(
             target: params::account_id(&query.transfer, "transfer")?,
             amount: params::amount(&query.amount, "amount")?,
         }),
-        _ => Err(ApiError::BadRequest(
+        _ => Err(ApiError::bad_parameter(
             "name only one operation: deposit, withdraw or transfer".to_owned(),
         )),
     }?;
@@ -247,11 +247,11 @@ pub async fn ping() -> &'static str {
 
 pub async fn ready(State(app): State<AppState>) -> Response {
     if app.is_draining() {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down");
+        return json_error(ErrorCode::Unavailable, "draining: shutting down");
     }
     match app.engine().ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(error) => json_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+        Err(error) => json_error(ErrorCode::Unavailable, &error.to_string()),
     }
 }
 
@@ -273,5 +273,8 @@ pub async fn openapi(State(app): State<AppState>) -> Response {
 }
 
 pub async fn unknown_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+    ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route for {method} {}", uri.path()),
+    )
 }

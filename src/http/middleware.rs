@@ -11,7 +11,7 @@ use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, RequestId};
 
 use super::AppState;
-use super::error::json_error;
+use super::error::{ErrorCode, json_error, json_error_with_status};
 
 /// Counts and times every request by its route template (never the raw path,
 /// which would give every account its own time series).
@@ -48,7 +48,7 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Every error answer has a JSON body `{"message": …}`. The router's 405 and
+/// Every error answer has a JSON body `{"code": …, "message": …}`. The router's 405 and
 /// the timeout's 408 come without a body, the body limit's 413 with a plain
 /// text one; this replaces them and keeps their other headers (`Allow` on a
 /// 405).
@@ -69,10 +69,11 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
         _ => status.canonical_reason().unwrap_or("error"),
     };
+    let code = ErrorCode::for_layer_status(status);
     let (mut parts, _) = response.into_parts();
     // The length of the body being replaced.
     parts.headers.remove(header::CONTENT_LENGTH);
-    let (json_parts, body) = json_error(status, message).into_parts();
+    let (json_parts, body) = json_error_with_status(status, code, message).into_parts();
     for (name, value) in &json_parts.headers {
         parts.headers.insert(name, value.clone());
     }
@@ -91,7 +92,7 @@ pub async fn url_limit(
         .map_or(0, |url| url.as_str().len());
     if url_bytes > url_bytes_max {
         return json_error(
-            StatusCode::URI_TOO_LONG,
+            ErrorCode::UriTooLong,
             &format!("the URL is {url_bytes} bytes long; at most {url_bytes_max} are accepted"),
         );
     }

@@ -10,7 +10,7 @@ mod params;
 mod serve;
 
 pub use body::{AccountBody, EventBody};
-pub use error::{ApiError, RETRY_AFTER_SECONDS};
+pub use error::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
 pub use handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
 pub use openapi::document as openapi_document;
 pub use serve::{HEADER_BYTES_MAX, ServeConfig, serve};
@@ -167,7 +167,7 @@ pub fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     error::json_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::Overloaded,
                         "this instance is over its concurrency limit; retry later",
                     )
                 }))

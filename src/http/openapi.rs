@@ -1,139 +1,25 @@
-//! The OpenAPI 3.1 description of ../shared/API.md, served at `/openapi.json`.
+//! The OpenAPI 3.1 description of the API (docs/API.md), served at
+//! `/openapi.json`.
 //!
-//! The operations are described on bodiless stand-in functions here rather
-//! than on the handlers, so the handlers stay readable; `tests/openapi.rs`
-//! checks that the described paths and methods are exactly the router's, and
-//! Schemathesis (`just fuzz-api`) checks the live answers against it.
+//! The body schemas are derived from the body types themselves (`AccountBody`,
+//! `EventBody` with the flattened `domain::Event`, `ErrorBody` with its
+//! `ErrorCode`), and the limits come from the constants the service enforces,
+//! so the document cannot drift from what is served. The operations are
+//! described on bodiless stand-in functions here rather than on the handlers,
+//! so the handlers stay readable; `tests/openapi.rs` checks that the described
+//! paths and methods are exactly the router's and that real bodies fit the
+//! schemas, and Schemathesis (`just fuzz-api`) checks the live answers.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
-use uuid::Uuid;
 
-use super::error::RETRY_AFTER_SECONDS;
-
-/// `{"message": …}`: the body of every error answer the service produces.
-#[derive(ToSchema)]
-#[schema(as = Error)]
-#[allow(dead_code)]
-pub struct ErrorSchema {
-    /// A sentence naming the problem and, for a bad parameter, its name and value.
-    message: String,
-}
-
-/// The JSON documents of the event stream, one schema per event type. They
-/// mirror `EventBody` (a flattened, tagged `domain::Event`); `tests/openapi.rs`
-/// compares them with real serialized events.
-mod events {
-    #![allow(dead_code)]
-    use super::{ToSchema, Uuid};
-
-    #[derive(ToSchema)]
-    pub enum AccountOpenedType {
-        AccountOpened,
-    }
-    #[derive(ToSchema)]
-    pub enum MoneyDepositedType {
-        MoneyDeposited,
-    }
-    #[derive(ToSchema)]
-    pub enum MoneyWithdrawnType {
-        MoneyWithdrawn,
-    }
-    #[derive(ToSchema)]
-    pub enum AccountClosedType {
-        AccountClosed,
-    }
-
-    #[derive(ToSchema)]
-    #[schema(rename_all = "camelCase")]
-    pub struct AccountOpened {
-        #[schema(minimum = 1)]
-        sequence_number: i64,
-        transaction_id: Uuid,
-        #[schema(inline)]
-        r#type: AccountOpenedType,
-        owner_id: Uuid,
-        /// RFC 3339, UTC, milliseconds.
-        #[schema(format = DateTime)]
-        recorded_at: String,
-    }
-
-    #[derive(ToSchema)]
-    #[schema(rename_all = "camelCase")]
-    pub struct MoneyDeposited {
-        #[schema(minimum = 1)]
-        sequence_number: i64,
-        transaction_id: Uuid,
-        #[schema(inline)]
-        r#type: MoneyDepositedType,
-        #[schema(minimum = 0)]
-        amount_deposited: i64,
-        #[schema(minimum = 0)]
-        balance: i64,
-        /// Present when the deposit is the receiving half of a transfer.
-        transfer_from: Option<Uuid>,
-        #[schema(format = DateTime)]
-        recorded_at: String,
-    }
-
-    #[derive(ToSchema)]
-    #[schema(rename_all = "camelCase")]
-    pub struct MoneyWithdrawn {
-        #[schema(minimum = 1)]
-        sequence_number: i64,
-        transaction_id: Uuid,
-        #[schema(inline)]
-        r#type: MoneyWithdrawnType,
-        #[schema(minimum = 0)]
-        amount_withdrawn: i64,
-        #[schema(minimum = 0)]
-        balance: i64,
-        /// Present when the withdrawal is the sending half of a transfer.
-        transfer_to: Option<Uuid>,
-        #[schema(format = DateTime)]
-        recorded_at: String,
-    }
-
-    #[derive(ToSchema)]
-    #[schema(rename_all = "camelCase")]
-    pub struct AccountClosed {
-        #[schema(minimum = 1)]
-        sequence_number: i64,
-        transaction_id: Uuid,
-        #[schema(inline)]
-        r#type: AccountClosedType,
-        #[schema(format = DateTime)]
-        recorded_at: String,
-    }
-
-    /// One event of an account's stream.
-    #[derive(ToSchema)]
-    #[schema(as = Event)]
-    #[serde(untagged)]
-    pub enum EventSchema {
-        AccountOpened(AccountOpened),
-        MoneyDeposited(MoneyDeposited),
-        MoneyWithdrawn(MoneyWithdrawn),
-        AccountClosed(AccountClosed),
-    }
-}
-
-/// An account's state.
-#[derive(ToSchema)]
-#[schema(as = Account, rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct AccountSchema {
-    account_id: Uuid,
-    owner_id: Uuid,
-    /// Minor units (cents); never negative.
-    #[schema(minimum = 0)]
-    balance: i64,
-    /// false once closed.
-    open: bool,
-}
+use super::body::{AccountBody, EventBody};
+use super::error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
+use super::handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
+use crate::domain::{AccountId, OwnerId, Timestamp, TransactionId};
 
 const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenated in any letter case, simple, braced, urn); answers use the lower-case hyphenated form.";
 
@@ -141,7 +27,7 @@ const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenate
 #[openapi(
     info(
         title = "accounts",
-        description = "Event-sourced bank accounts. Both URL styles are served: the query style and the path style; every operation works identically in both. Amounts are integers in minor units (cents), within i64; a `+` sign must be sent as `%2B`. A parameter given twice is 400; parameters an operation does not use are ignored. Every error answer is JSON `{\"message\": …}`.",
+        description = "Event-sourced bank accounts. Both URL styles are served: the query style and the path style; every operation works identically in both. Amounts are integers in minor units (cents), within i64; a `+` sign must be sent as `%2B`. A parameter given twice is 400; parameters an operation does not use are ignored. Every error answer is JSON `{\"code\": …, \"message\": …}`; clients branch on `code` (see the Error schema), never on the message.",
     ),
     paths(
         open,
@@ -157,8 +43,8 @@ const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenate
         metrics,
         openapi_json
     ),
-    components(schemas(ErrorSchema, AccountSchema, events::EventSchema)),
-    modifiers(&LimitResponses),
+    components(schemas(ErrorBody, ErrorCode, AccountBody, EventBody)),
+    modifiers(&LimitResponses, &EventPageLimits),
     tags((name = "accounts", description = "Accounts and their money"), (name = "operations", description = "Health and metrics"))
 )]
 struct ApiDoc;
@@ -169,7 +55,7 @@ pub fn document() -> Document {
 }
 
 /// The answers any API request may get from the limits in front of every
-/// route (../shared/API.md, rule 0 and 7), added to every operation rather
+/// route (docs/API.md, rules 0 and 7), added to every operation rather
 /// than repeated on each.
 struct LimitResponses;
 
@@ -236,7 +122,40 @@ fn add_limit_responses(operation: &mut Operation) {
         .or_insert(RefOr::T(unavailable));
 }
 
-// The stand-ins. Their parameters and answers are those of ../shared/API.md.
+/// The event stream's page size, from the constants the handler enforces.
+struct EventPageLimits;
+
+impl Modify for EventPageLimits {
+    fn modify(&self, openapi: &mut Document) {
+        let operation = openapi
+            .paths
+            .paths
+            .get_mut("/api/account/{accountId}/events")
+            .and_then(|item| item.get.as_mut());
+        let parameters = operation.and_then(|operation| operation.parameters.as_mut());
+        let limit = parameters.and_then(|parameters| {
+            parameters.iter_mut().find_map(|parameter| match parameter {
+                RefOr::T(parameter) if parameter.name == "limit" => Some(parameter),
+                _ => None,
+            })
+        });
+        if let Some(limit) = limit {
+            describe_page_limit(limit);
+        }
+    }
+}
+
+fn describe_page_limit(limit: &mut Parameter) {
+    limit.description = Some(format!(
+        "Most events to return (default {EVENTS_LIMIT_DEFAULT}, at most {EVENTS_LIMIT_MAX})."
+    ));
+    if let Some(RefOr::T(Schema::Object(schema))) = limit.schema.as_mut() {
+        schema.maximum = Some(EVENTS_LIMIT_MAX.into());
+        schema.default = Some(EVENTS_LIMIT_DEFAULT.into());
+    }
+}
+
+// The stand-ins. Their parameters and answers are those of docs/API.md.
 
 #[utoipa::path(
     post,
@@ -260,8 +179,8 @@ fn add_limit_responses(operation: &mut Operation) {
                 ("Events" = (operation_id = "events", parameters(("accountId" = "$request.path.accountId")))),
                 ("Close" = (operation_id = "close", parameters(("accountId" = "$request.path.accountId")))),
             )),
-        (status = 400, description = "Malformed or missing id.", body = ErrorSchema),
-        (status = 409, description = "The account already exists (another owner, or closed).", body = ErrorSchema),
+        (status = 400, description = "Malformed or missing id.", body = ErrorBody),
+        (status = 409, description = "The account already exists (another owner, or closed).", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -275,9 +194,9 @@ fn open() {}
     summary = "An account's state",
     params(("accountId" = Uuid, Path, description = ID_FORMS)),
     responses(
-        (status = 200, description = "The account, open or closed.", body = AccountSchema),
-        (status = 400, description = "Malformed id.", body = ErrorSchema),
-        (status = 404, description = "No such account.", body = ErrorSchema),
+        (status = 200, description = "The account, open or closed.", body = AccountBody),
+        (status = 400, description = "Malformed id.", body = ErrorBody),
+        (status = 404, description = "No such account.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -300,10 +219,10 @@ fn state() {}
     ),
     responses(
         (status = 204, description = "Applied, changed nothing (a zero amount), or already applied with this transactionId."),
-        (status = 400, description = "A malformed, missing or repeated parameter; none or several operations; or a business rule refused it (insufficient balance, closed account, transfer to itself, overflow).", body = ErrorSchema),
-        (status = 404, description = "The account or the transfer target does not exist.", body = ErrorSchema),
-        (status = 409, description = "Still conflicting with concurrent writes after the server's retries; retrying can succeed.", body = ErrorSchema),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+        (status = 400, description = "A malformed, missing or repeated parameter; none or several operations; or a business rule refused it (insufficient balance, closed account, transfer to itself, overflow).", body = ErrorBody),
+        (status = 404, description = "The account or the transfer target does not exist.", body = ErrorBody),
+        (status = 409, description = "Still conflicting with concurrent writes after the server's retries; retrying can succeed.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -322,10 +241,10 @@ fn query_style_put() {}
     ),
     responses(
         (status = 204, description = "Closed (or already closed)."),
-        (status = 400, description = "Malformed parameter, or the balance is not zero.", body = ErrorSchema),
-        (status = 404, description = "No such account.", body = ErrorSchema),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+        (status = 400, description = "Malformed parameter, or the balance is not zero.", body = ErrorBody),
+        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -344,10 +263,10 @@ fn close() {}
     ),
     responses(
         (status = 204, description = "Applied, changed nothing (zero), or already applied."),
-        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorSchema),
-        (status = 404, description = "No such account.", body = ErrorSchema),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorBody),
+        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -366,10 +285,10 @@ fn deposit() {}
     ),
     responses(
         (status = 204, description = "Applied, changed nothing (zero), or already applied."),
-        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it (insufficient balance, closed).", body = ErrorSchema),
-        (status = 404, description = "No such account.", body = ErrorSchema),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it (insufficient balance, closed).", body = ErrorBody),
+        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -390,10 +309,10 @@ fn withdraw() {}
     ),
     responses(
         (status = 204, description = "Applied, changed nothing (zero), or already applied."),
-        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorSchema),
-        (status = 404, description = "The account or the target does not exist.", body = ErrorSchema),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorSchema),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorSchema),
+        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorBody),
+        (status = 404, description = "The account or the target does not exist.", body = ErrorBody),
+        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -408,12 +327,13 @@ fn transfer() {}
     params(
         ("accountId" = Uuid, Path, description = ID_FORMS),
         ("from" = Option<i64>, Query, minimum = 1, description = "First sequence number to return (default 1)."),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 10000, description = "Most events to return (default 1000)."),
+        // Its maximum, default and description come from the constants (EventPageLimits).
+        ("limit" = Option<i64>, Query, minimum = 1),
     ),
     responses(
-        (status = 200, description = "The events (an unknown account has the empty stream).", body = Vec<events::EventSchema>,
+        (status = 200, description = "The events (an unknown account has the empty stream).", body = Vec<EventBody>,
             headers(("Link" = String, description = "`</api/account/{id}/events?from=N&limit=L>; rel=\"next\"` when more events follow."))),
-        (status = 400, description = "Malformed id, or from/limit not an integer in range.", body = ErrorSchema),
+        (status = 400, description = "Malformed id, or from/limit not an integer in range.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -438,7 +358,7 @@ fn ping() {}
     summary = "Readiness",
     responses(
         (status = 200, description = "The store answers and the instance is not draining.", body = String, content_type = "text/plain"),
-        (status = 503, description = "Draining, or the store does not answer.", body = ErrorSchema,
+        (status = 503, description = "Draining, or the store does not answer.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
     )
 )]
@@ -466,3 +386,40 @@ fn metrics() {}
 )]
 #[allow(dead_code)]
 fn openapi_json() {}
+
+/// The ids of the API as they appear in bodies: always the lower-case
+/// hyphenated form.
+macro_rules! uuid_schema {
+    ($($id:ty => $description:literal),* $(,)?) => {$(
+        impl utoipa::PartialSchema for $id {
+            fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                    .description(Some($description))
+                    .into()
+            }
+        }
+        impl ToSchema for $id {}
+    )*};
+}
+
+uuid_schema!(
+    AccountId => "An account id, lower-case hyphenated.",
+    OwnerId => "An owner id, lower-case hyphenated.",
+    TransactionId => "A transaction id (the idempotency key), lower-case hyphenated.",
+);
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(
+                "RFC 3339 in UTC with milliseconds, e.g. 2026-11-26T10:00:00.123Z.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Timestamp {}

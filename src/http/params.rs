@@ -18,12 +18,12 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
         let Path(text) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| {
-                ApiError::BadRequest(
+                ApiError::bad_parameter(
                     "the account id in the path is not valid UTF-8 text".to_owned(),
                 )
             })?;
         AccountId::parse(&text).map(AccountPath).map_err(|_| {
-            ApiError::BadRequest(format!(
+            ApiError::bad_parameter(format!(
                 "invalid account id {text:?} in the path: not a UUID"
             ))
         })
@@ -44,7 +44,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map(Query)
             .map_err(|error| {
                 let error = error.to_string();
-                ApiError::BadRequest(match error.strip_prefix("duplicate field ") {
+                ApiError::bad_parameter(match error.strip_prefix("duplicate field ") {
                     Some(name) => format!(
                         "parameter {} is given more than once",
                         name.trim_matches('`')
@@ -58,7 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 pub fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
     value
         .as_deref()
-        .ok_or_else(|| ApiError::BadRequest(format!("missing parameter {name}")))
+        .ok_or_else(|| ApiError::bad_parameter(format!("missing parameter {name}")))
 }
 
 pub fn amount(value: &Option<String>, name: &str) -> Result<Amount, ApiError> {
@@ -68,7 +68,7 @@ pub fn amount(value: &Option<String>, name: &str) -> Result<Amount, ApiError> {
             AmountError::Negative => "; amounts are never negative",
             _ => "",
         };
-        ApiError::BadRequest(format!(
+        ApiError::bad_parameter(format!(
             "invalid parameter {name}={text:?}: the amount {error}{hint}"
         ))
     })
@@ -80,7 +80,7 @@ fn uuid<T>(
     parse: impl Fn(&str) -> Result<T, crate::domain::IdError>,
 ) -> Result<T, ApiError> {
     parse(value).map_err(|_| {
-        ApiError::BadRequest(format!("invalid parameter {name}={value:?}: not a UUID"))
+        ApiError::bad_parameter(format!("invalid parameter {name}={value:?}: not a UUID"))
     })
 }
 
@@ -119,7 +119,7 @@ pub fn bounded(
     };
     match text.parse::<u64>() {
         Ok(number) if (min..=max).contains(&number) => Ok(number),
-        _ => Err(ApiError::BadRequest(format!(
+        _ => Err(ApiError::bad_parameter(format!(
             "invalid parameter {name}={text:?}: must be an integer from {min} to {max}"
         ))),
     }

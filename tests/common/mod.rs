@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use accounts::domain::Timestamp;
 use accounts::engine::{Engine, EngineConfig, FixedClock, SeededEntropy};
-use accounts::http::{AppState, Limits, router};
+use accounts::http::{AppState, ErrorBody, Limits, router};
 use accounts::metrics::Metrics;
 use accounts::store::{EventStore, MemoryStore};
 use axum::Router;
@@ -53,18 +53,25 @@ impl Answer {
             .map(|v| v.to_str().expect("header is text"))
     }
 
-    /// Asserts an error answer of ../shared/API.md: the status, a JSON
-    /// content type and a `{"message": …}` body containing `needle`.
-    pub fn assert_error(&self, status: StatusCode, needle: &str) {
+    /// Asserts an error answer of docs/API.md: the status, a JSON content
+    /// type and a `{"code": …, "message": …}` body (keys in that order) with
+    /// `code` and a message containing `needle`.
+    pub fn assert_error(&self, status: StatusCode, code: &str, needle: &str) {
         assert_eq!(self.status, status, "body: {}", self.body);
         assert_eq!(self.header("content-type"), Some("application/json"));
-        let message = self.json()["message"]
-            .as_str()
-            .expect("a message")
-            .to_owned();
+        let body: ErrorBody = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not an error body ({e}): {:?}", self.body));
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            self.body,
+            "exactly code, then message"
+        );
+        assert_eq!(body.code.as_str(), code, "body: {}", self.body);
+        assert_eq!(body.code.status(), status, "the code's own status");
         assert!(
-            message.contains(needle),
-            "message {message:?} should mention {needle:?}"
+            body.message.contains(needle),
+            "message {:?} should mention {needle:?}",
+            body.message
         );
     }
 }

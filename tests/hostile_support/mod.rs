@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use accounts::domain::{AccountId, TransactionId};
 use accounts::engine::{Engine, EngineConfig, SeededEntropy, SystemClock};
-use accounts::http::{AppState, Limits, ServeConfig, router, serve};
+use accounts::http::{AppState, ErrorBody, Limits, ServeConfig, router, serve};
 use accounts::metrics::Metrics;
 use accounts::store::{
     AppendError, Commit, EventStore, Loaded, MemoryStore, RecordedEvent, StoreError,
@@ -164,7 +164,9 @@ impl Answer {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text()))
     }
 
-    /// An error answer as ../shared/API.md requires: JSON `{"message": …}`.
+    /// An error answer as docs/API.md requires: JSON `{"code": …,
+    /// "message": …}`, keys in that order, with a known code whose status is
+    /// the answer's.
     pub fn assert_json_error(&self) {
         let content_type = self
             .headers
@@ -172,11 +174,22 @@ impl Answer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         assert_eq!(content_type, "application/json", "status {}", self.status);
-        let body = self.json();
-        let object = body.as_object().expect("an error body is an object");
-        assert_eq!(object.len(), 1, "only a message: {body}");
-        let message = object["message"].as_str().expect("message is a string");
-        assert!(!message.is_empty());
+        let body: ErrorBody = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not an error body ({e}): {:?}", self.text()));
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            self.text(),
+            "exactly code, then message"
+        );
+        assert_eq!(body.code.status(), self.status, "code {}", body.code);
+        assert!(!body.message.is_empty());
+    }
+
+    /// [`Answer::assert_json_error`] with this code.
+    pub fn assert_error_code(&self, code: &str) {
+        self.assert_json_error();
+        let body: ErrorBody = serde_json::from_slice(&self.body).expect("checked above");
+        assert_eq!(body.code.as_str(), code, "{}", self.text());
     }
 }
 
