@@ -123,7 +123,10 @@ fn model(state: &Account, event: &Event) -> Result<Account, String> {
         (Account::Open { owner_id, .. }, Event::AccountClosed) => Ok(Account::Closed {
             owner_id: *owner_id,
         }),
-        (state, event) => Err(format!("{} on an account that is {state:?}", kind(event))),
+        (state, event) => Err(format!(
+            "{} on an account that is {state:?}",
+            event.type_name()
+        )),
     }
 }
 
@@ -248,15 +251,6 @@ fn check_stream(index: usize, account: &AccountLog, violations: &mut Vec<String>
             service_balance(&account.loaded),
             full.balance()
         ));
-    }
-}
-
-fn kind(event: &Event) -> &'static str {
-    match event {
-        Event::AccountOpened { .. } => "AccountOpened",
-        Event::MoneyDeposited { .. } => "MoneyDeposited",
-        Event::MoneyWithdrawn { .. } => "MoneyWithdrawn",
-        Event::AccountClosed => "AccountClosed",
     }
 }
 
@@ -386,7 +380,7 @@ fn check_provenance(plan: &Plan, log: &Log, records: &[OpRecord], violations: &m
             let Some(record) = by_transaction.get(&recorded.transaction_id) else {
                 violations.push(format!(
                     "{at}: {} under transaction {}, which no client sent",
-                    kind(&recorded.event),
+                    recorded.event.type_name(),
                     recorded.transaction_id
                 ));
                 continue;
@@ -433,7 +427,7 @@ fn check_provenance(plan: &Plan, log: &Log, records: &[OpRecord], violations: &m
             if record.action != expected {
                 violations.push(format!(
                     "{at}: {} does not match the request {} #{} sent under its transaction ({})",
-                    kind(&recorded.event),
+                    recorded.event.type_name(),
                     CLIENTS[record.client],
                     record.index,
                     record.action

@@ -113,6 +113,17 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event's type, as its JSON `type` says (and the SQL stores'
+    /// `event_type` column).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::AccountOpened { .. } => "AccountOpened",
+            Event::MoneyDeposited { .. } => "MoneyDeposited",
+            Event::MoneyWithdrawn { .. } => "MoneyWithdrawn",
+            Event::AccountClosed => "AccountClosed",
+        }
+    }
+
     /// Money that entered (positive) or left (negative) the account.
     pub fn money_moved(&self) -> i128 {
         match self {
@@ -625,6 +636,27 @@ mod tests {
             amount: amount(5),
         };
         assert_ne!(to_b.fingerprint(account(A)), to_a.fingerprint(account(B)));
+    }
+
+    #[test]
+    fn the_type_name_is_the_serialized_type() {
+        for event in [
+            Event::AccountOpened { owner_id: owner(1) },
+            Event::MoneyDeposited {
+                amount_deposited: 1,
+                balance: 1,
+                transfer_from: None,
+            },
+            Event::MoneyWithdrawn {
+                amount_withdrawn: 1,
+                balance: 0,
+                transfer_to: Some(account(B)),
+            },
+            Event::AccountClosed,
+        ] {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["type"], event.type_name());
+        }
     }
 
     #[test]

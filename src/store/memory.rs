@@ -43,44 +43,26 @@ fn usize_from(sequence: u64) -> usize {
     usize::try_from(sequence).unwrap_or(usize::MAX)
 }
 
-/// Checks a commit against the current streams without changing anything.
+/// Checks a commit against the current streams without changing anything:
+/// its shape (shared by every store), then that each stream ends where the
+/// commit expects and that no transactionId is recorded already.
 fn validate(streams: &HashMap<AccountId, Stream>, commit: &Commit) -> Result<(), AppendError> {
-    let mut next: HashMap<AccountId, u64> = HashMap::new();
-    for event in &commit.events {
-        let expected = next.entry(event.account_id).or_insert_with(|| {
-            streams
-                .get(&event.account_id)
-                .map_or(0, |s| s.events.len() as u64)
-                + 1
-        });
-        if event.sequence_number != *expected {
-            return Err(AppendError::Conflict(format!(
-                "account {} expected sequence number {expected}, got {}",
-                event.account_id, event.sequence_number
-            )));
+    for head in commit.check_shape()? {
+        let stored = streams
+            .get(&head.account_id)
+            .map_or(0, |s| s.events.len() as u64);
+        if stored != head.sequence_number {
+            return Err(head.moved(stored));
         }
-        *expected += 1;
     }
-    let mut seen = Vec::with_capacity(commit.transactions.len());
     for record in &commit.transactions {
-        let key = (record.account_id, record.transaction_id);
         let recorded = streams
             .get(&record.account_id)
             .is_some_and(|s| s.transactions.contains_key(&record.transaction_id));
-        if recorded || seen.contains(&key) {
+        if recorded {
             return Err(AppendError::Conflict(format!(
                 "transaction {} already recorded on account {}",
                 record.transaction_id, record.account_id
-            )));
-        }
-        seen.push(key);
-    }
-    for snapshot in &commit.snapshots {
-        let last = next.get(&snapshot.account_id).map_or(0, |n| n - 1);
-        if snapshot.sequence_number == 0 || snapshot.sequence_number > last {
-            return Err(AppendError::Conflict(format!(
-                "snapshot of account {} at {} is not covered by the commit",
-                snapshot.account_id, snapshot.sequence_number
             )));
         }
     }

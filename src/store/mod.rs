@@ -18,6 +18,7 @@ pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,89 @@ impl Commit {
         accounts.sort_unstable();
         accounts.dedup();
         accounts
+    }
+
+    /// The checks every store makes before writing, that need nothing but
+    /// the commit itself: each account's events numbered from 1 and
+    /// contiguous, no transactionId twice on one account, every snapshot at
+    /// an event of this commit. Returns the heads: per account touched, in
+    /// canonical order, the sequence number its stored stream must end at
+    /// (the commit's first number − 1). What needs the stored data — the
+    /// heads, transactionIds already recorded — is the store's to check,
+    /// atomically with the write.
+    pub fn check_shape(&self) -> Result<Vec<Head>, AppendError> {
+        let mut next: HashMap<AccountId, u64> = HashMap::new();
+        let mut heads = Vec::new();
+        for event in &self.events {
+            let account = event.account_id;
+            if event.sequence_number == 0 {
+                return Err(AppendError::Conflict(format!(
+                    "account {account}: sequence numbers start at 1"
+                )));
+            }
+            let expected = next.entry(account).or_insert_with(|| {
+                heads.push(Head {
+                    account_id: account,
+                    sequence_number: event.sequence_number - 1,
+                });
+                event.sequence_number
+            });
+            if event.sequence_number != *expected {
+                return Err(AppendError::Conflict(format!(
+                    "account {account}: events of one commit must be contiguous, got {} after {}",
+                    event.sequence_number,
+                    *expected - 1
+                )));
+            }
+            *expected += 1;
+        }
+        let mut seen = HashSet::new();
+        for record in &self.transactions {
+            if !seen.insert((record.account_id, record.transaction_id)) {
+                return Err(AppendError::Conflict(format!(
+                    "transaction {} appears twice for account {} in one commit",
+                    record.transaction_id, record.account_id
+                )));
+            }
+        }
+        for snapshot in &self.snapshots {
+            let last = next.get(&snapshot.account_id).map_or(0, |n| n - 1);
+            if snapshot.sequence_number == 0 || snapshot.sequence_number > last {
+                return Err(AppendError::Conflict(format!(
+                    "snapshot of account {} at {} is not covered by the commit",
+                    snapshot.account_id, snapshot.sequence_number
+                )));
+            }
+        }
+        heads.sort_by_key(|head| head.account_id);
+        Ok(heads)
+    }
+}
+
+/// Where an account's stored stream must end for a commit to fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub account_id: AccountId,
+    /// The last stored sequence number (0: no event yet).
+    pub sequence_number: u64,
+}
+
+impl Head {
+    /// The conflict of a stream that ends at `stored`, not where the commit
+    /// expects: another writer got there first.
+    pub fn moved(&self, stored: u64) -> AppendError {
+        Head::moved_at(&self.account_id, stored, self.sequence_number)
+    }
+
+    /// [`Head::moved`] for a store that holds the head in its own types.
+    pub fn moved_at(
+        account: &dyn std::fmt::Display,
+        stored: impl std::fmt::Display,
+        expected: impl std::fmt::Display,
+    ) -> AppendError {
+        AppendError::Conflict(format!(
+            "account {account} is at sequence number {stored}, the commit expects {expected}"
+        ))
     }
 }
 
@@ -280,7 +364,94 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<OpenedStore, Open
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use uuid::Uuid;
+
+    use super::{AppendError, Commit, Head, RecordedEvent, Snapshot, TransactionRecord, redact};
+    use crate::domain::{
+        Account, AccountId, Event, Fingerprint, OwnerId, Timestamp, TransactionId,
+    };
+
+    fn account(n: u128) -> AccountId {
+        AccountId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn event(account_id: AccountId, sequence_number: u64) -> RecordedEvent {
+        RecordedEvent {
+            account_id,
+            sequence_number,
+            transaction_id: TransactionId::from_uuid(Uuid::from_u128(7)),
+            event: Event::AccountClosed,
+            recorded_at: Timestamp::from_unix_millis(0),
+        }
+    }
+
+    fn record(account_id: AccountId) -> TransactionRecord {
+        TransactionRecord {
+            account_id,
+            transaction_id: TransactionId::from_uuid(Uuid::from_u128(7)),
+            fingerprint: Fingerprint("close".to_owned()),
+        }
+    }
+
+    fn refusal(commit: &Commit) -> String {
+        match commit.check_shape() {
+            Err(AppendError::Conflict(message)) => message,
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_heads_of_a_commit_are_in_canonical_order() {
+        let (a, b) = (account(1), account(2));
+        let commit = Commit {
+            events: vec![event(b, 8), event(a, 3), event(a, 4)],
+            transactions: vec![record(b), record(a)],
+            snapshots: vec![Snapshot {
+                account_id: a,
+                sequence_number: 4,
+                state: Account::Closed {
+                    owner_id: OwnerId::from_uuid(Uuid::from_u128(9)),
+                },
+            }],
+        };
+        let heads = commit.check_shape().unwrap();
+        let expected = [(a, 2), (b, 7)].map(|(account_id, sequence_number)| Head {
+            account_id,
+            sequence_number,
+        });
+        assert_eq!(heads, expected);
+    }
+
+    #[test]
+    fn commits_of_the_wrong_shape_are_refused() {
+        let a = account(1);
+        let zero = Commit {
+            events: vec![event(a, 0)],
+            ..Commit::default()
+        };
+        assert!(refusal(&zero).contains("start at 1"));
+        let gap = Commit {
+            events: vec![event(a, 1), event(a, 3)],
+            ..Commit::default()
+        };
+        assert!(refusal(&gap).contains("contiguous"));
+        let twice = Commit {
+            events: vec![event(a, 1)],
+            transactions: vec![record(a), record(a)],
+            ..Commit::default()
+        };
+        assert!(refusal(&twice).contains("twice"));
+        let uncovered = Commit {
+            events: vec![event(a, 1)],
+            snapshots: vec![Snapshot {
+                account_id: a,
+                sequence_number: 2,
+                state: Account::Unopened,
+            }],
+            ..Commit::default()
+        };
+        assert!(refusal(&uncovered).contains("not covered"));
+    }
 
     #[test]
     fn redact_hides_passwords_only() {

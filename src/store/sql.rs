@@ -20,8 +20,8 @@ use sqlx::{
 };
 
 use super::{
-    AppendError, Commit, Loaded, OpenError, RecordedEvent, Snapshot, StoreError, StoreOptions,
-    TransactionRecord,
+    AppendError, Commit, Head, Loaded, OpenError, RecordedEvent, Snapshot, StoreError,
+    StoreOptions, TransactionRecord,
 };
 use crate::domain::{AccountId, Event, Fingerprint, Timestamp, TransactionId};
 
@@ -95,93 +95,60 @@ fn sequence_from_sql(sequence: i64) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("negative sequence number {sequence}")))
 }
 
-/// The name stored in the event type column (the same as the payload's
-/// `type`, so an operator can filter without parsing JSON).
-pub(super) fn event_type(event: &Event) -> &'static str {
-    match event {
-        Event::AccountOpened { .. } => "AccountOpened",
-        Event::MoneyDeposited { .. } => "MoneyDeposited",
-        Event::MoneyWithdrawn { .. } => "MoneyWithdrawn",
-        Event::AccountClosed => "AccountClosed",
-    }
-}
-
-/// Checks what can be checked without the database — each account's events
-/// contiguous, snapshots covering an event of this commit, no transactionId
-/// twice — and turns the commit into bindable values. The database then
-/// enforces the rest: the first event of each account at exactly its head
-/// + 1, and no (account, sequence) or (account, transactionId) taken.
+/// Checks the commit's shape (the rules every store shares, see
+/// [`Commit::check_shape`]) and turns it into bindable values. The database
+/// then enforces the rest: the first event of each account at exactly its
+/// head + 1, and no (account, sequence) or (account, transactionId) taken.
 ///
 /// `None`: a valid commit with neither events nor idempotency records,
 /// which writes nothing.
 pub(super) fn commit_values(commit: &Commit) -> Result<Option<CommitValues>, AppendError> {
-    let mut next: HashMap<AccountId, u64> = HashMap::new();
-    let mut heads = Vec::new();
-    let mut events = Vec::with_capacity(commit.events.len());
-    for event in &commit.events {
-        if event.sequence_number == 0 {
-            return Err(AppendError::Conflict(format!(
-                "account {}: sequence numbers start at 1",
-                event.account_id
-            )));
-        }
-        let expected = next.entry(event.account_id).or_insert_with(|| {
-            heads.push((event.account_id, event.sequence_number.saturating_sub(1)));
-            event.sequence_number
-        });
-        if event.sequence_number != *expected {
-            return Err(AppendError::Conflict(format!(
-                "account {}: events of one commit must be contiguous, got {} after {}",
-                event.account_id,
-                event.sequence_number,
-                *expected - 1
-            )));
-        }
-        *expected += 1;
-        events.push(EventValues {
-            account_id: event.account_id.to_string(),
-            sequence_number: sequence_to_sql(event.sequence_number)?,
-            transaction_id: event.transaction_id.to_string(),
-            event_type: event_type(&event.event),
-            payload: serde_json::to_string(&event.event).map_err(corrupt_json)?,
-            recorded_at_ms: event.recorded_at.unix_millis(),
-        });
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut transactions = Vec::with_capacity(commit.transactions.len());
-    for record in &commit.transactions {
-        if !seen.insert((record.account_id, record.transaction_id)) {
-            return Err(AppendError::Conflict(format!(
-                "transaction {} appears twice for account {} in one commit",
-                record.transaction_id, record.account_id
-            )));
-        }
-        transactions.push(TransactionValues {
+    let heads = commit
+        .check_shape()?
+        .into_iter()
+        .map(|head| {
+            Ok((
+                head.account_id.to_string(),
+                sequence_to_sql(head.sequence_number)?,
+            ))
+        })
+        .collect::<Result<_, AppendError>>()?;
+    let events = commit
+        .events
+        .iter()
+        .map(|event| {
+            Ok(EventValues {
+                account_id: event.account_id.to_string(),
+                sequence_number: sequence_to_sql(event.sequence_number)?,
+                transaction_id: event.transaction_id.to_string(),
+                // The same name as the payload's `type`, so an operator can
+                // filter without parsing JSON.
+                event_type: event.event.type_name(),
+                payload: serde_json::to_string(&event.event).map_err(corrupt_json)?,
+                recorded_at_ms: event.recorded_at.unix_millis(),
+            })
+        })
+        .collect::<Result<Vec<_>, AppendError>>()?;
+    let transactions: Vec<TransactionValues> = commit
+        .transactions
+        .iter()
+        .map(|record| TransactionValues {
             account_id: record.account_id.to_string(),
             transaction_id: record.transaction_id.to_string(),
             fingerprint: record.fingerprint.0.clone(),
-        });
-    }
-    let mut snapshots = Vec::with_capacity(commit.snapshots.len());
-    for snapshot in &commit.snapshots {
-        let last = next.get(&snapshot.account_id).map_or(0, |n| n - 1);
-        if snapshot.sequence_number == 0 || snapshot.sequence_number > last {
-            return Err(AppendError::Conflict(format!(
-                "snapshot of account {} at {} is not covered by the commit",
-                snapshot.account_id, snapshot.sequence_number
-            )));
-        }
-        snapshots.push(SnapshotValues {
-            account_id: snapshot.account_id.to_string(),
-            sequence_number: sequence_to_sql(snapshot.sequence_number)?,
-            state: serde_json::to_string(&snapshot.state).map_err(corrupt_json)?,
-        });
-    }
-    heads.sort();
-    let heads = heads
-        .into_iter()
-        .map(|(account, head)| Ok((account.to_string(), sequence_to_sql(head)?)))
-        .collect::<Result<_, AppendError>>()?;
+        })
+        .collect();
+    let snapshots = commit
+        .snapshots
+        .iter()
+        .map(|snapshot| {
+            Ok(SnapshotValues {
+                account_id: snapshot.account_id.to_string(),
+                sequence_number: sequence_to_sql(snapshot.sequence_number)?,
+                state: serde_json::to_string(&snapshot.state).map_err(corrupt_json)?,
+            })
+        })
+        .collect::<Result<Vec<_>, AppendError>>()?;
     if events.is_empty() && transactions.is_empty() {
         return Ok(None);
     }
@@ -583,9 +550,7 @@ where
     for (account, head) in expected {
         let actual = stored.get(account).copied().unwrap_or(0);
         if actual != *head {
-            return Err(AppendError::Conflict(format!(
-                "account {account} is at sequence number {actual}, the commit expects {head}"
-            )));
+            return Err(Head::moved_at(account, actual, *head));
         }
     }
     Ok(())
