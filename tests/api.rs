@@ -1,4 +1,4 @@
-//! Every row and rule of ../shared/API.md, in-process through the real router,
+//! Every row and rule of docs/API.md, in-process through the real router,
 //! in both URL styles. Named after the rule they check.
 
 mod common;

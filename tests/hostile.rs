@@ -39,7 +39,7 @@ fn encode(name: &str, value: &str) -> String {
     serde_urlencoded::to_string([(name, value)]).expect("strings encode")
 }
 
-/// The amount grammar of ../shared/API.md, written independently of the
+/// The amount grammar of docs/API.md, written independently of the
 /// service: an optional sign, ASCII digits, within i64; `-0` is zero, any
 /// other negative value is refused.
 fn expected_amount(text: &str) -> Option<i64> {

@@ -407,3 +407,35 @@ async fn the_event_page_limits_come_from_the_constants() {
         "{description}"
     );
 }
+
+/// docs/API.md, the project's own API reference, next to this document:
+/// every operation is described there as `METHOD /path`, and every error
+/// code (of the document's Error schema, which is the `ErrorCode` enum) has
+/// its row.
+#[tokio::test]
+async fn the_api_reference_describes_every_operation_and_error_code() {
+    let document = document().await;
+    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md"))
+        .expect("docs/API.md");
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
+            let operation = format!("{} {path}", method.to_ascii_uppercase());
+            assert!(
+                reference.contains(&operation),
+                "docs/API.md does not mention {operation}"
+            );
+        }
+    }
+    let error = schema(&document, "Error");
+    let codes = resolve(&document, &error["properties"]["code"])["enum"]
+        .as_array()
+        .expect("the codes");
+    assert_eq!(codes.len(), ErrorCode::ALL.len());
+    for code in codes {
+        let row = format!("| `{}` |", code.as_str().unwrap());
+        assert!(
+            reference.contains(&row),
+            "docs/API.md has no row for the error code {code}"
+        );
+    }
+}

@@ -36,7 +36,7 @@ impl Amount {
         self.0 == 0
     }
 
-    /// The grammar of ../shared/API.md: an optional `+` or `-`, ASCII digits
+    /// The grammar of docs/API.md ("Values"): an optional `+` or `-`, ASCII digits
     /// (leading zeros allowed), within i64. `-0` is zero; any other negative
     /// value is refused. Rust's integer parser accepts exactly that grammar, so
     /// it is the one place the digits are read.

@@ -1,4 +1,4 @@
-//! A black-box client of the HTTP API (shared/API.md), and the checks every
+//! A black-box client of the HTTP API (docs/API.md), and the checks every
 //! money test ends with: the event streams read back through Envoy.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
