@@ -1,4 +1,6 @@
-//! Wiring: from parsed flags to a serving instance. `main` only calls this.
+//! Wiring: the one way to put an instance together ([`InstanceBuilder`]),
+//! and from parsed flags to a serving instance ([`run`]), which is all
+//! `main` calls.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -6,11 +8,13 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
+use axum::Router;
+
 use crate::config::{LogFormat, ServeArgs};
-use crate::engine::{Engine, EngineConfig, SeededEntropy, SystemClock};
+use crate::engine::{Clock, Engine, EngineConfig, Entropy, SeededEntropy, SystemClock};
 use crate::http::{AppState, Limits, ServeConfig, router, serve};
 use crate::metrics::Metrics;
-use crate::store::{self, StoreOptions};
+use crate::store::{self, EventStore, MemoryStore};
 
 pub fn init_logging(format: LogFormat) {
     // PostgreSQL's notices (e.g. "relation _sqlx_migrations already exists,
@@ -28,19 +32,131 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-fn millis(value: u64) -> Duration {
-    Duration::from_millis(value)
+/// Everything one instance of the service is made of, with a default for
+/// each part: the in-memory store, the wall clock, entropy seeded from the
+/// operating system, and the `Default` of every config. The binary, the
+/// tests, the simulation and the fuzz target all wire instances through
+/// this one builder.
+#[derive(Default)]
+pub struct InstanceBuilder {
+    store: Option<Arc<dyn EventStore>>,
+    clock: Option<Arc<dyn Clock>>,
+    entropy: Option<Arc<dyn Entropy>>,
+    metrics: Option<Metrics>,
+    engine_config: EngineConfig,
+    limits: Limits,
+    serve_config: ServeConfig,
+}
+
+impl InstanceBuilder {
+    pub fn new() -> InstanceBuilder {
+        InstanceBuilder::default()
+    }
+
+    pub fn store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub fn entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.entropy = Some(entropy);
+        self
+    }
+
+    /// Entropy from a fixed seed, so ids and retry jitter replay exactly.
+    pub fn seed(self, seed: u64) -> Self {
+        self.entropy(Arc::new(SeededEntropy::new(seed)))
+    }
+
+    /// The metrics to export (by default a fresh registry); pass a clone to
+    /// read them from outside, or to share them across restarts.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine_config = config;
+        self
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn serve_config(mut self, config: ServeConfig) -> Self {
+        self.serve_config = config;
+        self
+    }
+
+    /// Wires the engine, the app state and the router.
+    pub fn build(self) -> Instance {
+        let (limits, serve_config) = (self.limits.clone(), self.serve_config.clone());
+        let (engine, entropy, metrics) = self.wire_engine();
+        let state = AppState::new(engine, entropy, metrics, limits);
+        Instance {
+            router: router(state.clone()),
+            state,
+            serve_config,
+        }
+    }
+
+    /// Only the engine, for callers that drive it without HTTP (the store
+    /// suites); wired exactly as [`InstanceBuilder::build`] wires it.
+    pub fn build_engine(self) -> Engine {
+        self.wire_engine().0
+    }
+
+    fn wire_engine(self) -> (Engine, Arc<dyn Entropy>, Metrics) {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let entropy = self
+            .entropy
+            .unwrap_or_else(|| Arc::new(SeededEntropy::from_os()));
+        let metrics = self.metrics.unwrap_or_default();
+        let engine = Engine::new(
+            store,
+            clock,
+            entropy.clone(),
+            self.engine_config,
+            metrics.engine.clone(),
+        );
+        (engine, entropy, metrics)
+    }
+}
+
+/// A wired instance, ready to serve on any listener.
+pub struct Instance {
+    pub state: AppState,
+    pub router: Router,
+    pub serve_config: ServeConfig,
+}
+
+impl Instance {
+    pub fn engine(&self) -> &Engine {
+        self.state.engine()
+    }
+
+    /// Serves on `listener` (tokio TCP, turmoil TCP, …) until `shutdown`
+    /// completes, then finishes in-flight requests within the grace period.
+    pub async fn serve<L>(self, listener: L, shutdown: impl Future<Output = ()>)
+    where
+        L: axum::serve::Listener,
+    {
+        serve(listener, self.router, self.serve_config, shutdown).await
+    }
 }
 
 /// Opens the store, binds the listener and serves until SIGINT/SIGTERM, then
 /// drains. An error is one line for the operator.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let options = StoreOptions {
-        max_connections: args.max_connections,
-        connect_timeout: millis(args.connect_timeout_ms),
-        acquire_timeout: millis(args.acquire_timeout_ms),
-    };
-    let opened = store::open(&args.database_url, &options)
+    let opened = store::open(&args.database_url, &args.store_options())
         .await
         .map_err(|e| e.to_string())?;
     if opened.durable {
@@ -48,46 +164,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     } else {
         tracing::warn!("in-memory store: data is lost on exit");
     }
-    let metrics = Metrics::new();
-    let engine = Engine::new(
-        opened.store,
-        Arc::new(SystemClock),
-        Arc::new(SeededEntropy::from_os()),
-        EngineConfig {
-            snapshot_every: args.snapshot_every,
-            retries_max: args.retries_max,
-            store_timeout: millis(args.store_timeout_ms),
-            ..EngineConfig::default()
-        },
-        metrics.engine.clone(),
-    );
-    let limits = Limits {
-        body_bytes_max: args.body_bytes_max,
-        request_timeout: millis(args.request_timeout_ms),
-        concurrency_max: args.concurrency_max,
-        url_bytes_max: args.url_bytes_max,
-    };
-    let state = AppState::new(engine, metrics, limits);
+    let instance = InstanceBuilder::new()
+        .store(opened.store)
+        .engine_config(args.engine_config())
+        .limits(args.limits())
+        .serve_config(args.serve_config())
+        .build();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on {address}");
-    let config = ServeConfig {
-        header_read_timeout: millis(args.header_read_timeout_ms),
-        header_bytes_max: args.header_bytes_max,
-        connections_max: args.connections_max,
-        date_header: true,
-        shutdown_grace: millis(args.shutdown_grace_ms),
-    };
-    let drain_delay = millis(args.drain_delay_ms);
-    serve(
-        listener,
-        router(state.clone()),
-        config,
-        drain_on_signal(state, drain_delay),
-    )
-    .await;
+    let drain_delay = Duration::from_millis(args.drain_delay_ms);
+    let shutdown = drain_on_signal(instance.state.clone(), drain_delay);
+    instance.serve(listener, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

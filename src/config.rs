@@ -1,10 +1,51 @@
-//! The command line of ../shared/API.md ("Running"): flags with environment
+//! The command line (README, "Configuration"): flags with environment
 //! fallbacks. `--help` never prints environment values: the database URL
-//! holds a password.
+//! holds a password. Every default is a named constant of the module whose
+//! `Default` it also is, so the CLI and the library cannot drift (a test
+//! below checks it).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{self, EngineConfig};
+use crate::http::{self, Limits, ServeConfig};
+use crate::store::{self, StoreOptions};
+
+/// Default address: every interface, the port containers conventionally
+/// publish.
+pub const LISTEN: &str = "0.0.0.0:8080";
+
+/// Default store: in memory, so `cargo run` works on a fresh machine (and
+/// says loudly that data is lost on exit).
+pub const DATABASE_URL: &str = "memory:";
+
+/// Default drain delay: two health-check intervals of a typical load
+/// balancer (Envoy's here checks every second), so traffic has moved away
+/// before the listener closes.
+pub const DRAIN_DELAY_MS: u64 = 2_000;
+
+/// Default instance `accounts probe` asks: the default address, seen from
+/// the same machine or container.
+pub const PROBE_URL: &str = "http://127.0.0.1:8080";
+
+/// Default patience of `accounts probe`: below a container health check's
+/// usual timeout, far above a healthy instance's answer.
+pub const PROBE_TIMEOUT_MS: u64 = 2_000;
+
+/// Renamed flags whose old environment variable is still read, as
+/// (argument id, old variable). clap has no environment-variable aliases,
+/// so [`Cli::try_parse_with`] reads these when neither a flag nor the new
+/// variable gave a value. (The old flag names are clap aliases.)
+pub const LEGACY_ENV: [(&str, &str); 2] = [
+    ("db_pool_size", "ACCOUNTS_MAX_CONNECTIONS"),
+    ("http_connections_max", "ACCOUNTS_CONNECTIONS_MAX"),
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,10 +67,10 @@ pub enum Subcommands {
     /// (for container health checks, where the image has no HTTP client).
     Probe {
         /// Base URL of the instance.
-        #[arg(default_value = "http://127.0.0.1:8080")]
+        #[arg(default_value = PROBE_URL)]
         url: String,
         /// Give up after this many milliseconds.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = PROBE_TIMEOUT_MS)]
         timeout_ms: u64,
     },
 }
@@ -43,9 +84,13 @@ pub enum LogFormat {
 /// A count of at least one. Zero would not mean "no limit" but a broken
 /// instance: no pool connection (a panic in the pool), no request served
 /// (all shed with 503), or no connection ever accepted (a silent hang).
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
+fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: FromStr + PartialEq + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    match text.parse::<T>() {
+        Ok(value) if value == T::from(0) => Err("must be at least 1".to_owned()),
         Ok(value) => Ok(value),
         Err(error) => Err(error.to_string()),
     }
@@ -57,7 +102,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_LISTEN",
-        default_value = "0.0.0.0:8080",
+        default_value = LISTEN,
         hide_env_values = true
     )]
     pub listen: SocketAddr,
@@ -67,7 +112,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "memory:",
+        default_value = DATABASE_URL,
         hide_env_values = true
     )]
     pub database_url: String,
@@ -76,20 +121,22 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_SNAPSHOT_EVERY",
-        default_value_t = 50,
+        default_value_t = engine::SNAPSHOT_EVERY,
         hide_env_values = true
     )]
     pub snapshot_every: u64,
 
-    /// Database pool size.
+    /// Database connection pool size (formerly --max-connections /
+    /// ACCOUNTS_MAX_CONNECTIONS, still accepted).
     #[arg(
         long,
-        env = "ACCOUNTS_MAX_CONNECTIONS",
-        default_value_t = 10,
-        value_parser = clap::value_parser!(u32).range(1..),
+        alias = "max-connections",
+        env = "ACCOUNTS_DB_POOL_SIZE",
+        default_value_t = store::DB_POOL_SIZE,
+        value_parser = at_least_one::<u32>,
         hide_env_values = true
     )]
-    pub max_connections: u32,
+    pub db_pool_size: u32,
 
     /// Log format; levels via RUST_LOG (default info).
     #[arg(long, env = "ACCOUNTS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, hide_env_values = true)]
@@ -100,7 +147,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_DRAIN_DELAY_MS",
-        default_value_t = 2000,
+        default_value_t = DRAIN_DELAY_MS,
         hide_env_values = true
     )]
     pub drain_delay_ms: u64,
@@ -109,7 +156,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_SHUTDOWN_GRACE_MS",
-        default_value_t = 10_000,
+        default_value_t = http::SHUTDOWN_GRACE_MS,
         hide_env_values = true
     )]
     pub shutdown_grace_ms: u64,
@@ -118,7 +165,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_REQUEST_TIMEOUT_MS",
-        default_value_t = 10_000,
+        default_value_t = http::REQUEST_TIMEOUT_MS,
         hide_env_values = true
     )]
     pub request_timeout_ms: u64,
@@ -127,7 +174,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_HEADER_READ_TIMEOUT_MS",
-        default_value_t = 5_000,
+        default_value_t = http::HEADER_READ_TIMEOUT_MS,
         hide_env_values = true
     )]
     pub header_read_timeout_ms: u64,
@@ -136,7 +183,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_STORE_TIMEOUT_MS",
-        default_value_t = 5_000,
+        default_value_t = engine::STORE_TIMEOUT_MS,
         hide_env_values = true
     )]
     pub store_timeout_ms: u64,
@@ -145,45 +192,47 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_CONCURRENCY_MAX",
-        default_value_t = 1024,
-        value_parser = at_least_one,
+        default_value_t = http::CONCURRENCY_MAX,
+        value_parser = at_least_one::<usize>,
         hide_env_values = true
     )]
     pub concurrency_max: usize,
 
-    /// Open client connections at once; more wait to be accepted.
+    /// Open HTTP client connections at once; more wait to be accepted
+    /// (formerly --connections-max / ACCOUNTS_CONNECTIONS_MAX, still accepted).
     #[arg(
         long,
-        env = "ACCOUNTS_CONNECTIONS_MAX",
-        default_value_t = 4096,
-        value_parser = at_least_one,
+        alias = "connections-max",
+        env = "ACCOUNTS_HTTP_CONNECTIONS_MAX",
+        default_value_t = http::HTTP_CONNECTIONS_MAX,
+        value_parser = at_least_one::<usize>,
         hide_env_values = true
     )]
-    pub connections_max: usize,
+    pub http_connections_max: usize,
 
     /// Largest request body accepted (413 beyond); no operation takes a body.
-    #[arg(long, env = "ACCOUNTS_BODY_BYTES_MAX", default_value_t = 16 * 1024, hide_env_values = true)]
+    #[arg(long, env = "ACCOUNTS_BODY_BYTES_MAX", default_value_t = http::BODY_BYTES_MAX, hide_env_values = true)]
     pub body_bytes_max: usize,
 
     /// Longest URL (path and query) accepted; longer ones get 414.
-    #[arg(long, env = "ACCOUNTS_URL_BYTES_MAX", default_value_t = crate::http::URL_BYTES_MAX, hide_env_values = true)]
+    #[arg(long, env = "ACCOUNTS_URL_BYTES_MAX", default_value_t = http::URL_BYTES_MAX, hide_env_values = true)]
     pub url_bytes_max: usize,
 
     /// Largest request head (request line and headers); larger ones get 431
     /// and the connection is closed.
-    #[arg(long, env = "ACCOUNTS_HEADER_BYTES_MAX", default_value_t = crate::http::HEADER_BYTES_MAX, hide_env_values = true)]
+    #[arg(long, env = "ACCOUNTS_HEADER_BYTES_MAX", default_value_t = http::HEADER_BYTES_MAX, hide_env_values = true)]
     pub header_bytes_max: usize,
 
     /// Reload-and-retry rounds after optimistic-concurrency conflicts before
     /// answering 409.
-    #[arg(long, env = "ACCOUNTS_RETRIES_MAX", default_value_t = crate::engine::RETRIES_MAX, hide_env_values = true)]
+    #[arg(long, env = "ACCOUNTS_RETRIES_MAX", default_value_t = engine::RETRIES_MAX, hide_env_values = true)]
     pub retries_max: u32,
 
     /// How long start-up waits for the database before giving up.
     #[arg(
         long,
         env = "ACCOUNTS_CONNECT_TIMEOUT_MS",
-        default_value_t = 10_000,
+        default_value_t = store::CONNECT_TIMEOUT_MS,
         hide_env_values = true
     )]
     pub connect_timeout_ms: u64,
@@ -193,29 +242,233 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ACCOUNTS_ACQUIRE_TIMEOUT_MS",
-        default_value_t = 2_000,
+        default_value_t = store::ACQUIRE_TIMEOUT_MS,
         hide_env_values = true
     )]
     pub acquire_timeout_ms: u64,
 }
 
+impl Cli {
+    /// Parses the process's arguments and environment like `Cli::parse`,
+    /// plus the old environment variables of renamed flags ([`LEGACY_ENV`]);
+    /// exits with clap's message on an error.
+    pub fn parse_with_legacy_env() -> Cli {
+        Cli::try_parse_with(std::env::args_os(), |name| std::env::var_os(name))
+            .unwrap_or_else(|error| error.exit())
+    }
+
+    /// [`Cli::parse_with_legacy_env`] over given arguments, with `legacy_env`
+    /// looking up the old variables (the new ones clap reads itself).
+    pub fn try_parse_with<I, T>(
+        args: I,
+        legacy_env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.serve.apply_legacy_env(&matches, legacy_env)?;
+        Ok(cli)
+    }
+}
+
+impl ServeArgs {
+    /// An old variable counts only where the value is still the default:
+    /// a flag or the new variable wins.
+    fn apply_legacy_env(
+        &mut self,
+        matches: &ArgMatches,
+        legacy_env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<(), clap::Error> {
+        for (id, variable) in LEGACY_ENV {
+            if matches.value_source(id) != Some(ValueSource::DefaultValue) {
+                continue;
+            }
+            let Some(value) = legacy_env(variable) else {
+                continue;
+            };
+            let text = value.to_str().unwrap_or_default();
+            let invalid = |reason: String| {
+                clap::Error::raw(
+                    ErrorKind::ValueValidation,
+                    format!("invalid value {text:?} for {variable}: {reason}\n"),
+                )
+            };
+            match id {
+                "db_pool_size" => self.db_pool_size = at_least_one(text).map_err(invalid)?,
+                _ => self.http_connections_max = at_least_one(text).map_err(invalid)?,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            pool_size: self.db_pool_size,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+        }
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            snapshot_every: self.snapshot_every,
+            retries_max: self.retries_max,
+            store_timeout: Duration::from_millis(self.store_timeout_ms),
+            ..EngineConfig::default()
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            body_bytes_max: self.body_bytes_max,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            concurrency_max: self.concurrency_max,
+            url_bytes_max: self.url_bytes_max,
+        }
+    }
+
+    pub fn serve_config(&self) -> ServeConfig {
+        ServeConfig {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            header_bytes_max: self.header_bytes_max,
+            connections_max: self.http_connections_max,
+            date_header: true,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use std::ffi::OsString;
 
-    use super::Cli;
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+
+    /// Parses `args` with no environment at all (the test process's own
+    /// variables must not leak in), old variables from `legacy`.
+    fn parse(args: &[&str], legacy: &[(&str, &str)]) -> Result<ServeArgs, clap::Error> {
+        let command = Cli::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let lookup = |name: &str| {
+            legacy
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| OsString::from(value))
+        };
+        cli.serve.apply_legacy_env(&matches, lookup)?;
+        Ok(cli.serve)
+    }
+
+    #[test]
+    fn the_defaults_of_the_command_line_are_the_constants_and_default_impls() {
+        let args = parse(&["accounts"], &[]).unwrap();
+        assert_eq!(args.store_options(), StoreOptions::default());
+        assert_eq!(args.engine_config(), EngineConfig::default());
+        assert_eq!(args.limits(), Limits::default());
+        assert_eq!(args.serve_config(), ServeConfig::default());
+        // Destructured, so a new flag fails to compile here until it is checked.
+        let ServeArgs {
+            listen,
+            database_url,
+            snapshot_every,
+            db_pool_size,
+            log_format,
+            drain_delay_ms,
+            shutdown_grace_ms,
+            request_timeout_ms,
+            header_read_timeout_ms,
+            store_timeout_ms,
+            concurrency_max,
+            http_connections_max,
+            body_bytes_max,
+            url_bytes_max,
+            header_bytes_max,
+            retries_max,
+            connect_timeout_ms,
+            acquire_timeout_ms,
+        } = args;
+        assert_eq!(listen, LISTEN.parse().unwrap());
+        assert_eq!(database_url, DATABASE_URL);
+        assert_eq!(snapshot_every, engine::SNAPSHOT_EVERY);
+        assert_eq!(db_pool_size, store::DB_POOL_SIZE);
+        assert_eq!(log_format, LogFormat::Text);
+        assert_eq!(drain_delay_ms, DRAIN_DELAY_MS);
+        assert_eq!(shutdown_grace_ms, http::SHUTDOWN_GRACE_MS);
+        assert_eq!(request_timeout_ms, http::REQUEST_TIMEOUT_MS);
+        assert_eq!(header_read_timeout_ms, http::HEADER_READ_TIMEOUT_MS);
+        assert_eq!(store_timeout_ms, engine::STORE_TIMEOUT_MS);
+        assert_eq!(concurrency_max, http::CONCURRENCY_MAX);
+        assert_eq!(http_connections_max, http::HTTP_CONNECTIONS_MAX);
+        assert_eq!(body_bytes_max, http::BODY_BYTES_MAX);
+        assert_eq!(url_bytes_max, http::URL_BYTES_MAX);
+        assert_eq!(header_bytes_max, http::HEADER_BYTES_MAX);
+        assert_eq!(retries_max, engine::RETRIES_MAX);
+        assert_eq!(connect_timeout_ms, store::CONNECT_TIMEOUT_MS);
+        assert_eq!(acquire_timeout_ms, store::ACQUIRE_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn the_probe_defaults_are_the_constants() {
+        let cli = Cli::try_parse_with(["accounts", "probe"], |_| None).unwrap();
+        match cli.command {
+            Some(Subcommands::Probe { url, timeout_ms }) => {
+                assert_eq!((url.as_str(), timeout_ms), (PROBE_URL, PROBE_TIMEOUT_MS));
+            }
+            None => panic!("probe is a subcommand"),
+        }
+    }
 
     #[test]
     fn pool_concurrency_and_connection_limits_of_zero_are_refused() {
         for flag in [
+            "--db-pool-size",
             "--max-connections",
             "--concurrency-max",
+            "--http-connections-max",
             "--connections-max",
         ] {
-            let refused = Cli::try_parse_from(["accounts", flag, "0"]);
-            assert!(refused.is_err(), "{flag} 0 must be refused");
-            let accepted = Cli::try_parse_from(["accounts", flag, "1"]);
-            assert!(accepted.is_ok(), "{flag} 1 is fine");
+            assert!(parse(&["accounts", flag, "0"], &[]).is_err(), "{flag} 0");
+            assert!(parse(&["accounts", flag, "1"], &[]).is_ok(), "{flag} 1");
         }
+    }
+
+    #[test]
+    fn the_old_names_of_the_connection_limits_still_work() {
+        let args = parse(
+            &[
+                "accounts",
+                "--max-connections",
+                "3",
+                "--connections-max",
+                "4",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!((args.db_pool_size, args.http_connections_max), (3, 4));
+        let legacy = [
+            ("ACCOUNTS_MAX_CONNECTIONS", "5"),
+            ("ACCOUNTS_CONNECTIONS_MAX", "6"),
+        ];
+        let args = parse(&["accounts"], &legacy).unwrap();
+        assert_eq!((args.db_pool_size, args.http_connections_max), (5, 6));
+        // A flag (old or new name) wins over an old variable.
+        let args = parse(
+            &["accounts", "--db-pool-size", "7", "--connections-max", "8"],
+            &legacy,
+        )
+        .unwrap();
+        assert_eq!((args.db_pool_size, args.http_connections_max), (7, 8));
+        let zero = parse(&["accounts"], &[("ACCOUNTS_MAX_CONNECTIONS", "0")]).unwrap_err();
+        assert!(
+            zero.to_string().contains("ACCOUNTS_MAX_CONNECTIONS"),
+            "{zero}"
+        );
     }
 }

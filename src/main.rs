@@ -1,12 +1,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-
 use accounts::config::{Cli, Subcommands};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_legacy_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

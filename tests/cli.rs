@@ -1,4 +1,4 @@
-//! The command-line contract of ../shared/API.md ("Running"), on the real
+//! The command-line contract of the README ("Configuration"), on the real
 //! binary.
 
 use std::io::{BufRead, BufReader};
@@ -24,7 +24,8 @@ fn help_documents_the_flags_without_printing_environment_values() {
         "--listen",
         "--database-url",
         "--snapshot-every",
-        "--max-connections",
+        "--db-pool-size",
+        "--http-connections-max",
         "--log-format",
         "--drain-delay-ms",
     ] {
@@ -141,4 +142,43 @@ fn serves_probes_and_stops_on_sigterm() {
         started.elapsed() >= Duration::from_millis(200),
         "kept serving for the drain delay"
     );
+}
+
+/// The renamed connection limits keep their old names: the old flags are
+/// hidden aliases (their values are validated like the new ones), and the
+/// old environment variables are still read.
+#[test]
+fn the_old_names_of_the_connection_limits_still_work() {
+    for (flag, variable) in [
+        ("--max-connections", "ACCOUNTS_MAX_CONNECTIONS"),
+        ("--connections-max", "ACCOUNTS_CONNECTIONS_MAX"),
+    ] {
+        let by_flag = Command::new(BINARY)
+            .args(["--listen", "127.0.0.1:0", flag, "0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(by_flag.stderr).unwrap();
+        assert_eq!(by_flag.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("must be at least 1"), "{flag}: {stderr}");
+        let by_variable = Command::new(BINARY)
+            .args(["--listen", "127.0.0.1:0"])
+            .env(variable, "0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(by_variable.stderr).unwrap();
+        assert_eq!(by_variable.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+    let mut child = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0", "--max-connections", "3"])
+        .env("ACCOUNTS_CONNECTIONS_MAX", "5")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines.nth(1).unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(listening.contains("listening on"), "{listening}");
 }

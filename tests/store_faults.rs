@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use accounts::app::InstanceBuilder;
 use accounts::domain::{
     Account, AccountId, Amount, Command, Event, OwnerId, Timestamp, TransactionId, replay,
 };
 use accounts::engine::{
-    Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy, SystemClock,
+    Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
 };
-use accounts::metrics::EngineMetrics;
+use accounts::metrics::Metrics;
 use accounts::store::{AppendError, Commit, RecordedEvent, StoreOptions};
 use store_support::{Backend, TestStore, kill_connections};
 
@@ -52,23 +53,25 @@ struct Acknowledged {
 
 async fn connections_killed_mid_load(backend: Backend) {
     let options = StoreOptions {
-        max_connections: 6,
+        pool_size: 6,
         connect_timeout: Duration::from_secs(10),
         acquire_timeout: Duration::from_secs(2),
     };
     let test = TestStore::open_with(backend, options).await;
-    let metrics = EngineMetrics::unregistered();
-    let engine = Arc::new(Engine::new(
-        test.store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(SeededEntropy::new(7)),
-        EngineConfig {
-            snapshot_every: 5,
-            store_timeout: Duration::from_secs(5),
-            ..EngineConfig::default()
-        },
-        metrics.clone(),
-    ));
+    let metrics = Metrics::new();
+    let engine = Arc::new(
+        InstanceBuilder::new()
+            .store(test.store.clone())
+            .seed(7)
+            .metrics(metrics.clone())
+            .engine_config(EngineConfig {
+                snapshot_every: 5,
+                store_timeout: Duration::from_secs(5),
+                ..EngineConfig::default()
+            })
+            .build_engine(),
+    );
+    let metrics = metrics.engine;
     let entropy = SeededEntropy::from_os();
     let accounts: Vec<AccountId> = (0..ACCOUNTS)
         .map(|_| AccountId::from_uuid(entropy.uuid()))

@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use accounts::engine::{Engine, EngineConfig, FixedClock, SeededEntropy};
-use accounts::http::{AppState, Limits, router};
-use accounts::metrics::Metrics;
-use accounts::store::MemoryStore;
+use accounts::app::InstanceBuilder;
+use accounts::engine::FixedClock;
+use accounts::http::{AppState, router};
 use axum::body::Body;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
@@ -30,17 +29,13 @@ fn fixture() -> Fixture {
         .enable_time()
         .build()
         .expect("a runtime");
-    let metrics = Metrics::new();
-    let engine = Engine::new(
-        Arc::new(MemoryStore::new()),
-        Arc::new(FixedClock::new(
+    let state = InstanceBuilder::new()
+        .clock(Arc::new(FixedClock::new(
             accounts::domain::Timestamp::from_unix_millis(0),
-        )),
-        Arc::new(SeededEntropy::new(1)),
-        EngineConfig::default(),
-        metrics.engine.clone(),
-    );
-    let state = AppState::new(engine, metrics, Limits::default());
+        )))
+        .seed(1)
+        .build()
+        .state;
     let setup = [
         (
             Method::POST,

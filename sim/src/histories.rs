@@ -3,7 +3,7 @@
 //! store-fault windows at given times), so a failure shrinks to a minimal
 //! plan, printed readably. No random message loss here: it shrinks poorly.
 
-use accounts::engine::PlantedBug;
+use crate::bugs::PlantedBug;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};

@@ -3,6 +3,7 @@
 //! generated workloads and fault plans, and a checker of money conservation
 //! and exactly-once.
 
+pub mod bugs;
 pub mod check;
 pub mod client;
 pub mod histories;

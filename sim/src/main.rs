@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use accounts::engine::PlantedBug;
 use clap::{ArgGroup, Parser};
+use sim::bugs::PlantedBug;
 use sim::histories;
 use sim::sweep::{self, Sweep, bug_from_name, bug_name, replay_command};
 use sim::trace::Trace;
@@ -34,7 +34,8 @@ struct Cli {
     /// Run N proptest-generated plans (fixed rng), shrinking any failure.
     #[arg(long, value_name = "N")]
     histories: Option<u32>,
-    /// Plant a bug in the engine (for replaying what the self-test found).
+    /// Plant a bug: a decorator around the instances' store, see
+    /// `sim/src/bugs.rs` (for replaying what the self-test found).
     #[arg(long, value_parser = bug_from_name)]
     bug: Option<PlantedBug>,
     /// Threads for --seeds and --self-test (default: all cores).

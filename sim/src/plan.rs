@@ -5,8 +5,8 @@
 
 use std::fmt;
 
+use crate::bugs::PlantedBug;
 use accounts::domain::{AccountId, OwnerId, TransactionId};
-use accounts::engine::PlantedBug;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use uuid::Uuid;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use accounts::engine::PlantedBug;
+use crate::bugs::PlantedBug;
 
 use crate::plan::Plan;
 use crate::trace::Trace;

@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use accounts::app::InstanceBuilder;
 use accounts::domain::Timestamp;
-use accounts::engine::{Clock, Engine, EngineConfig, SeededEntropy};
-use accounts::http::{AppState, Limits, ServeConfig, router, serve};
+use accounts::engine::{Clock, EngineConfig};
+use accounts::http::{Limits, ServeConfig};
 use accounts::metrics::Metrics;
 use accounts::store::{EventStore, MemoryStore};
 use sha2::{Digest, Sha256};
 
+use crate::bugs::{self, PlantedBug};
 use crate::check::{self, Log};
 use crate::client::{Client, LIVENESS_BOUND, OpRecord};
 use crate::net::{PORT, SimListener};
@@ -105,45 +107,47 @@ fn engine_config(plan: &Plan) -> EngineConfig {
         // Short enough that store latency windows produce timeouts, and so
         // ambiguous appends, from the engine's side.
         store_timeout: Duration::from_millis(400),
-        planted_bug: plan.bug,
         ..EngineConfig::default()
     }
 }
 
+/// One boot of one service instance: the real router and engine over the
+/// shared store (seen through the plan's planted bug, if any), served by the
+/// production serve loop on turmoil TCP until the host crashes.
 async fn instance(
     store: Arc<dyn EventStore>,
+    bug: Option<PlantedBug>,
     config: EngineConfig,
     entropy_seed: u64,
     metrics: Metrics,
 ) -> turmoil::Result {
-    let engine = Engine::new(
-        store,
-        Arc::new(SimClock),
-        Arc::new(SeededEntropy::new(entropy_seed)),
-        config,
-        metrics.engine.clone(),
-    );
-    let limits = Limits {
-        request_timeout: Duration::from_secs(2),
-        concurrency_max: 64,
-        ..Limits::default()
+    let store = match bug {
+        Some(bug) => bugs::plant(bug, store),
+        None => store,
     };
-    let state = AppState::new(engine, metrics, limits);
+    let instance = InstanceBuilder::new()
+        .store(store)
+        .clock(Arc::new(SimClock))
+        .seed(entropy_seed)
+        .metrics(metrics)
+        .engine_config(config)
+        .limits(Limits {
+            request_timeout: Duration::from_secs(2),
+            concurrency_max: 64,
+            ..Limits::default()
+        })
+        .serve_config(ServeConfig {
+            header_read_timeout: Duration::from_secs(2),
+            connections_max: 64,
+            date_header: false,
+            shutdown_grace: Duration::from_secs(1),
+            ..ServeConfig::default()
+        })
+        .build();
     let listener = turmoil::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
-    let config = ServeConfig {
-        header_read_timeout: Duration::from_secs(2),
-        connections_max: 64,
-        date_header: false,
-        shutdown_grace: Duration::from_secs(1),
-        ..ServeConfig::default()
-    };
-    serve(
-        SimListener(listener),
-        router(state),
-        config,
-        std::future::pending(),
-    )
-    .await;
+    instance
+        .serve(SimListener(listener), std::future::pending())
+        .await;
     Ok(())
 }
 
@@ -202,6 +206,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     for (index, name) in INSTANCES.iter().enumerate().take(plan.instances) {
         let store: Arc<dyn EventStore> = store.clone();
         let config = engine_config(plan);
+        let bug = plan.bug;
         let boots = Cell::new(0u64);
         let seed = plan.seed;
         // Shared by the instance's every boot, so the run's totals survive
@@ -215,6 +220,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             boots.set(boot + 1);
             instance(
                 store.clone(),
+                bug,
                 config.clone(),
                 mix(seed, 5, ((index as u64) << 32) | boot),
                 metrics.clone(),

@@ -2,7 +2,7 @@
 //! seeds and generated histories must pass, replays must be exact, and every
 //! planted bug must be caught.
 
-use accounts::engine::PlantedBug;
+use sim::bugs::PlantedBug;
 use sim::histories;
 use sim::sweep::{self, Sweep, bug_name, replay_command};
 use sim::trace::Trace;

@@ -62,7 +62,7 @@ impl Command {
         })
     }
 
-    /// The other account a command touches, if any.
+    /// A transfer's target: the other account a command touches, if any.
     pub fn target(&self) -> Option<AccountId> {
         match self {
             Command::Transfer { target, .. } => Some(*target),
@@ -138,7 +138,7 @@ impl Event {
     }
 }
 
-/// Why a command was refused. Each variant is one rule of ../shared/API.md.
+/// Why a command was refused. Each variant is one rule of docs/API.md.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("account not found")]
@@ -167,7 +167,9 @@ pub enum Refusal {
 /// transactionId is recorded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
+    /// The event on the account the command names.
     pub source: Option<Event>,
+    /// The event on a transfer's target account.
     pub target: Option<Event>,
 }
 
@@ -188,31 +190,28 @@ impl Effects {
     }
 }
 
-/// Decides what `command` does to `source` (and, for a transfer, `target`,
-/// the state of the command's target account). Pure and total: every outcome
-/// is events or a refusal.
+/// Decides what `command` does to the `source` account (and, for a
+/// transfer, to its target, whose state is `target_state`). Pure and total:
+/// every outcome is events or a refusal.
 pub fn decide(
     source_id: AccountId,
     source: &Account,
     command: &Command,
-    target: Option<&Account>,
+    target_state: Option<&Account>,
 ) -> Result<Effects, Refusal> {
     match command {
         Command::Open { owner_id } => open(source, *owner_id),
         Command::Deposit { amount } => deposit(source, *amount),
         Command::Withdraw { amount } => withdraw(source, *amount),
-        Command::Transfer {
-            target: target_id,
-            amount,
-        } => {
+        Command::Transfer { target, amount } => {
             // A transfer to the same account has one state for both sides,
-            // whatever the caller passed as the target.
-            let target = if *target_id == source_id {
+            // whatever the caller passed as the target's state.
+            let target_state = if *target == source_id {
                 source
             } else {
-                target.unwrap_or(&Account::Unopened)
+                target_state.unwrap_or(&Account::Unopened)
             };
-            transfer(source_id, source, *target_id, target, *amount)
+            transfer(source_id, source, *target, target_state, *amount)
         }
         Command::Close => close(source),
     }
@@ -277,17 +276,17 @@ fn debit(balance: i64, amount: Amount) -> Result<i64, Refusal> {
 fn transfer(
     source_id: AccountId,
     source: &Account,
-    target_id: AccountId,
-    target: &Account,
+    target: AccountId,
+    target_state: &Account,
     amount: Amount,
 ) -> Result<Effects, Refusal> {
     let source_balance = open_balance(source)?;
-    let target_balance = match target {
+    let target_balance = match target_state {
         Account::Unopened => return Err(Refusal::TargetNotFound),
         Account::Closed { .. } => return Err(Refusal::TargetClosed),
         Account::Open { balance, .. } => *balance,
     };
-    if source_id == target_id {
+    if source_id == target {
         return Err(Refusal::TransferToSelf);
     }
     if amount.is_zero() {
@@ -301,7 +300,7 @@ fn transfer(
         source: Some(Event::MoneyWithdrawn {
             amount_withdrawn: amount.value(),
             balance: source_balance,
-            transfer_to: Some(target_id),
+            transfer_to: Some(target),
         }),
         target: Some(Event::MoneyDeposited {
             amount_deposited: amount.value(),

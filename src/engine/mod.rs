@@ -1,13 +1,19 @@
 //! The engine: load → decide → append, with optimistic concurrency.
 //!
-//! Every command is answered in the order of ../shared/API.md: existence of
-//! the accounts (404), then idempotency (an identical replay answers success
-//! whatever happened since; a reused transactionId is 422), then the domain's
-//! business rules, then the append at the next sequence numbers together with
-//! the idempotency records and any snapshot. A conflict (another writer got
-//! there first) or an ambiguous commit (the reply was lost) reloads and decides
-//! again — the reload also reads the transactionId back, so a commit that did
-//! land answers "already applied" and is never written twice.
+//! Every command is answered in the order of docs/API.md ("Order of
+//! checks"): existence of the accounts (404), then idempotency (an identical
+//! replay answers success whatever happened since; a reused transactionId is
+//! 422), then the domain's business rules, then the append at the next
+//! sequence numbers together with the idempotency records and any snapshot.
+//! A conflict (another writer got there first) or an ambiguous commit (the
+//! reply was lost) reloads and decides again — the reload also reads the
+//! transactionId back, so a commit that did land answers "already applied"
+//! and is never written twice.
+//!
+//! Words: the *source* is the account a request names; the *target* is the
+//! account a transfer pays into, and nothing else; a *party* is an account
+//! as loaded for one request, and the *counterpart* is the target's party.
+//! `execute_with_retries` reads top to bottom as the paragraph above.
 
 mod inputs;
 
@@ -21,15 +27,33 @@ use crate::domain::{
 };
 use crate::metrics::EngineMetrics;
 use crate::store::{
-    AppendError, Commit, EventStore, Loaded, RecordedEvent, Snapshot, StoreError, TransactionRecord,
+    AppendError, Commit, EventStore, Loaded, PoolStatus, RecordedEvent, Snapshot, StoreError,
+    TransactionRecord,
 };
+
+/// Default events between snapshots: a load then reads at most this many
+/// events after the latest snapshot, and one snapshot row per 50 events
+/// costs little storage.
+pub const SNAPSHOT_EVERY: u64 = 50;
 
 /// Default bound on reload-and-retry rounds after conflicts. Enough for a
 /// hot account under a few dozen concurrent writers; past it the client gets
 /// 409 and retries at its own pace instead of piling up here.
 pub const RETRIES_MAX: u32 = 16;
 
-#[derive(Clone, Debug)]
+/// The first retry waits up to this long: about one store round trip, so
+/// two colliding writers usually part after one round.
+pub const BACKOFF_BASE_MS: u64 = 1;
+
+/// Retry waits never exceed this, so a request that keeps losing still
+/// answers (409) well within the request timeout.
+pub const BACKOFF_MAX_MS: u64 = 50;
+
+/// Default longest store call: far above a healthy database's latency, well
+/// below the request timeout, so a stuck store answers 503 rather than 408.
+pub const STORE_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Events between snapshots; 0 never snapshots.
     pub snapshot_every: u64,
@@ -40,49 +64,18 @@ pub struct EngineConfig {
     /// The longest one store call may take before it counts as unavailable
     /// (or, for an append, as ambiguous).
     pub store_timeout: Duration,
-    /// A deliberate bug, only ever set by the simulation's self-test.
-    pub planted_bug: Option<PlantedBug>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            snapshot_every: 50,
+            snapshot_every: SNAPSHOT_EVERY,
             retries_max: RETRIES_MAX,
-            backoff_base: Duration::from_millis(1),
-            backoff_max: Duration::from_millis(50),
-            store_timeout: Duration::from_secs(5),
-            planted_bug: None,
+            backoff_base: Duration::from_millis(BACKOFF_BASE_MS),
+            backoff_max: Duration::from_millis(BACKOFF_MAX_MS),
+            store_timeout: Duration::from_millis(STORE_TIMEOUT_MS),
         }
     }
-}
-
-/// Broken variants of the engine that the simulation must catch (`sim
-/// --self-test`). Chosen at run time so no build of the service contains one
-/// unless a caller asks for it explicitly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PlantedBug {
-    /// A transfer written as two separate appends, source then target.
-    TransferAsTwoAppends,
-    /// The transactionId lookup is ignored: replays are decided again.
-    SkipIdempotencyCheck,
-    /// After a conflict, only the version is refreshed; the decision is
-    /// made on the stale state.
-    RetryWithoutReload,
-    /// Snapshots hold the state before the snapshotted event.
-    StaleSnapshot,
-    /// An ambiguous commit is reported as a success without looking.
-    SuccessOnAmbiguousCommit,
-}
-
-impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
-        PlantedBug::TransferAsTwoAppends,
-        PlantedBug::SkipIdempotencyCheck,
-        PlantedBug::RetryWithoutReload,
-        PlantedBug::StaleSnapshot,
-        PlantedBug::SuccessOnAmbiguousCommit,
-    ];
 }
 
 /// A command for one account, with the client's transactionId if it sent one.
@@ -123,12 +116,31 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// An account as loaded: its state, version and the record of the
-/// transactionId in flight, if that was already applied to it.
-struct Loaded1 {
+/// One account as loaded for a request: its state, its version (the last
+/// sequence number) and the record of the request's transactionId on it, if
+/// that was applied to this account before.
+struct Party {
+    account_id: AccountId,
     state: Account,
     version: u64,
     transaction: Option<TransactionRecord>,
+}
+
+/// The accounts a request touches: the source it names and, for a transfer
+/// to another account, the counterpart (the target account, loaded).
+struct Parties {
+    source: Party,
+    counterpart: Option<Party>,
+}
+
+impl Parties {
+    fn all(&self) -> impl Iterator<Item = &Party> {
+        std::iter::once(&self.source).chain(self.counterpart.as_ref())
+    }
+
+    fn counterpart_state(&self) -> Option<&Account> {
+        self.counterpart.as_ref().map(|party| &party.state)
+    }
 }
 
 pub struct Engine {
@@ -156,12 +168,9 @@ impl Engine {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn EventStore> {
-        &self.store
-    }
-
-    pub fn entropy(&self) -> &Arc<dyn Entropy> {
-        &self.entropy
+    /// The store's connection pool use (`None` for stores without a pool).
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        self.store.pool_status()
     }
 
     /// The current state of an account (`Account::Unopened` if unknown).
@@ -203,6 +212,8 @@ impl Engine {
         result
     }
 
+    /// Load, check, decide, append — again after a conflict or an ambiguous
+    /// append, from a fresh load, at most `retries_max` more times.
     async fn execute_with_retries(&self, request: Request) -> Result<Outcome, EngineError> {
         // One id for every attempt: if an earlier attempt landed without us
         // hearing of it, the reload finds this id and answers "already applied".
@@ -210,57 +221,34 @@ impl Engine {
             .transaction_id
             .unwrap_or_else(|| TransactionId::from_uuid(self.entropy.uuid()));
         let fingerprint = request.command.fingerprint(request.account);
-        let mut stale: Option<(Loaded1, Option<Loaded1>)> = None;
         for attempt in 0..=self.config.retries_max {
             if attempt > 0 {
                 self.metrics.retries.inc();
                 tokio::time::sleep(self.backoff(attempt)).await;
             }
-            let (source, target) = match stale.take() {
-                Some(stale) if self.bug(PlantedBug::RetryWithoutReload) => {
-                    self.refresh_versions(&request, transaction_id, stale)
-                        .await?
-                }
-                _ => self.load_parties(&request, transaction_id).await?,
-            };
-            if let Some(answer) = self.check_idempotency(&request, &fingerprint, &source, &target) {
+            let parties = self.load_parties(&request, transaction_id).await?;
+            refuse_unknown_accounts(&request.command, &parties)?;
+            if let Some(answer) = answer_for_recorded_transaction(&fingerprint, &parties) {
                 return answer;
             }
             let effects = domain::decide(
                 request.account,
-                &source.state,
+                &parties.source.state,
                 &request.command,
-                target.as_ref().map(|t| &t.state),
+                parties.counterpart_state(),
             )?;
             if effects.is_empty() {
                 return Ok(Outcome::Unchanged);
             }
-            let commit = self.commit(
-                &request,
-                transaction_id,
-                &fingerprint,
-                &source,
-                &target,
-                effects,
-            );
-            match self.append(commit).await {
+            let commit = self.build_commit(transaction_id, &fingerprint, &parties, effects);
+            match self.append(&commit).await {
                 Ok(()) => return Ok(Outcome::Applied),
                 Err(AppendError::Conflict(_)) => self.metrics.conflicts.inc(),
-                Err(AppendError::Ambiguous(_)) => {
-                    self.metrics.ambiguous_commits.inc();
-                    if self.bug(PlantedBug::SuccessOnAmbiguousCommit) {
-                        return Ok(Outcome::Applied);
-                    }
-                }
+                Err(AppendError::Ambiguous(_)) => self.metrics.ambiguous_commits.inc(),
                 Err(AppendError::Store(error)) => return Err(error.into()),
             }
-            stale = Some((source, target));
         }
         Err(EngineError::Conflict(self.config.retries_max))
-    }
-
-    fn bug(&self, bug: PlantedBug) -> bool {
-        self.config.planted_bug == Some(bug)
     }
 
     /// Full jitter: a uniform wait in [0, min(max, base · 2^attempt)], so that
@@ -287,15 +275,16 @@ impl Engine {
 
     async fn load(
         &self,
-        account: AccountId,
+        account_id: AccountId,
         transaction: Option<TransactionId>,
-    ) -> Result<Loaded1, StoreError> {
-        let loaded: Loaded = self.timed(self.store.load(account, transaction)).await?;
+    ) -> Result<Party, StoreError> {
+        let loaded: Loaded = self.timed(self.store.load(account_id, transaction)).await?;
         if loaded.snapshot.is_some() {
             self.metrics.snapshots_loaded.inc();
         }
         let (state, version) = loaded.fold();
-        Ok(Loaded1 {
+        Ok(Party {
+            account_id,
             state,
             version,
             transaction: loaded.transaction,
@@ -308,100 +297,42 @@ impl Engine {
         &self,
         request: &Request,
         transaction_id: TransactionId,
-    ) -> Result<(Loaded1, Option<Loaded1>), StoreError> {
+    ) -> Result<Parties, StoreError> {
         let source = self.load(request.account, Some(transaction_id)).await?;
-        let target = match request.command.target() {
+        let counterpart = match request.command.target() {
             Some(target) if target != request.account => {
                 Some(self.load(target, Some(transaction_id)).await?)
             }
             _ => None,
         };
-        Ok((source, target))
-    }
-
-    /// The planted "retry without reload" bug: versions move on, states stay.
-    async fn refresh_versions(
-        &self,
-        request: &Request,
-        transaction_id: TransactionId,
-        (mut source, mut target): (Loaded1, Option<Loaded1>),
-    ) -> Result<(Loaded1, Option<Loaded1>), StoreError> {
-        let (fresh_source, fresh_target) = self.load_parties(request, transaction_id).await?;
-        source.version = fresh_source.version;
-        source.transaction = fresh_source.transaction;
-        if let (Some(target), Some(fresh)) = (target.as_mut(), fresh_target) {
-            target.version = fresh.version;
-            target.transaction = fresh.transaction;
-        }
-        Ok((source, target))
-    }
-
-    /// Rules 3 and 4 of the order of checks: unknown accounts first, then a
-    /// transactionId already recorded on either account.
-    fn check_idempotency(
-        &self,
-        request: &Request,
-        fingerprint: &Fingerprint,
-        source: &Loaded1,
-        target: &Option<Loaded1>,
-    ) -> Option<Result<Outcome, EngineError>> {
-        let opening = matches!(request.command, Command::Open { .. });
-        if !opening && !source.state.exists() {
-            return Some(Err(Refusal::AccountNotFound.into()));
-        }
-        if target.as_ref().is_some_and(|t| !t.state.exists()) {
-            return Some(Err(Refusal::TargetNotFound.into()));
-        }
-        if self.bug(PlantedBug::SkipIdempotencyCheck) {
-            return None;
-        }
-        let records = [Some(source), target.as_ref()];
-        let record = records
-            .into_iter()
-            .flatten()
-            .find_map(|party| party.transaction.as_ref())?;
-        Some(if &record.fingerprint == fingerprint {
-            Ok(Outcome::AlreadyApplied)
-        } else {
-            Err(EngineError::TransactionReused {
-                account: record.account_id,
-                transaction_id: record.transaction_id,
-                recorded: record.fingerprint.0.clone(),
-            })
+        Ok(Parties {
+            source,
+            counterpart,
         })
     }
 
     /// The events at the next sequence numbers, the idempotency record on
     /// every account touched, and a snapshot wherever a sequence number
     /// reaches a multiple of `snapshot_every`.
-    fn commit(
+    fn build_commit(
         &self,
-        request: &Request,
         transaction_id: TransactionId,
         fingerprint: &Fingerprint,
-        source: &Loaded1,
-        target: &Option<Loaded1>,
+        parties: &Parties,
         effects: Effects,
     ) -> Commit {
         let recorded_at = self.clock.now();
         let mut commit = Commit::default();
-        let source_part = effects.source.map(|event| (request.account, source, event));
-        let target_part = (request.command.target().zip(target.as_ref()))
-            .zip(effects.target)
-            .map(|((account_id, target), event)| (account_id, target, event));
-        for (account_id, party, event) in source_part.into_iter().chain(target_part) {
+        let on_source = effects.source.map(|event| (&parties.source, event));
+        let on_target = (parties.counterpart.as_ref()).zip(effects.target);
+        for (party, event) in on_source.into_iter().chain(on_target) {
+            let account_id = party.account_id;
             let sequence_number = party.version + 1;
-            let after = domain::evolve(party.state.clone(), &event);
-            if self.config.snapshot_every > 0 && sequence_number % self.config.snapshot_every == 0 {
-                let state = if self.bug(PlantedBug::StaleSnapshot) {
-                    party.state.clone()
-                } else {
-                    after
-                };
+            if self.snapshot_due(sequence_number) {
                 commit.snapshots.push(Snapshot {
                     account_id,
                     sequence_number,
-                    state,
+                    state: domain::evolve(party.state.clone(), &event),
                 });
             }
             commit.events.push(RecordedEvent {
@@ -425,19 +356,14 @@ impl Engine {
         commit
     }
 
-    async fn append(&self, commit: Commit) -> Result<(), AppendError> {
-        let parts = if self.bug(PlantedBug::TransferAsTwoAppends) {
-            split_by_account(commit)
-        } else {
-            vec![commit]
-        };
-        for part in parts {
-            self.append_one(&part).await?;
-        }
-        Ok(())
+    /// Whether the event at `sequence_number` gets a snapshot (never when
+    /// `snapshot_every` is 0).
+    fn snapshot_due(&self, sequence_number: u64) -> bool {
+        let every = self.config.snapshot_every;
+        every > 0 && sequence_number.is_multiple_of(every)
     }
 
-    async fn append_one(&self, commit: &Commit) -> Result<(), AppendError> {
+    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
         let timeout = self.config.store_timeout;
         match tokio::time::timeout(timeout, self.store.append(commit)).await {
             Ok(Ok(())) => {
@@ -459,31 +385,40 @@ impl Engine {
     }
 }
 
-fn split_by_account(commit: Commit) -> Vec<Commit> {
-    commit
-        .accounts()
-        .into_iter()
-        .map(|account| Commit {
-            events: commit
-                .events
-                .iter()
-                .filter(|e| e.account_id == account)
-                .cloned()
-                .collect(),
-            transactions: commit
-                .transactions
-                .iter()
-                .filter(|t| t.account_id == account)
-                .cloned()
-                .collect(),
-            snapshots: commit
-                .snapshots
-                .iter()
-                .filter(|s| s.account_id == account)
-                .cloned()
-                .collect(),
+/// Rule 3 of the order of checks: the source must exist (unless the
+/// command opens it), and so must a transfer's target.
+fn refuse_unknown_accounts(command: &Command, parties: &Parties) -> Result<(), Refusal> {
+    let opening = matches!(command, Command::Open { .. });
+    if !opening && !parties.source.state.exists() {
+        return Err(Refusal::AccountNotFound);
+    }
+    if parties
+        .counterpart_state()
+        .is_some_and(|state| !state.exists())
+    {
+        return Err(Refusal::TargetNotFound);
+    }
+    Ok(())
+}
+
+/// Rule 4: a transactionId already recorded on either account decides the
+/// answer by itself, whatever happened to the accounts since — the
+/// identical operation is "already applied", any other is a reuse. `None`
+/// when the transactionId is new, and the business rules decide.
+fn answer_for_recorded_transaction(
+    fingerprint: &Fingerprint,
+    parties: &Parties,
+) -> Option<Result<Outcome, EngineError>> {
+    let record = parties.all().find_map(|party| party.transaction.as_ref())?;
+    Some(if &record.fingerprint == fingerprint {
+        Ok(Outcome::AlreadyApplied)
+    } else {
+        Err(EngineError::TransactionReused {
+            account: record.account_id,
+            transaction_id: record.transaction_id,
+            recorded: record.fingerprint.0.clone(),
         })
-        .collect()
+    })
 }
 
 fn command_kind(command: &Command) -> &'static str {

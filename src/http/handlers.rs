@@ -256,7 +256,7 @@ pub async fn ready(State(app): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {
-    if let Some(pool) = app.engine().store().pool_status() {
+    if let Some(pool) = app.pool_status() {
         app.metrics().observe_pool(pool);
     }
     let body = app.metrics().encode();

@@ -105,7 +105,7 @@ pub struct EntropyRequestId(pub AppState);
 
 impl MakeRequestId for EntropyRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = self.0.engine().entropy().uuid().hyphenated().to_string();
+        let id = self.0.new_request_id().hyphenated().to_string();
         HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
 }

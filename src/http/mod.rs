@@ -1,4 +1,4 @@
-//! The REST API of ../shared/API.md: `router(state)` builds the whole app, so
+//! The REST API of docs/API.md: `router(state)` builds the whole app, so
 //! tests and the simulation serve the very same thing on any socket.
 
 mod body;
@@ -13,7 +13,10 @@ pub use body::{AccountBody, EventBody};
 pub use error::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
 pub use handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
 pub use openapi::document as openapi_document;
-pub use serve::{HEADER_BYTES_MAX, ServeConfig, serve};
+pub use serve::{
+    HEADER_BYTES_MAX, HEADER_READ_TIMEOUT_MS, HTTP_CONNECTIONS_MAX, SHUTDOWN_GRACE_MS, ServeConfig,
+    serve,
+};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,11 +34,14 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
-use crate::engine::Engine;
+use uuid::Uuid;
+
+use crate::engine::{Engine, Entropy};
 use crate::metrics::Metrics;
+use crate::store::PoolStatus;
 
 /// Limits on what one request may cost. Each has a reason:
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// No operation takes a body; anything beyond a small one is abuse (413).
     pub body_bytes_max: usize,
@@ -51,15 +57,27 @@ pub struct Limits {
     pub url_bytes_max: usize,
 }
 
-/// The default of `Limits::url_bytes_max`.
+/// Default of `Limits::body_bytes_max`: no operation takes a body, 16 KiB
+/// leaves room for clients that send a small one anyway.
+pub const BODY_BYTES_MAX: usize = 16 * 1024;
+
+/// Default of `Limits::request_timeout`: above the store timeout plus the
+/// engine's retries, so a request normally ends in its own answer, not 408.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// Default of `Limits::concurrency_max`: far above what one instance
+/// serves well at once, low enough that a flood is shed, not queued.
+pub const CONCURRENCY_MAX: usize = 1024;
+
+/// Default of `Limits::url_bytes_max` (see there).
 pub const URL_BYTES_MAX: usize = 8 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            body_bytes_max: 16 * 1024,
-            request_timeout: Duration::from_secs(10),
-            concurrency_max: 1024,
+            body_bytes_max: BODY_BYTES_MAX,
+            request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
+            concurrency_max: CONCURRENCY_MAX,
             url_bytes_max: URL_BYTES_MAX,
         }
     }
@@ -71,6 +89,9 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     engine: Engine,
+    /// The engine's own source (see `InstanceBuilder`), for request ids, so
+    /// a simulation replays them too.
+    entropy: Arc<dyn Entropy>,
     metrics: Metrics,
     limits: Limits,
     draining: AtomicBool,
@@ -79,9 +100,17 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(engine: Engine, metrics: Metrics, limits: Limits) -> AppState {
+    /// Use `app::InstanceBuilder`, which hands the engine and the state the
+    /// same entropy.
+    pub fn new(
+        engine: Engine,
+        entropy: Arc<dyn Entropy>,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> AppState {
         AppState(Arc::new(Inner {
             engine,
+            entropy,
             metrics,
             limits,
             draining: AtomicBool::new(false),
@@ -97,6 +126,16 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// A fresh id for a request that came without one.
+    pub fn new_request_id(&self) -> Uuid {
+        self.0.entropy.uuid()
+    }
+
+    /// The store's connection pool use, for the pool gauges.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        self.0.engine.pool_status()
     }
 
     /// From now on `/ready` answers 503, so a load balancer moves traffic

@@ -17,7 +17,20 @@ use tokio::sync::Semaphore;
 /// (`Limits::url_bytes_max`, answered 414 with a JSON body) plus headers.
 pub const HEADER_BYTES_MAX: usize = 32 * 1024;
 
-#[derive(Clone, Debug)]
+/// Default of `ServeConfig::header_read_timeout`: any real client sends its
+/// head in well under a second; a slowloris holds a connection at most this.
+pub const HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+
+/// Default of `ServeConfig::connections_max`: well under a container's
+/// usual file-descriptor limit (65536), far above what a load balancer keeps
+/// open to one instance.
+pub const HTTP_CONNECTIONS_MAX: usize = 4096;
+
+/// Default of `ServeConfig::shutdown_grace`: the request timeout, so every
+/// request in flight at shutdown can finish.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeConfig {
     /// A client that has not sent its whole header by then is disconnected
     /// (slowloris defence).
@@ -40,11 +53,11 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
-            header_read_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_millis(HEADER_READ_TIMEOUT_MS),
             header_bytes_max: HEADER_BYTES_MAX,
-            connections_max: 4096,
+            connections_max: HTTP_CONNECTIONS_MAX,
             date_header: true,
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_millis(SHUTDOWN_GRACE_MS),
         }
     }
 }

@@ -258,10 +258,24 @@ impl PoolStatus {
     }
 }
 
+/// Default database pool size: enough for a few hundred requests per
+/// second at a few milliseconds each, small enough that several instances
+/// fit within PostgreSQL's default of 100 connections.
+pub const DB_POOL_SIZE: u32 = 10;
+
+/// Default wait for the database at start-up: covers a database container
+/// that starts alongside the service.
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Default wait for a pooled connection: a pool exhausted for this long is
+/// an overload better answered 503 than queued further.
+pub const ACQUIRE_TIMEOUT_MS: u64 = 2_000;
+
 /// How to reach a database store.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreOptions {
-    pub max_connections: u32,
+    /// Connections of the database pool.
+    pub pool_size: u32,
     /// How long start-up waits for the database to answer.
     pub connect_timeout: Duration,
     /// How long one store call waits for a pooled connection (and, on
@@ -272,9 +286,9 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            max_connections: 10,
-            connect_timeout: Duration::from_secs(10),
-            acquire_timeout: Duration::from_secs(2),
+            pool_size: DB_POOL_SIZE,
+            connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
+            acquire_timeout: Duration::from_millis(ACQUIRE_TIMEOUT_MS),
         }
     }
 }

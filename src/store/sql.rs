@@ -337,7 +337,7 @@ fn retryable_at_start(error: &sqlx::Error) -> bool {
 /// killed backend) is replaced instead of failing a request with 503.
 pub(super) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
     PoolOptions::new()
-        .max_connections(options.max_connections)
+        .max_connections(options.pool_size)
         .acquire_timeout(options.acquire_timeout)
         .test_before_acquire(true)
 }

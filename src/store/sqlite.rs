@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(memory.get_idle_timeout(), None);
         assert_eq!(memory.get_max_lifetime(), None);
         let file = super::pool_options(&options, false);
-        assert_eq!(file.get_max_connections(), options.max_connections);
+        assert_eq!(file.get_max_connections(), options.pool_size);
     }
 
     #[test]

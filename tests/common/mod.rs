@@ -1,14 +1,15 @@
 //! Shared helpers for the in-process HTTP tests: the real router on a
-//! deterministic engine (fixed clock, seeded entropy), called without sockets.
+//! deterministic engine (fixed clock, seeded entropy), wired by the
+//! library's `InstanceBuilder`, called without sockets.
 
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
+use accounts::app::InstanceBuilder;
 use accounts::domain::Timestamp;
-use accounts::engine::{Engine, EngineConfig, FixedClock, SeededEntropy};
-use accounts::http::{AppState, ErrorBody, Limits, router};
-use accounts::metrics::Metrics;
+use accounts::engine::{EngineConfig, FixedClock};
+use accounts::http::{AppState, ErrorBody};
 use accounts::store::{EventStore, MemoryStore};
 use axum::Router;
 use axum::body::Body;
@@ -83,18 +84,15 @@ impl TestApp {
 
     pub fn with_store(store: Arc<dyn EventStore>, config: EngineConfig) -> TestApp {
         let clock = Arc::new(FixedClock::new(Timestamp::from_unix_millis(START_MILLIS)));
-        let metrics = Metrics::new();
-        let engine = Engine::new(
-            store,
-            clock.clone(),
-            Arc::new(SeededEntropy::new(7)),
-            config,
-            metrics.engine.clone(),
-        );
-        let state = AppState::new(engine, metrics, Limits::default());
+        let instance = InstanceBuilder::new()
+            .store(store)
+            .clock(clock.clone())
+            .seed(7)
+            .engine_config(config)
+            .build();
         TestApp {
-            router: router(state.clone()),
-            state,
+            router: instance.router,
+            state: instance.state,
             clock,
         }
     }

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use accounts::app::InstanceBuilder;
 use accounts::domain::{AccountId, TransactionId};
-use accounts::engine::{Engine, EngineConfig, SeededEntropy, SystemClock};
+use accounts::engine::EngineConfig;
 use accounts::http::{AppState, ErrorBody, Limits, ServeConfig, router, serve};
-use accounts::metrics::Metrics;
 use accounts::store::{
     AppendError, Commit, EventStore, Loaded, MemoryStore, RecordedEvent, StoreError,
 };
@@ -131,15 +131,13 @@ pub fn engine_config() -> EngineConfig {
 }
 
 pub fn app(store: Arc<TestStore>, config: EngineConfig, limits: Limits) -> AppState {
-    let metrics = Metrics::new();
-    let engine = Engine::new(
-        store,
-        Arc::new(SystemClock),
-        Arc::new(SeededEntropy::new(7)),
-        config,
-        metrics.engine.clone(),
-    );
-    AppState::new(engine, metrics, limits)
+    InstanceBuilder::new()
+        .store(store)
+        .seed(7)
+        .engine_config(config)
+        .limits(limits)
+        .build()
+        .state
 }
 
 pub fn default_app() -> (Arc<TestStore>, AppState) {

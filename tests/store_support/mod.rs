@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::engine::{Engine, EngineConfig, Entropy, SeededEntropy, SystemClock};
-use accounts::metrics::EngineMetrics;
+use accounts::app::InstanceBuilder;
+use accounts::engine::{Engine, EngineConfig, Entropy, SeededEntropy};
 use accounts::store::{self, EventStore, StoreOptions};
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -79,24 +79,23 @@ impl TestStore {
 
 pub fn test_options() -> StoreOptions {
     StoreOptions {
-        max_connections: 10,
+        pool_size: 10,
         connect_timeout: Duration::from_secs(10),
         acquire_timeout: Duration::from_secs(5),
     }
 }
 
+/// An engine over `store`, wired like every instance.
 pub fn engine_over(store: Arc<dyn EventStore>, seed: u64, snapshot_every: u64) -> Engine {
-    Engine::new(
-        store,
-        Arc::new(SystemClock),
-        Arc::new(SeededEntropy::new(seed)),
-        EngineConfig {
+    InstanceBuilder::new()
+        .store(store)
+        .seed(seed)
+        .engine_config(EngineConfig {
             snapshot_every,
             store_timeout: Duration::from_secs(10),
             ..EngineConfig::default()
-        },
-        EngineMetrics::unregistered(),
-    )
+        })
+        .build_engine()
 }
 
 /// A path in the temporary directory that is removed (with SQLite's WAL and
