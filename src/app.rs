@@ -10,9 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 use axum::Router;
 
+use crate::auth::Verifier;
 use crate::config::{LogFormat, ServeArgs};
 use crate::engine::{Clock, Engine, EngineConfig, Entropy, SeededEntropy, SystemClock};
-use crate::http::{AppState, Limits, ServeConfig, router, serve};
+use crate::http::{AppState, Authenticator, Limits, ServeConfig, router, serve};
 use crate::metrics::Metrics;
 use crate::store::{self, EventStore, MemoryStore};
 
@@ -34,7 +35,7 @@ pub fn init_logging(format: LogFormat) {
 
 /// Everything one instance of the service is made of, with a default for
 /// each part: the in-memory store, the wall clock, entropy seeded from the
-/// operating system, and the `Default` of every config. The binary, the
+/// operating system, no authentication, and the `Default` of every config. The binary, the
 /// tests, the simulation and the fuzz target all wire instances through
 /// this one builder.
 #[derive(Default)]
@@ -43,6 +44,7 @@ pub struct InstanceBuilder {
     clock: Option<Arc<dyn Clock>>,
     entropy: Option<Arc<dyn Entropy>>,
     metrics: Option<Metrics>,
+    verifier: Option<Arc<Verifier>>,
     engine_config: EngineConfig,
     limits: Limits,
     serve_config: ServeConfig,
@@ -80,6 +82,13 @@ impl InstanceBuilder {
         self
     }
 
+    /// Requires bearer tokens on `/api/…`, checked by `verifier` against the
+    /// instance's clock; without this, authentication is off.
+    pub fn auth(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
     pub fn engine_config(mut self, config: EngineConfig) -> Self {
         self.engine_config = config;
         self
@@ -98,8 +107,15 @@ impl InstanceBuilder {
     /// Wires the engine, the app state and the router.
     pub fn build(self) -> Instance {
         let (limits, serve_config) = (self.limits.clone(), self.serve_config.clone());
-        let (engine, entropy, metrics) = self.wire_engine();
-        let state = AppState::new(engine, entropy, metrics, limits);
+        let verifier = self.verifier.clone();
+        let Wired {
+            engine,
+            entropy,
+            clock,
+            metrics,
+        } = self.wire_engine();
+        let authenticator = verifier.map(|verifier| Authenticator::new(verifier, clock));
+        let state = AppState::new(engine, entropy, metrics, limits, authenticator);
         Instance {
             router: router(state.clone()),
             state,
@@ -110,10 +126,10 @@ impl InstanceBuilder {
     /// Only the engine, for callers that drive it without HTTP (the store
     /// suites); wired exactly as [`InstanceBuilder::build`] wires it.
     pub fn build_engine(self) -> Engine {
-        self.wire_engine().0
+        self.wire_engine().engine
     }
 
-    fn wire_engine(self) -> (Engine, Arc<dyn Entropy>, Metrics) {
+    fn wire_engine(self) -> Wired {
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let entropy = self
@@ -122,13 +138,26 @@ impl InstanceBuilder {
         let metrics = self.metrics.unwrap_or_default();
         let engine = Engine::new(
             store,
-            clock,
+            clock.clone(),
             entropy.clone(),
             self.engine_config,
             metrics.engine.clone(),
         );
-        (engine, entropy, metrics)
+        Wired {
+            engine,
+            entropy,
+            clock,
+            metrics,
+        }
     }
+}
+
+/// The engine and the parts the app state shares with it.
+struct Wired {
+    engine: Engine,
+    entropy: Arc<dyn Entropy>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 /// A wired instance, ready to serve on any listener.
@@ -156,6 +185,8 @@ impl Instance {
 /// Opens the store, binds the listener and serves until SIGINT/SIGTERM, then
 /// drains. An error is one line for the operator.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
+    // Before the store: a bad key stops start-up without touching the database.
+    let verifier = args.auth.verifier().map_err(|e| e.to_string())?;
     let opened = store::open(&args.database_url, &args.store_options())
         .await
         .map_err(|e| e.to_string())?;
@@ -164,17 +195,28 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     } else {
         tracing::warn!("in-memory store: data is lost on exit");
     }
-    let instance = InstanceBuilder::new()
+    let mut builder = InstanceBuilder::new()
         .store(opened.store)
         .engine_config(args.engine_config())
         .limits(args.limits())
-        .serve_config(args.serve_config())
-        .build();
+        .serve_config(args.serve_config());
+    let algorithm = verifier.as_ref().map(Verifier::algorithm);
+    if let Some(verifier) = verifier {
+        builder = builder.auth(verifier);
+    }
+    let instance = builder.build();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on {address}");
+    match algorithm {
+        Some(algorithm) => tracing::info!(
+            ?algorithm,
+            "authentication on: /api/ requests need a bearer token"
+        ),
+        None => tracing::info!("authentication off: /api/ requests need no token"),
+    }
     let drain_delay = Duration::from_millis(args.drain_delay_ms);
     let shutdown = drain_on_signal(instance.state.clone(), drain_delay);
     instance.serve(listener, shutdown).await;

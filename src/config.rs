@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -13,6 +14,10 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use jsonwebtoken::Algorithm;
+
+use crate::auth::{self, AuthConfig, AuthSetupError, Secret, TokenSpec, Verifier, VerifyingKey};
+use crate::domain::{OwnerId, Timestamp};
 use crate::engine::{self, EngineConfig};
 use crate::http::{self, Limits, ServeConfig};
 use crate::store::{self, StoreOptions};
@@ -73,6 +78,191 @@ pub enum Subcommands {
         #[arg(long, default_value_t = PROBE_TIMEOUT_MS)]
         timeout_ms: u64,
     },
+    /// Print an HS256 bearer token signed with the secret the service
+    /// verifies with (--auth-jwt-secret), for trying the service and tests.
+    Token(TokenArgs),
+}
+
+/// `accounts token`: what the minted token says and what signs it.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The token's subject: the ownerId it speaks for.
+    #[arg(long, value_name = "UUID", value_parser = parse_owner)]
+    pub sub: OwnerId,
+
+    /// Add the `accounts:admin` scope: the token may do everything.
+    #[arg(long)]
+    pub admin: bool,
+
+    /// How long the token is valid, e.g. `30m`, `1h`, `7d`.
+    #[arg(long, value_name = "DURATION", default_value = auth::TOKEN_TTL, value_parser = parse_ttl)]
+    pub ttl: Duration,
+
+    /// The shared secret the service verifies with (at least 32 bytes).
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub auth_jwt_secret: Secret,
+
+    /// Put this issuer in the token (`iss`), as the service requires it.
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_ISSUER",
+        value_name = "ISSUER",
+        hide_env_values = true
+    )]
+    pub auth_issuer: Option<String>,
+
+    /// Put this audience in the token (`aud`), as the service requires it.
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_AUDIENCE",
+        value_name = "AUDIENCE",
+        hide_env_values = true
+    )]
+    pub auth_audience: Option<String>,
+}
+
+impl TokenArgs {
+    /// The token, issued at `now`.
+    pub fn mint(&self, now: Timestamp) -> Result<String, AuthSetupError> {
+        let spec = TokenSpec {
+            subject: self.sub,
+            admin: self.admin,
+            issued_at: now,
+            ttl: self.ttl,
+            issuer: self.auth_issuer.clone(),
+            audience: self.auth_audience.clone(),
+        };
+        auth::mint(&self.auth_jwt_secret, &spec)
+    }
+}
+
+fn parse_owner(text: &str) -> Result<OwnerId, String> {
+    OwnerId::parse(text).map_err(|error| error.to_string())
+}
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(ttl) if ttl.as_secs() == 0 => Err("must be at least one second".to_owned()),
+        Ok(ttl) => Ok(ttl),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+    text.parse().map_err(|_| {
+        "one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+            .to_owned()
+    })
+}
+
+/// Authentication (README, "Authentication"): off unless a key is given.
+/// No value here is ever printed: `--help` hides the environment's, and a
+/// secret's `Debug` is a placeholder.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AuthArgs {
+    /// Require HS256 bearer tokens signed with this shared secret (at least
+    /// 32 bytes) on /api/. Prefer the environment variable: a flag's value
+    /// shows in the process list.
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        conflicts_with = "auth_jwt_public_key"
+    )]
+    pub auth_jwt_secret: Option<Secret>,
+
+    /// Require bearer tokens signed by the private half of this PEM public
+    /// key on /api/: RSA (RS256), EC (ES256) or Ed25519 (EdDSA).
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_JWT_PUBLIC_KEY",
+        value_name = "PEM-FILE",
+        hide_env_values = true
+    )]
+    pub auth_jwt_public_key: Option<PathBuf>,
+
+    /// The one signature algorithm accepted (default: follows from the key;
+    /// a token's own alg header never chooses it).
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_JWT_ALGORITHM",
+        value_name = "ALG",
+        value_parser = parse_algorithm,
+        hide_env_values = true
+    )]
+    pub auth_jwt_algorithm: Option<Algorithm>,
+
+    /// Require this issuer (`iss`) in every token.
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_ISSUER",
+        value_name = "ISSUER",
+        hide_env_values = true
+    )]
+    pub auth_issuer: Option<String>,
+
+    /// Require this audience in every token's `aud`.
+    #[arg(
+        long,
+        env = "ACCOUNTS_AUTH_AUDIENCE",
+        value_name = "AUDIENCE",
+        hide_env_values = true
+    )]
+    pub auth_audience: Option<String>,
+}
+
+impl AuthArgs {
+    /// The configuration, `None` when authentication is off. Reads the
+    /// public key file.
+    pub fn config(&self) -> Result<Option<AuthConfig>, AuthSetupError> {
+        let key = match (&self.auth_jwt_secret, &self.auth_jwt_public_key) {
+            (Some(secret), _) => VerifyingKey::Secret(secret.clone()),
+            (None, Some(path)) => {
+                VerifyingKey::PublicKeyPem(std::fs::read(path).map_err(|error| {
+                    AuthSetupError(format!(
+                        "cannot read the JWT public key {}: {error}",
+                        path.display()
+                    ))
+                })?)
+            }
+            (None, None) => return self.nothing_without_a_key().map(|()| None),
+        };
+        Ok(Some(AuthConfig {
+            key,
+            algorithm: self.auth_jwt_algorithm,
+            issuer: self.auth_issuer.clone(),
+            audience: self.auth_audience.clone(),
+        }))
+    }
+
+    /// The verifier, `None` when authentication is off.
+    pub fn verifier(&self) -> Result<Option<Verifier>, AuthSetupError> {
+        self.config()?
+            .map(|config| Verifier::new(&config))
+            .transpose()
+    }
+
+    /// An issuer, audience or algorithm without a key would be silently
+    /// ignored, leaving the API open while the operator believes it closed.
+    fn nothing_without_a_key(&self) -> Result<(), AuthSetupError> {
+        let given = [
+            ("--auth-jwt-algorithm", self.auth_jwt_algorithm.is_some()),
+            ("--auth-issuer", self.auth_issuer.is_some()),
+            ("--auth-audience", self.auth_audience.is_some()),
+        ];
+        match given.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(AuthSetupError(format!(
+                "{flag} needs --auth-jwt-secret or --auth-jwt-public-key (authentication is off)"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -246,6 +436,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub acquire_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 impl Cli {
@@ -392,6 +585,7 @@ mod tests {
             retries_max,
             connect_timeout_ms,
             acquire_timeout_ms,
+            auth,
         } = args;
         assert_eq!(listen, LISTEN.parse().unwrap());
         assert_eq!(database_url, DATABASE_URL);
@@ -411,6 +605,7 @@ mod tests {
         assert_eq!(retries_max, engine::RETRIES_MAX);
         assert_eq!(connect_timeout_ms, store::CONNECT_TIMEOUT_MS);
         assert_eq!(acquire_timeout_ms, store::ACQUIRE_TIMEOUT_MS);
+        assert_eq!(auth.config(), Ok(None), "authentication is off by default");
     }
 
     #[test]
@@ -420,7 +615,7 @@ mod tests {
             Some(Subcommands::Probe { url, timeout_ms }) => {
                 assert_eq!((url.as_str(), timeout_ms), (PROBE_URL, PROBE_TIMEOUT_MS));
             }
-            None => panic!("probe is a subcommand"),
+            _ => panic!("probe is a subcommand"),
         }
     }
 

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use accounts::config::{Cli, Subcommands};
+use accounts::engine::{Clock, SystemClock};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_with_legacy_env();
@@ -20,6 +21,10 @@ fn main() -> ExitCode {
             &url,
             Duration::from_millis(timeout_ms),
         )),
+        Some(Subcommands::Token(token)) => token
+            .mint(SystemClock.now())
+            .map(|token| println!("{token}"))
+            .map_err(|error| error.to_string()),
         None => {
             accounts::app::init_logging(cli.serve.log_format);
             runtime.block_on(accounts::app::run(cli.serve))

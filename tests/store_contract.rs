@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use accounts::domain::{
-    Account, AccountId, Amount, Command, Event, Fingerprint, OwnerId, Timestamp, TransactionId,
-    replay,
+    Account, AccountId, Amount, Caller, Command, Event, Fingerprint, OwnerId, Timestamp,
+    TransactionId, replay,
 };
 use accounts::engine::{Engine, EngineError, Entropy, Outcome, Request, SeededEntropy};
 use accounts::store::{
@@ -549,6 +549,7 @@ async fn open_account(engine: &Engine, id: AccountId) {
     let owner = OwnerId::from_uuid(*id.as_uuid());
     let outcome = engine
         .execute(Request {
+            caller: Caller::Anyone,
             account: id,
             command: Command::Open { owner_id: owner },
             transaction_id: None,
@@ -575,6 +576,7 @@ async fn execute_until_final(engine: &Engine, request: Request) -> Result<Outcom
 
 fn deposit(id: AccountId, amount: i64, tx: TransactionId) -> Request {
     Request {
+        caller: Caller::Anyone,
         account: id,
         command: Command::Deposit {
             amount: Amount::new(amount).unwrap(),
@@ -604,7 +606,10 @@ async fn snapshot_plus_tail_equals_full_replay(test: &TestStore) {
         );
         assert!(loaded.events.len() < 7, "loading reads only the tail");
     }
-    assert_eq!(engine.state(id).await.unwrap().balance(), 60 * 61 / 2);
+    assert_eq!(
+        engine.state(Caller::Anyone, id).await.unwrap().balance(),
+        60 * 61 / 2
+    );
 }
 
 async fn same_transaction_from_eight_clients_applies_once_per_round(test: &TestStore) {
@@ -631,7 +636,10 @@ async fn same_transaction_from_eight_clients_applies_once_per_round(test: &TestS
             "{outcomes:?}"
         );
     }
-    assert_eq!(engine.state(id).await.unwrap().balance(), 100);
+    assert_eq!(
+        engine.state(Caller::Anyone, id).await.unwrap().balance(),
+        100
+    );
     assert_eq!(all_events(&*test.store, id).await.len(), 101);
 }
 
@@ -652,7 +660,10 @@ async fn distinct_transactions_from_eight_clients_all_count(test: &TestStore) {
     });
     futures_join(clients).await;
     let expected: i64 = (1..=8).map(|amount| amount * 25).sum();
-    assert_eq!(engine.state(id).await.unwrap().balance(), expected);
+    assert_eq!(
+        engine.state(Caller::Anyone, id).await.unwrap().balance(),
+        expected
+    );
     assert_eq!(all_events(&*test.store, id).await.len(), 1 + 8 * 25);
 }
 
@@ -678,6 +689,7 @@ async fn concurrent_transfers_conserve_the_total(test: &TestStore) {
                 let to = accounts[entropy.below(4) as usize];
                 let amount = Amount::new(entropy.below(300) as i64 + 1).unwrap();
                 let request = Request {
+                    caller: Caller::Anyone,
                     account: from,
                     command: Command::Transfer { target: to, amount },
                     transaction_id: Some(TransactionId::from_uuid(entropy.uuid())),
@@ -697,7 +709,7 @@ async fn concurrent_transfers_conserve_the_total(test: &TestStore) {
     let mut total = 0;
     let mut seen: HashMap<TransactionId, usize> = HashMap::new();
     for id in &accounts {
-        let state = engine.state(*id).await.unwrap();
+        let state = engine.state(Caller::Anyone, *id).await.unwrap();
         assert!(state.balance() >= 0);
         let events = all_events(&*test.store, *id).await;
         let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();

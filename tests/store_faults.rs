@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use accounts::app::InstanceBuilder;
 use accounts::domain::{
-    Account, AccountId, Amount, Command, Event, OwnerId, Timestamp, TransactionId, replay,
+    Account, AccountId, Amount, Caller, Command, Event, OwnerId, Timestamp, TransactionId, replay,
 };
 use accounts::engine::{
     Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
@@ -134,6 +134,7 @@ async fn connections_killed_mid_load(backend: Backend) {
 
 fn request(account: AccountId, command: Command, entropy: &SeededEntropy) -> Request {
     Request {
+        caller: Caller::Anyone,
         account,
         command,
         transaction_id: Some(TransactionId::from_uuid(entropy.uuid())),
@@ -207,7 +208,10 @@ async fn check(
     }
     let mut occurrences: HashMap<(AccountId, TransactionId), usize> = HashMap::new();
     for id in accounts {
-        let state = engine.state(*id).await.expect("state after the faults");
+        let state = engine
+            .state(Caller::Anyone, *id)
+            .await
+            .expect("state after the faults");
         assert_eq!(state.balance(), expected[id], "balance of {id}");
         let events = test.store.events(*id, 1, 100_000).await.unwrap();
         let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();

@@ -159,6 +159,12 @@ pub enum Refusal {
     TransferToSelf,
     #[error("the balance would overflow")]
     BalanceOverflow,
+    /// An owner's token opening an account for another owner (403).
+    #[error("a token may open accounts only for its own subject")]
+    OpenForAnotherOwner,
+    /// An owner's token asking for what only admins may see (403).
+    #[error("only an admin token may do this")]
+    AdminOnly,
 }
 
 /// The events one command produces: at most one on each account it touches.

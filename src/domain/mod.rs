@@ -5,10 +5,12 @@
 
 mod account;
 mod amount;
+mod caller;
 mod ids;
 mod timestamp;
 
 pub use account::{Account, Command, Effects, Event, Fingerprint, Refusal, decide, evolve, replay};
 pub use amount::{Amount, AmountError};
+pub use caller::{Caller, authorize, authorize_access, authorize_feed};
 pub use ids::{AccountId, IdError, OwnerId, TransactionId};
 pub use timestamp::Timestamp;

@@ -1,9 +1,11 @@
 //! The engine: load → decide → append, with optimistic concurrency.
 //!
 //! Every command is answered in the order of docs/API.md ("Order of
-//! checks"): existence of the accounts (404), then idempotency (an identical
-//! replay answers success whatever happened since; a reused transactionId is
-//! 422), then the domain's business rules, then the append at the next
+//! checks"): whether the caller may touch the source account
+//! (`domain::authorize`: 403, or 404 for someone else's account as for an
+//! unknown one) and existence of the accounts (404), then idempotency (an
+//! identical replay answers success whatever happened since; a reused
+//! transactionId is 422), then the domain's business rules, then the append at the next
 //! sequence numbers together with the idempotency records and any snapshot.
 //! A conflict (another writer got there first) or an ambiguous commit (the
 //! reply was lost) reloads and decides again — the reload also reads the
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
-    self, Account, AccountId, Command, Effects, Fingerprint, Refusal, TransactionId,
+    self, Account, AccountId, Caller, Command, Effects, Fingerprint, Refusal, TransactionId,
 };
 use crate::metrics::EngineMetrics;
 use crate::store::{
@@ -78,9 +80,12 @@ impl Default for EngineConfig {
     }
 }
 
-/// A command for one account, with the client's transactionId if it sent one.
+/// A command for one account, from `caller`, with the client's
+/// transactionId if it sent one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
+    /// Who is asking (`Caller::Anyone` while authentication is off).
+    pub caller: Caller,
     pub account: AccountId,
     pub command: Command,
     pub transaction_id: Option<TransactionId>,
@@ -173,20 +178,39 @@ impl Engine {
         self.store.pool_status()
     }
 
-    /// The current state of an account (`Account::Unopened` if unknown).
-    pub async fn state(&self, account: AccountId) -> Result<Account, EngineError> {
-        Ok(self.load(account, None).await?.state)
+    /// The current state of an account (`Account::Unopened` if unknown),
+    /// if `caller` may see it; someone else's account is refused as an
+    /// unknown one (`Refusal::AccountNotFound`).
+    pub async fn state(&self, caller: Caller, account: AccountId) -> Result<Account, EngineError> {
+        let state = self.load(account, None).await?.state;
+        domain::authorize_access(caller, &state)?;
+        Ok(state)
     }
 
-    /// Up to `limit` events from sequence number `from` on.
+    /// Up to `limit` events from sequence number `from` on. Someone else's
+    /// account has the empty stream, exactly as an unknown account does.
     pub async fn events(
         &self,
+        caller: Caller,
         account: AccountId,
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, EngineError> {
+        if !self.may_access(caller, account).await? {
+            return Ok(Vec::new());
+        }
         let events = self.timed(self.store.events(account, from, limit)).await?;
         Ok(events)
+    }
+
+    /// Whether `caller` may see `account`. Only an owner's token costs a
+    /// load: anyone (authentication off) and admins see every account.
+    async fn may_access(&self, caller: Caller, account: AccountId) -> Result<bool, StoreError> {
+        if matches!(caller, Caller::Anyone | Caller::Admin) {
+            return Ok(true);
+        }
+        let state = self.load(account, None).await?.state;
+        Ok(domain::authorize_access(caller, &state).is_ok())
     }
 
     /// Whether the store answers.
@@ -227,6 +251,7 @@ impl Engine {
                 tokio::time::sleep(self.backoff(attempt)).await;
             }
             let parties = self.load_parties(&request, transaction_id).await?;
+            domain::authorize(request.caller, &request.command, &parties.source.state)?;
             refuse_unknown_accounts(&request.command, &parties)?;
             if let Some(answer) = answer_for_recorded_transaction(&fingerprint, &parties) {
                 return answer;

@@ -24,6 +24,11 @@ pub enum ErrorCode {
     RouteNotFound,
     /// 405: the route exists, the method does not (see `Allow`).
     MethodNotAllowed,
+    /// 401: authentication is on and the request has no valid bearer token
+    /// (see `WWW-Authenticate`).
+    Unauthorized,
+    /// 403: the token may not do this (open for another owner; admin-only).
+    Forbidden,
     /// 400: a malformed, missing or repeated parameter; two operations or none.
     BadParameter,
     /// 404: the account, or a transfer's target, does not exist.
@@ -64,9 +69,11 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in the order of the enum (a test checks this list
     /// against the enum as the OpenAPI document derives it).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::BadParameter,
         ErrorCode::AccountNotFound,
         ErrorCode::TransactionReused,
@@ -96,6 +103,8 @@ impl ErrorCode {
             | ErrorCode::BalanceOverflow => StatusCode::BAD_REQUEST,
             ErrorCode::RouteNotFound | ErrorCode::AccountNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::AccountExists | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,6 +137,8 @@ impl ErrorCode {
         match self {
             ErrorCode::RouteNotFound => "route_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::BadParameter => "bad_parameter",
             ErrorCode::AccountNotFound => "account_not_found",
             ErrorCode::TransactionReused => "transaction_reused",
@@ -262,12 +273,19 @@ impl ApiError {
                 ErrorCode::BalanceOverflow,
                 format!("account {account}: {rule}"),
             ),
+            rule @ (Refusal::OpenForAnotherOwner | Refusal::AdminOnly) => {
+                (ErrorCode::Forbidden, rule.to_string())
+            }
         };
         ApiError::new(code, message)
     }
 }
 
-/// A JSON error body with the code's status; a 503 also says when to retry.
+/// What a 401 says about the scheme it wants (RFC 6750, section 3).
+pub const WWW_AUTHENTICATE_BEARER: &str = "Bearer error=\"invalid_token\"";
+
+/// A JSON error body with the code's status; a 503 also says when to retry,
+/// a 401 which credentials it wants.
 pub fn json_error(code: ErrorCode, message: &str) -> Response {
     json_error_with_status(code.status(), code, message)
 }
@@ -283,6 +301,12 @@ pub fn json_error_with_status(status: StatusCode, code: ErrorCode, message: &str
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(WWW_AUTHENTICATE_BEARER),
+        );
     }
     response
 }

@@ -1,4 +1,6 @@
 //! Handlers: parse, call the engine, answer. No business rule lives here.
+//! Every `/api/…` handler takes the [`Caller`] first: the token check comes
+//! before any parameter is parsed.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +12,7 @@ use super::AppState;
 use super::body::{AccountBody, EventBody};
 use super::error::{ApiError, ErrorCode, json_error};
 use super::params::{self, AccountPath, Query};
-use crate::domain::Command;
+use crate::domain::{Caller, Command};
 use crate::engine::{Outcome, Request};
 
 /// Default and maximum page sizes of the event stream.
@@ -23,6 +25,7 @@ pub struct OpenParams {
 }
 
 pub async fn open(
+    caller: Caller,
     State(app): State<AppState>,
     AccountPath(account): AccountPath,
     Query(query): Query<OpenParams>,
@@ -32,6 +35,7 @@ pub async fn open(
     execute(
         &app,
         Request {
+            caller,
             account,
             command,
             transaction_id: None,
@@ -44,12 +48,13 @@ pub async fn open(
 }
 
 pub async fn state(
+    caller: Caller,
     State(app): State<AppState>,
     AccountPath(account): AccountPath,
 ) -> Result<Json<AccountBody>, ApiError> {
     let state = app
         .engine()
-        .state(account)
+        .state(caller, account)
         .await
         .map_err(|e| ApiError::from_engine(e, account, None))?;
     AccountBody::new(account, &state)
@@ -70,6 +75,7 @@ pub struct QueryStyleParams {
 }
 
 pub async fn query_style(
+    caller: Caller,
     State(app): State<AppState>,
     AccountPath(account): AccountPath,
     Query(query): Query<QueryStyleParams>,
@@ -97,6 +103,7 @@ pub async fn query_style(
     execute(
         &app,
         Request {
+            caller,
             account,
             command,
             transaction_id: Some(transaction_id),
@@ -116,6 +123,7 @@ pub struct PathStyleParams {
 }
 
 pub async fn deposit(
+    caller: Caller,
     app: State<AppState>,
     path: AccountPath,
     Query(query): Query<PathStyleParams>,
@@ -123,10 +131,11 @@ pub async fn deposit(
     let command = Command::Deposit {
         amount: params::amount(&query.amount, "amount")?,
     };
-    path_style(app, path, command, &query).await
+    path_style(caller, app, path, command, &query).await
 }
 
 pub async fn withdraw(
+    caller: Caller,
     app: State<AppState>,
     path: AccountPath,
     Query(query): Query<PathStyleParams>,
@@ -134,10 +143,11 @@ pub async fn withdraw(
     let command = Command::Withdraw {
         amount: params::amount(&query.amount, "amount")?,
     };
-    path_style(app, path, command, &query).await
+    path_style(caller, app, path, command, &query).await
 }
 
 pub async fn transfer(
+    caller: Caller,
     app: State<AppState>,
     path: AccountPath,
     Query(query): Query<PathStyleParams>,
@@ -146,10 +156,11 @@ pub async fn transfer(
         target: params::account_id(&query.target_account, "targetAccount")?,
         amount: params::amount(&query.amount, "amount")?,
     };
-    path_style(app, path, command, &query).await
+    path_style(caller, app, path, command, &query).await
 }
 
 async fn path_style(
+    caller: Caller,
     State(app): State<AppState>,
     AccountPath(account): AccountPath,
     command: Command,
@@ -159,6 +170,7 @@ async fn path_style(
     execute(
         &app,
         Request {
+            caller,
             account,
             command,
             transaction_id: Some(transaction_id),
@@ -175,6 +187,7 @@ pub struct CloseParams {
 }
 
 pub async fn close(
+    caller: Caller,
     State(app): State<AppState>,
     AccountPath(account): AccountPath,
     Query(query): Query<CloseParams>,
@@ -183,6 +196,7 @@ pub async fn close(
     execute(
         &app,
         Request {
+            caller,
             account,
             command: Command::Close,
             transaction_id,
@@ -199,6 +213,7 @@ pub struct EventsParams {
 }
 
 pub async fn events(
+    caller: Caller,
     State(app): State<AppState>,
     AccountPath(account): AccountPath,
     Query(query): Query<EventsParams>,
@@ -216,7 +231,7 @@ pub async fn events(
     // One more than asked tells whether another page follows.
     let mut events = app
         .engine()
-        .events(account, from, page + 1)
+        .events(caller, account, from, page + 1)
         .await
         .map_err(|e| ApiError::from_engine(e, account, None))?;
     let more = events.len() > page;

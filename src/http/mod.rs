@@ -1,6 +1,7 @@
 //! The REST API of docs/API.md: `router(state)` builds the whole app, so
 //! tests and the simulation serve the very same thing on any socket.
 
+mod auth;
 mod body;
 mod error;
 mod handlers;
@@ -9,8 +10,9 @@ mod openapi;
 mod params;
 mod serve;
 
+pub use auth::Authenticator;
 pub use body::{AccountBody, EventBody};
-pub use error::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
+pub use error::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS, WWW_AUTHENTICATE_BEARER};
 pub use handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
 pub use openapi::document as openapi_document;
 pub use serve::{
@@ -94,6 +96,8 @@ struct Inner {
     entropy: Arc<dyn Entropy>,
     metrics: Metrics,
     limits: Limits,
+    /// `None` while authentication is off: every caller is `Caller::Anyone`.
+    authenticator: Option<Authenticator>,
     draining: AtomicBool,
     /// `/openapi.json`, serialized once per instance.
     openapi_json: String,
@@ -107,17 +111,25 @@ impl AppState {
         entropy: Arc<dyn Entropy>,
         metrics: Metrics,
         limits: Limits,
+        authenticator: Option<Authenticator>,
     ) -> AppState {
+        let openapi_json = openapi::document_for(authenticator.is_some())
+            .to_json()
+            .expect("the OpenAPI document serializes");
         AppState(Arc::new(Inner {
             engine,
             entropy,
             metrics,
             limits,
+            authenticator,
             draining: AtomicBool::new(false),
-            openapi_json: openapi::document()
-                .to_json()
-                .expect("the OpenAPI document serializes"),
+            openapi_json,
         }))
+    }
+
+    /// How requests are authenticated; `None` while authentication is off.
+    pub fn authenticator(&self) -> Option<&Authenticator> {
+        self.0.authenticator.as_ref()
     }
 
     pub fn engine(&self) -> &Engine {

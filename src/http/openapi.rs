@@ -9,15 +9,20 @@
 //! so the handlers stay readable; `tests/openapi.rs` checks that the described
 //! paths and methods are exactly the router's and that real bodies fit the
 //! schemas, and Schemathesis (`just fuzz-api`) checks the live answers.
+//!
+//! Authentication is optional per instance: every document describes the
+//! bearer scheme and the 401/403 answers; an instance that requires tokens
+//! serves a document whose `/api/…` operations require the scheme.
 
 use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::body::{AccountBody, EventBody};
-use super::error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS};
+use super::error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS, WWW_AUTHENTICATE_BEARER};
 use super::handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
 use crate::domain::{AccountId, OwnerId, Timestamp, TransactionId};
 
@@ -44,14 +49,112 @@ const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenate
         openapi_json
     ),
     components(schemas(ErrorBody, ErrorCode, AccountBody, EventBody)),
-    modifiers(&LimitResponses, &EventPageLimits),
+    modifiers(&LimitResponses, &EventPageLimits, &BearerScheme),
     tags((name = "accounts", description = "Accounts and their money"), (name = "operations", description = "Health and metrics"))
 )]
 struct ApiDoc;
 
-/// The document served at `/openapi.json`.
+/// The document an instance without authentication serves at `/openapi.json`.
 pub fn document() -> Document {
-    ApiDoc::openapi()
+    document_for(false)
+}
+
+/// The document served at `/openapi.json`; with `tokens_required`, every
+/// `/api/…` operation requires the bearer scheme.
+pub fn document_for(tokens_required: bool) -> Document {
+    let mut document = ApiDoc::openapi();
+    if tokens_required {
+        require_bearer_tokens(&mut document);
+    }
+    document
+}
+
+/// The name of the bearer scheme in `components.securitySchemes`.
+pub const BEARER_SCHEME: &str = "bearerAuth";
+
+/// The routes that need a token when authentication is on.
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// The bearer scheme, and on every `/api/…` operation the 401 any of them
+/// answers to a missing or invalid token (while authentication is on).
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut Document) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "Optional, off by default. When the instance is started with --auth-jwt-secret (HS256) or --auth-jwt-public-key (RS256/ES256/EdDSA), every /api/ request needs `Authorization: Bearer <JWT>` with an `exp`, a UUID `sub` (the caller's ownerId) and, for an admin, `accounts:admin` in `scope`. An owner reaches only their own accounts; someone else's account answers as an unknown one (404).",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !is_api(path) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_unauthorized_response(operation);
+            }
+        }
+    }
+}
+
+fn add_unauthorized_response(operation: &mut Operation) {
+    let challenge = HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .examples([WWW_AUTHENTICATE_BEARER]),
+        ))
+        .description(Some("The scheme and error of RFC 6750."))
+        .build();
+    let unauthorized = ResponseBuilder::new()
+        .description("Authentication is on and the request has no valid bearer token (missing, malformed, badly signed, expired or not yet valid, wrong issuer or audience, or a sub that is not a UUID).")
+        .header("WWW-Authenticate", challenge)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build();
+    operation
+        .responses
+        .responses
+        .entry("401".to_owned())
+        .or_insert(RefOr::T(unauthorized));
+}
+
+fn require_bearer_tokens(document: &mut Document) {
+    for (path, item) in document.paths.paths.iter_mut() {
+        if !is_api(path) {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(vec![SecurityRequirement::new(
+                BEARER_SCHEME,
+                Vec::<String>::new(),
+            )]);
+        }
+    }
 }
 
 /// The answers any API request may get from the limits in front of every
@@ -180,6 +283,7 @@ fn describe_page_limit(limit: &mut Parameter) {
                 ("Close" = (operation_id = "close", parameters(("accountId" = "$request.path.accountId")))),
             )),
         (status = 400, description = "Malformed or missing id.", body = ErrorBody),
+        (status = 403, description = "Authentication is on and the token's subject is not `owner` (only admins open accounts for others).", body = ErrorBody),
         (status = 409, description = "The account already exists (another owner, or closed).", body = ErrorBody),
     )
 )]
@@ -196,7 +300,7 @@ fn open() {}
     responses(
         (status = 200, description = "The account, open or closed.", body = AccountBody),
         (status = 400, description = "Malformed id.", body = ErrorBody),
-        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -220,7 +324,7 @@ fn state() {}
     responses(
         (status = 204, description = "Applied, changed nothing (a zero amount), or already applied with this transactionId."),
         (status = 400, description = "A malformed, missing or repeated parameter; none or several operations; or a business rule refused it (insufficient balance, closed account, transfer to itself, overflow).", body = ErrorBody),
-        (status = 404, description = "The account or the transfer target does not exist.", body = ErrorBody),
+        (status = 404, description = "The account or the transfer target does not exist (with authentication on, the account is also 404 when it is someone else's).", body = ErrorBody),
         (status = 409, description = "Still conflicting with concurrent writes after the server's retries; retrying can succeed.", body = ErrorBody),
         (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
@@ -242,7 +346,7 @@ fn query_style_put() {}
     responses(
         (status = 204, description = "Closed (or already closed)."),
         (status = 400, description = "Malformed parameter, or the balance is not zero.", body = ErrorBody),
-        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
         (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
@@ -264,7 +368,7 @@ fn close() {}
     responses(
         (status = 204, description = "Applied, changed nothing (zero), or already applied."),
         (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorBody),
-        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
         (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
@@ -286,7 +390,7 @@ fn deposit() {}
     responses(
         (status = 204, description = "Applied, changed nothing (zero), or already applied."),
         (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it (insufficient balance, closed).", body = ErrorBody),
-        (status = 404, description = "No such account.", body = ErrorBody),
+        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
         (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
@@ -310,7 +414,7 @@ fn withdraw() {}
     responses(
         (status = 204, description = "Applied, changed nothing (zero), or already applied."),
         (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorBody),
-        (status = 404, description = "The account or the target does not exist.", body = ErrorBody),
+        (status = 404, description = "The account or the target does not exist (with authentication on, the account is also 404 when it is someone else's; the target may be anyone's).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
         (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
     )
@@ -331,7 +435,7 @@ fn transfer() {}
         ("limit" = Option<i64>, Query, minimum = 1),
     ),
     responses(
-        (status = 200, description = "The events (an unknown account has the empty stream).", body = Vec<EventBody>,
+        (status = 200, description = "The events (an unknown account has the empty stream; with authentication on, so has someone else's).", body = Vec<EventBody>,
             headers(("Link" = String, description = "`</api/account/{id}/events?from=N&limit=L>; rel=\"next\"` when more events follow."))),
         (status = 400, description = "Malformed id, or from/limit not an integer in range.", body = ErrorBody),
     )
