@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use accounts::app::InstanceBuilder;
@@ -115,11 +116,8 @@ impl Server {
         // all of it; what it answered is still read below.
         let _ = stream.write_all(&request).await;
         let mut answer = Vec::new();
-        let read = tokio::time::timeout(
-            Duration::from_secs(20),
-            stream.read_to_end(&mut answer),
-        )
-        .await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
         assert!(read.is_ok(), "no answer within 20 s to {method} {target}");
         Reply::parse(&answer)
     }
@@ -168,7 +166,12 @@ impl Reply {
         let text = String::from_utf8_lossy(bytes);
         let (head, body) = text.split_once("\r\n\r\n")?;
         let mut lines = head.lines();
-        let status = lines.next()?.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+        let status = lines
+            .next()?
+            .strip_prefix("HTTP/1.1 ")?
+            .get(..3)?
+            .parse()
+            .ok()?;
         let headers = lines
             .filter_map(|line| line.split_once(':'))
             .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
@@ -217,11 +220,13 @@ impl Reply {
     }
 }
 
-/// Distinct ids, deterministic per test process.
-pub fn id(n: u128) -> uuid::Uuid {
+/// A UUID not used before in this test process (deterministic: a counter).
+pub fn fresh() -> uuid::Uuid {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = u128::from(NEXT.fetch_add(1, Ordering::SeqCst));
     uuid::Uuid::from_u128(0xa17e_0000_0000_4000_8000_0000_0000_0000 | n)
 }
 
-pub fn owner(n: u128) -> OwnerId {
-    OwnerId::from_uuid(id(0x0a00 + n))
+pub fn fresh_owner() -> OwnerId {
+    OwnerId::from_uuid(fresh())
 }
