@@ -1,0 +1,332 @@
+//! Authentication on the real binary: `accounts token` mints what the
+//! service accepts, unusable settings stop start-up without printing the
+//! secret, `--help` shows no value, and the logs of an authenticated run —
+//! at trace level, in both formats — never contain a token or the secret.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_accounts");
+
+/// Long enough (32 bytes at least) and easy to find in any output.
+const SECRET: &str = "s3cr3t-never-in-logs-0123456789abcdef";
+
+const ALICE: &str = "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a";
+const BOB: &str = "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f60";
+
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.args(args);
+    for variable in [
+        "ACCOUNTS_AUTH_JWT_SECRET",
+        "ACCOUNTS_AUTH_JWT_PUBLIC_KEY",
+        "ACCOUNTS_AUTH_JWT_ALGORITHM",
+        "ACCOUNTS_AUTH_ISSUER",
+        "ACCOUNTS_AUTH_AUDIENCE",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
+
+fn token(args: &[&str]) -> String {
+    let output = command(&[&["token"], args].concat())
+        .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    stdout.trim().to_owned()
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_the_auth_flags_and_never_their_values() {
+    let output = command(&["--help"])
+        .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
+        .env("ACCOUNTS_AUTH_ISSUER", "https://issuer.hidden.example")
+        .env("ACCOUNTS_AUTH_AUDIENCE", "hidden-audience")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--auth-jwt-secret",
+        "--auth-jwt-public-key",
+        "--auth-jwt-algorithm",
+        "--auth-issuer",
+        "--auth-audience",
+        "ACCOUNTS_AUTH_JWT_SECRET",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    for value in [SECRET, "hidden.example", "hidden-audience"] {
+        assert!(!help.contains(value), "--help shows {value}:\n{help}");
+    }
+    let token_help = command(&["token", "--help"])
+        .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let token_help = String::from_utf8(token_help.stdout).unwrap();
+    assert!(token_help.contains("--sub") && token_help.contains("--ttl"));
+    assert!(!token_help.contains(SECRET), "{token_help}");
+}
+
+#[test]
+fn unusable_auth_settings_stop_start_up_without_showing_the_secret() {
+    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (
+            &[],
+            &[("ACCOUNTS_AUTH_JWT_SECRET", "short-secret")],
+            "12 bytes",
+        ),
+        (&["--auth-jwt-secret", "short-secret"], &[], "12 bytes"),
+        (
+            &["--auth-issuer", "https://issuer.example"],
+            &[],
+            "--auth-issuer needs",
+        ),
+        (
+            &["--auth-jwt-public-key", "/nonexistent/key.pem"],
+            &[],
+            "cannot read the JWT public key",
+        ),
+        (
+            &["--auth-jwt-algorithm", "RS256"],
+            &[("ACCOUNTS_AUTH_JWT_SECRET", SECRET)],
+            "does not go with",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let mut command = command(&[&["--listen", "127.0.0.1:0"], args].concat());
+        command.envs(env.iter().copied());
+        let output = command.output().unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("short-secret") && !stderr.contains(SECRET));
+        assert!(!stderr.contains("listening on"), "stopped before serving");
+    }
+    // Both kinds of key at once is a usage error (clap), which names the
+    // flags but not the values.
+    let both = command(&["--auth-jwt-public-key", "key.pem"])
+        .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(!stderr_of(&both).contains(SECRET), "{}", stderr_of(&both));
+}
+
+#[test]
+fn token_needs_a_secret_and_a_uuid_subject() {
+    let missing = command(&["token", "--sub", ALICE]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr_of(&missing).contains("--auth-jwt-secret"));
+    let not_uuid = command(&["token", "--sub", "alice"])
+        .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(not_uuid.status.code(), Some(2));
+    let short = command(&["token", "--sub", ALICE, "--auth-jwt-secret", "tiny"])
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(1));
+    assert!(!stderr_of(&short).contains("tiny"), "{}", stderr_of(&short));
+    let zero = command(&["token", "--sub", ALICE, "--ttl", "0s"])
+        .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+}
+
+/// A running binary whose stderr (its logs) is collected to the end.
+struct Service {
+    child: Child,
+    address: String,
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Service {
+    fn start(args: &[&str]) -> Service {
+        let mut child =
+            command(&[&["--listen", "127.0.0.1:0", "--drain-delay-ms", "0"], args].concat())
+                .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
+                .env("RUST_LOG", "trace")
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        let address = loop {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "exited:\n{log}");
+            log.push_str(&line);
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                let address: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                break address;
+            }
+        };
+        let log = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            log + &rest
+        });
+        Service {
+            child,
+            address,
+            log: Some(log),
+        }
+    }
+
+    /// SIGTERM, then everything it logged.
+    fn stop(mut self) -> String {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(20), "no exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log.take().expect("collecting").join().unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests with valid, refused and tampered tokens, every route kind.
+async fn authenticated_traffic(base: &str, alice: &str, admin: &str, expired: &str) {
+    let http = reqwest::Client::new();
+    let account = "6f1c2b1e-8a4d-4d6e-9a53-2f0b8c1d7e10";
+    let tampered = format!("{}A", &alice[..alice.len() - 1]);
+    let requests = [
+        (
+            "POST",
+            format!("/api/account/{account}?owner={ALICE}"),
+            Some(alice),
+            201,
+        ),
+        (
+            "PUT",
+            format!(
+                "/api/account/{account}/deposit?amount=5&transactionId=8b0e5a54-49c7-4b7a-9b43-6f1a9f0e2c01"
+            ),
+            Some(alice),
+            204,
+        ),
+        ("GET", format!("/api/account/{account}"), Some(alice), 200),
+        (
+            "GET",
+            format!("/api/account/{account}/events"),
+            Some(admin),
+            200,
+        ),
+        ("GET", format!("/api/account/{account}"), Some(expired), 401),
+        (
+            "GET",
+            format!("/api/account/{account}"),
+            Some(tampered.as_str()),
+            401,
+        ),
+        ("GET", format!("/api/account/{account}"), None, 401),
+        (
+            "POST",
+            format!("/api/account/{account}?owner={BOB}"),
+            Some(alice),
+            403,
+        ),
+        ("GET", "/api/account/banana".to_owned(), Some(alice), 400),
+        ("GET", "/metrics".to_owned(), Some(alice), 200),
+    ];
+    for (method, path, token, status) in requests {
+        let mut request = http.request(method.parse().unwrap(), format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains(alice) && !body.contains(SECRET), "{body}");
+    }
+}
+
+fn assert_no_secret_in(log: &str, tokens: &[&str]) {
+    assert!(!log.contains(SECRET), "the secret is in the log");
+    for token in tokens {
+        // Any part of a token: its payload and its signature too.
+        for part in token.split('.').filter(|part| part.len() >= 16) {
+            assert!(!log.contains(part), "a token part is in the log: {part}");
+        }
+    }
+    // Nor the header's value (every JWT starts "ey", base64 of '{"').
+    assert!(!log.to_ascii_lowercase().contains("bearer ey"), "{log}");
+}
+
+fn run_logged(format: &str, store: &str) {
+    let alice = token(&["--sub", ALICE]);
+    let admin = token(&["--sub", BOB, "--admin", "--ttl", "10m"]);
+    // An hour past its exp: refused as expired, whatever the leeway.
+    let expired = expired_token();
+    let service = Service::start(&["--log-format", format, "--database-url", store]);
+    let base = format!("http://{}", service.address);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(authenticated_traffic(&base, &alice, &admin, &expired));
+    let log = service.stop();
+    // The run really logged at trace level, requests and refusals included.
+    assert!(log.contains("bearer token refused"), "{log}");
+    assert!(log.contains("expired"), "{log}");
+    assert!(log.contains("/api/account/"), "request spans: {log}");
+    assert!(log.lines().count() > 20, "{log}");
+    assert_no_secret_in(&log, &[&alice, &admin, &expired]);
+}
+
+fn expired_token() -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({"sub": ALICE, "exp": now - 3600});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn trace_logs_in_json_never_show_a_token_or_the_secret() {
+    run_logged("json", "memory:");
+}
+
+#[test]
+fn trace_logs_in_text_never_show_a_token_or_the_secret() {
+    let file = std::env::temp_dir().join(format!("accounts-auth-logs-{}.db", std::process::id()));
+    run_logged("text", &format!("sqlite:{}", file.display()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+}
