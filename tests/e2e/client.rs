@@ -54,13 +54,36 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String) -> Api {
+        Api::with_headers(base, reqwest::header::HeaderMap::new())
+    }
+
+    /// A client that sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(base: String, token: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {token}").parse().expect("a header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Api::with_headers(base, headers)
+    }
+
+    fn with_headers(base: String, headers: reqwest::header::HeaderMap) -> Api {
         Api {
             base,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
+                .default_headers(headers)
                 .build()
                 .expect("build an HTTP client"),
         }
+    }
+
+    /// A request of `method` to `path` (with query), for the checks that
+    /// need the status and headers of one answer.
+    pub async fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("an answer")
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Answer {

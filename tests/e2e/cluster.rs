@@ -148,6 +148,8 @@ impl Instance {
 
 pub struct Cluster {
     setup: Setup,
+    /// Extra environment of every instance (e.g. the auth secret).
+    env: Vec<(String, String)>,
     pub instances: Vec<Instance>,
     envoy: Option<Guard>,
     envoy_port: u16,
@@ -160,6 +162,11 @@ impl Cluster {
     /// Starts two instances, waits until each answers `/ready`, then Envoy,
     /// and waits until Envoy sees both healthy.
     pub async fn start(name: &str) -> Cluster {
+        Cluster::start_with_env(name, Vec::new()).await
+    }
+
+    /// [`Cluster::start`] with extra environment for every instance.
+    pub async fn start_with_env(name: &str, env: Vec<(String, String)>) -> Cluster {
         let setup = Setup::from_env();
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -183,6 +190,7 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster {
             setup,
+            env,
             instances,
             envoy: None,
             envoy_port: ports[2],
@@ -243,7 +251,8 @@ impl Cluster {
             .arg(&self.setup.database_url)
             .arg("--drain-delay-ms")
             .arg(DRAIN_DELAY_MS.to_string())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(name, value)| (name, value)));
         let url = format!("{}/ready", instance.url());
         let name = instance.name;
         let process = instance.process.insert(Guard::spawn(&mut command, &log));

@@ -530,3 +530,119 @@ async fn deposit_without_retries(
     }
     (account, deposited, sent, failures)
 }
+
+/// The shared secret of the authenticated cluster (tests only).
+const AUTH_SECRET: &str = "e2e tests only: a secret of at least 32 bytes";
+
+fn token_for(owner: Uuid, admin: bool) -> String {
+    use accounts::auth::{Secret, TokenSpec, mint};
+    use accounts::domain::OwnerId;
+    use accounts::engine::{Clock, SystemClock};
+    let spec = TokenSpec::owner(OwnerId::from_uuid(owner), SystemClock.now());
+    let spec = if admin { spec.admin() } else { spec };
+    mint(&Secret::new(AUTH_SECRET), &spec).expect("minted")
+}
+
+/// Authentication on, through Envoy: Envoy passes the `Authorization`
+/// header through and the 401's challenge back; health checks need no
+/// token; owners are scoped on both instances; and the lost-response
+/// transfer load, sent with an admin token, conserves money.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
+async fn with_authentication_owners_are_scoped_and_money_is_conserved() {
+    bounded(async {
+        let env = vec![(
+            "ACCOUNTS_AUTH_JWT_SECRET".to_owned(),
+            AUTH_SECRET.to_owned(),
+        )];
+        // Envoy marks both healthy: /ready needs no token.
+        let cluster = Cluster::start_with_env("auth", env).await;
+        let mut random = Random::new(11);
+        let (alice, bob) = (random.uuid(), random.uuid());
+        let anonymous = Api::new(cluster.url());
+        let alice_api = Api::with_token(cluster.url(), &token_for(alice, false));
+        let bob_api = Api::with_token(cluster.url(), &token_for(bob, false));
+        let admin_api = Api::with_token(cluster.url(), &token_for(random.uuid(), true));
+
+        let refused = anonymous
+            .raw(
+                reqwest::Method::GET,
+                &format!("/api/account/{}", random.uuid()),
+            )
+            .await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refused.headers()[reqwest::header::WWW_AUTHENTICATE],
+            accounts::http::WWW_AUTHENTICATE_BEARER
+        );
+        let body: Value = refused.json().await.expect("a JSON error body");
+        assert_eq!(body["code"], "unauthorized");
+
+        let (account, bobs) = (random.uuid(), random.uuid());
+        assert_eq!(
+            alice_api.open(account, alice).await.status(),
+            Some(StatusCode::CREATED)
+        );
+        assert_eq!(
+            bob_api.open(bobs, bob).await.status(),
+            Some(StatusCode::CREATED)
+        );
+        let deposit = alice_api.deposit(account, 100, random.uuid()).await;
+        assert_eq!(
+            deposit.status(),
+            Some(StatusCode::NO_CONTENT),
+            "{deposit:?}"
+        );
+        // Round robin: each of these lands on both instances in turn.
+        for _ in 0..2 {
+            assert_eq!(
+                bob_api.state(account).await.status(),
+                Some(StatusCode::NOT_FOUND)
+            );
+            assert_eq!(
+                bob_api.deposit(account, 1, random.uuid()).await.status(),
+                Some(StatusCode::NOT_FOUND)
+            );
+            assert_eq!(
+                bob_api.open(random.uuid(), alice).await.status(),
+                Some(StatusCode::FORBIDDEN)
+            );
+        }
+        let transfer = Transfer {
+            source: account,
+            target: bobs,
+            amount: 30,
+            transaction: random.uuid(),
+        };
+        let paid = alice_api.transfer(&transfer, None).await;
+        assert_eq!(paid.status(), Some(StatusCode::NO_CONTENT), "{paid:?}");
+        assert_eq!(bob_api.balance(bobs).await, 30);
+        assert_eq!(alice_api.balance(account).await, 70);
+        for instance in &cluster.instances {
+            let direct = Api::with_token(instance.url(), &token_for(bob, false));
+            assert_eq!(direct.balance(bobs).await, 30);
+            assert_eq!(
+                direct.state(account).await.status(),
+                Some(StatusCode::NOT_FOUND)
+            );
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        let (accounts, clients) =
+            start_transfers(&admin_api, 12, 100, Faults::None, stop, counts.clone()).await;
+        let results = join_all(clients).await;
+        eprintln!(
+            "transfers with tokens: {} applied, {} refused; {}",
+            applied(&results),
+            results.len() - applied(&results),
+            counts.summary()
+        );
+        assert_eq!(results.len(), TRANSFER_CLIENTS * 100);
+        check_transfers(&admin_api, &accounts, INITIAL_BALANCE, &results).await;
+        for index in 0..2 {
+            assert!(cluster.api_requests_served(index).await > 0);
+        }
+    })
+    .await;
+}
