@@ -181,10 +181,30 @@ async fn health_metrics_and_the_document_need_no_token() {
     let document = server.send("GET", "/openapi.json", None).await.json();
     let scheme = &document["components"]["securitySchemes"]["bearerAuth"];
     assert_eq!(scheme["scheme"], "bearer");
-    let state = &document["paths"]["/api/account/{accountId}"]["get"];
-    assert_eq!(state["security"], serde_json::json!([{"bearerAuth": []}]));
-    assert!(state["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
-    assert!(document["paths"]["/ping"]["get"].get("security").is_none());
+    let mut api_operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if path.starts_with("/api/") {
+                api_operations += 1;
+                let security = &operation["security"];
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{"bearerAuth": []}]),
+                    "{method} {path}"
+                );
+                let unauthorized = &operation["responses"]["401"];
+                assert!(
+                    unauthorized["headers"]["WWW-Authenticate"].is_object(),
+                    "{method} {path}"
+                );
+            } else {
+                assert!(operation.get("security").is_none(), "{method} {path}");
+            }
+        }
+    }
+    assert_eq!(api_operations, 8);
+    let open = &document["paths"]["/api/account/{accountId}"]["post"];
+    assert!(open["responses"]["403"].is_object());
 }
 
 /// Opening is only for oneself; admins open for anyone.
