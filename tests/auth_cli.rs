@@ -81,9 +81,12 @@ fn help_lists_the_auth_flags_and_never_their_values() {
     assert!(!token_help.contains(SECRET), "{token_help}");
 }
 
+/// Flags, environment, and what the one-line error must say.
+type StartUp<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn unusable_auth_settings_stop_start_up_without_showing_the_secret() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let cases: [StartUp; 5] = [
         (
             &[],
             &[("ACCOUNTS_AUTH_JWT_SECRET", "short-secret")],
