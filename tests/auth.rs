@@ -15,7 +15,7 @@ use std::time::Duration;
 use accounts::auth::{AuthConfig, LEEWAY_SECONDS, TokenSpec, VerifyingKey};
 use accounts::domain::{OwnerId, Timestamp};
 use accounts::store::MemoryStore;
-use auth_support::{SECRET, Server, fresh, fresh_owner, start};
+use auth_support::{Reply, SECRET, Server, fresh, fresh_owner, start};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use store_support::{Backend, TestStore};
 use uuid::Uuid;
@@ -316,85 +316,29 @@ async fn someone_elses_account_answers_as_an_unknown_one(server: &Server) {
     let bob_token = server.owner_token(bob);
     let open = open_funded(server, alice, 100).await;
     let closed = open_funded(server, alice, 0).await;
-    let close = server
-        .send(
-            "DELETE",
-            &format!("/api/account/{closed}"),
-            Some(&alice_token),
-        )
-        .await;
-    assert_eq!(close.status, 204);
+    let close = format!("/api/account/{closed}");
+    assert_eq!(
+        server
+            .send("DELETE", &close, Some(&alice_token))
+            .await
+            .status,
+        204
+    );
     let bobs = open_funded(server, bob, 0).await;
     let before = [
         observe(server, open, &alice_token).await,
         observe(server, closed, &alice_token).await,
     ];
-
-    let transaction = fresh();
-    let requests = [
-        ("GET", "/api/account/{id}".to_owned()),
-        ("GET", "/api/account/{id}/events".to_owned()),
-        ("GET", "/api/account/{id}/events?from=2&limit=1".to_owned()),
-        (
-            "PUT",
-            format!("/api/account/{{id}}/deposit?amount=5&transactionId={transaction}"),
-        ),
-        (
-            "PUT",
-            format!("/api/account/{{id}}/withdraw?amount=5&transactionId={transaction}"),
-        ),
-        (
-            "PUT",
-            format!("/api/account/{{id}}?deposit=5&transactionId={transaction}"),
-        ),
-        (
-            "PUT",
-            format!("/api/account/{{id}}?withdraw=0&transactionId={transaction}"),
-        ),
-        (
-            "PUT",
-            format!("/api/account/{{id}}?transfer={bobs}&amount=5&transactionId={transaction}"),
-        ),
-        (
-            "PUT",
-            format!(
-                "/api/account/{{id}}/transfer?targetAccount={bobs}&amount=5&transactionId={transaction}"
-            ),
-        ),
-        ("DELETE", "/api/account/{id}".to_owned()),
-        (
-            "DELETE",
-            format!("/api/account/{{id}}?transactionId={transaction}"),
-        ),
-        // Rule 2 before rule 3, for both alike.
-        (
-            "PUT",
-            "/api/account/{id}/deposit?amount=-5&transactionId=x".to_owned(),
-        ),
-    ];
     for hidden in [open, closed] {
-        for (method, path) in &requests {
+        for (method, path) in requests_of_every_kind(bobs) {
             let unknown = fresh();
             let as_unknown = server
-                .send(method, &target(path, unknown), Some(&bob_token))
+                .send(method, &target(&path, unknown), Some(&bob_token))
                 .await;
             let as_hidden = server
-                .send(method, &target(path, hidden), Some(&bob_token))
+                .send(method, &target(&path, hidden), Some(&bob_token))
                 .await;
-            assert!(as_hidden.status >= 200, "{as_hidden:?}");
-            assert_eq!(as_hidden.status, as_unknown.status, "{method} {path}");
-            assert_eq!(
-                as_hidden.header("content-type"),
-                as_unknown.header("content-type")
-            );
-            assert_eq!(as_hidden.header("link"), as_unknown.header("link"));
-            assert_eq!(
-                as_hidden.body,
-                as_unknown
-                    .body
-                    .replace(&unknown.to_string(), &hidden.to_string()),
-                "{method} {path}"
-            );
+            assert_answered_alike(&as_hidden, &as_unknown.with_id(unknown, hidden));
         }
     }
     let after = [
@@ -404,6 +348,59 @@ async fn someone_elses_account_answers_as_an_unknown_one(server: &Server) {
     assert_eq!(before, after, "refusals change nothing");
     let state: serde_json::Value = serde_json::from_str(&after[0].0).unwrap();
     assert_eq!(state["balance"], 100);
+}
+
+/// Every operation on the account `{id}` (a transfer's target: `target`),
+/// one transactionId for all, and one malformed request: rule 2 comes
+/// before rule 3 for an unknown account and someone else's alike.
+fn requests_of_every_kind(target: Uuid) -> Vec<(&'static str, String)> {
+    let tx = fresh();
+    vec![
+        ("GET", "/api/account/{id}".to_owned()),
+        ("GET", "/api/account/{id}/events".to_owned()),
+        ("GET", "/api/account/{id}/events?from=2&limit=1".to_owned()),
+        (
+            "PUT",
+            format!("/api/account/{{id}}/deposit?amount=5&transactionId={tx}"),
+        ),
+        (
+            "PUT",
+            format!("/api/account/{{id}}/withdraw?amount=5&transactionId={tx}"),
+        ),
+        (
+            "PUT",
+            format!("/api/account/{{id}}?deposit=5&transactionId={tx}"),
+        ),
+        (
+            "PUT",
+            format!("/api/account/{{id}}?withdraw=0&transactionId={tx}"),
+        ),
+        (
+            "PUT",
+            format!("/api/account/{{id}}?transfer={target}&amount=5&transactionId={tx}"),
+        ),
+        (
+            "PUT",
+            format!(
+                "/api/account/{{id}}/transfer?targetAccount={target}&amount=5&transactionId={tx}"
+            ),
+        ),
+        ("DELETE", "/api/account/{id}".to_owned()),
+        ("DELETE", format!("/api/account/{{id}}?transactionId={tx}")),
+        (
+            "PUT",
+            "/api/account/{id}/deposit?amount=-5&transactionId=x".to_owned(),
+        ),
+    ]
+}
+
+/// The same status, content type, paging header and body.
+fn assert_answered_alike(reply: &Reply, expected: &Reply) {
+    assert_eq!(reply.status, expected.status, "{reply:?} vs {expected:?}");
+    for header in ["content-type", "link"] {
+        assert_eq!(reply.header(header), expected.header(header), "{header}");
+    }
+    assert_eq!(reply.body, expected.body);
 }
 
 #[tokio::test]
@@ -484,89 +481,74 @@ async fn owners_use_their_own_accounts_and_admins_every_account(server: &Server)
     let (alice_token, admin) = (server.owner_token(alice), server.admin_token());
     let account = open_funded(server, alice, 0).await;
     let bobs = open_funded(server, bob, 50).await;
+    // Each PUT gets a fresh transactionId.
     let steps = [
         (
             &alice_token,
             "PUT",
-            format!(
-                "/api/account/{account}?deposit=40&transactionId={}",
-                fresh()
-            ),
+            format!("/api/account/{account}?deposit=40"),
         ),
         (
             &alice_token,
             "PUT",
-            format!(
-                "/api/account/{account}/withdraw?amount=15&transactionId={}",
-                fresh()
-            ),
+            format!("/api/account/{account}/withdraw?amount=15"),
         ),
         (
             &alice_token,
             "PUT",
-            format!(
-                "/api/account/{account}?withdraw=5&transactionId={}",
-                fresh()
-            ),
+            format!("/api/account/{account}?withdraw=5"),
         ),
         (
             &admin,
             "PUT",
-            format!(
-                "/api/account/{bobs}/deposit?amount=10&transactionId={}",
-                fresh()
-            ),
+            format!("/api/account/{bobs}/deposit?amount=10"),
         ),
         (
             &admin,
             "PUT",
-            format!(
-                "/api/account/{bobs}/transfer?targetAccount={account}&amount=60&transactionId={}",
-                fresh()
-            ),
+            format!("/api/account/{bobs}/transfer?targetAccount={account}&amount=60"),
         ),
         (
             &alice_token,
             "PUT",
-            format!(
-                "/api/account/{account}?transfer={bobs}&amount=80&transactionId={}",
-                fresh()
-            ),
+            format!("/api/account/{account}?transfer={bobs}&amount=80"),
         ),
         (&admin, "DELETE", format!("/api/account/{account}")),
     ];
-    for (token, method, target) in &steps {
-        let reply = server.send(method, target, Some(token)).await;
+    for (token, method, path) in steps {
+        let target = match method {
+            "PUT" => format!("{path}&transactionId={}", fresh()),
+            _ => path,
+        };
+        let reply = server.send(method, &target, Some(token)).await;
         assert_eq!(reply.status, 204, "{method} {target}: {reply:?}");
     }
+    let (state, events) = read(server, account, &alice_token).await;
+    assert_eq!((state["open"].clone(), events.len()), (false.into(), 7));
+    let (state, events) = read(server, bobs, &admin).await;
+    assert_eq!((state["balance"].clone(), events.len()), (80.into(), 5));
+}
+
+/// An account's state and events, as `token` reads them (both 200).
+async fn read(
+    server: &Server,
+    account: Uuid,
+    token: &str,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
     let state = server
-        .send(
-            "GET",
-            &format!("/api/account/{account}"),
-            Some(&alice_token),
-        )
-        .await
-        .json();
-    assert_eq!(state["open"], false);
+        .send("GET", &format!("/api/account/{account}"), Some(token))
+        .await;
+    assert_eq!(state.status, 200, "{state:?}");
     let events = server
         .send(
             "GET",
             &format!("/api/account/{account}/events"),
-            Some(&alice_token),
+            Some(token),
         )
-        .await
-        .json();
-    assert_eq!(events.as_array().unwrap().len(), 7);
-    let bobs_state = server
-        .send("GET", &format!("/api/account/{bobs}"), Some(&admin))
-        .await
-        .json();
-    assert_eq!(bobs_state["balance"], 80);
-    let bobs_events = server
-        .send("GET", &format!("/api/account/{bobs}/events"), Some(&admin))
-        .await
-        .json();
-    assert_eq!(bobs_events.as_array().unwrap().len(), 5);
+        .await;
+    assert_eq!(events.status, 200, "{events:?}");
+    let events = events.json().as_array().expect("an array").clone();
+    (state.json(), events)
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 mod auth_support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use accounts::auth::{AuthConfig, LEEWAY_SECONDS, VerifyingKey};
@@ -351,78 +352,104 @@ fn judge(case: &Case, reply: Option<&Reply>) -> Result<String, String> {
     Ok(format!("401 unauthorized: {}", body.message))
 }
 
+/// The two instances (one store) and the account every case aims at, opened
+/// by an admin: a token that got through would change it.
+struct Targets {
+    runtime: tokio::runtime::Runtime,
+    hmac: Server,
+    rsa: Server,
+    account: uuid::Uuid,
+    admin: String,
+}
+
+impl Targets {
+    fn start() -> Targets {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let hmac_config = AuthConfig {
+            issuer: Some(ISSUER.to_owned()),
+            audience: Some(AUDIENCE.to_owned()),
+            ..AuthConfig::hs256(SECRET)
+        };
+        let rsa_config = AuthConfig {
+            key: VerifyingKey::PublicKeyPem(rsa_public_pem()),
+            algorithm: None,
+            issuer: None,
+            audience: None,
+        };
+        let store = Arc::new(MemoryStore::new());
+        let hmac = runtime.block_on(Server::start(store.clone(), hmac_config));
+        let rsa = runtime.block_on(Server::start(store, rsa_config));
+        let (account, admin) = (fresh(), hmac.admin_token());
+        let open = format!("/api/account/{account}?owner={}", fresh_owner());
+        let opened = runtime.block_on(hmac.send("POST", &open, Some(&admin)));
+        assert_eq!(opened.status, 201, "{opened:?}");
+        Targets {
+            runtime,
+            hmac,
+            rsa,
+            account,
+            admin,
+        }
+    }
+
+    /// Sends `case` as a deposit of `amount` to the account.
+    fn send(&self, case: &Case, amount: u32) -> Option<Reply> {
+        let server = match case.target {
+            Target::Hmac => &self.hmac,
+            Target::Rsa => &self.rsa,
+        };
+        let target = format!(
+            "/api/account/{}/deposit?amount={amount}&transactionId={}",
+            self.account,
+            fresh()
+        );
+        let headers: Vec<(&str, &[u8])> = case
+            .values
+            .iter()
+            .map(|value| ("Authorization", value.as_slice()))
+            .collect();
+        self.runtime
+            .block_on(server.send_raw("PUT", &target, &headers))
+    }
+
+    /// Nothing got through: the account has only its opening event; and
+    /// both instances still serve.
+    fn assert_unchanged_and_serving(&self) {
+        let events = format!("/api/account/{}/events", self.account);
+        let events = self
+            .runtime
+            .block_on(self.hmac.send("GET", &events, Some(&self.admin)));
+        let count = events.json().as_array().map(Vec::len);
+        assert_eq!(count, Some(1), "{events:?}");
+        for server in [&self.hmac, &self.rsa] {
+            let ping = self.runtime.block_on(server.send("GET", "/ping", None));
+            assert_eq!(ping.status, 200);
+        }
+    }
+}
+
 #[test]
 fn hostile_tokens_are_always_refused_with_401_and_never_crash() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let hmac_config = AuthConfig {
-        issuer: Some(ISSUER.to_owned()),
-        audience: Some(AUDIENCE.to_owned()),
-        ..AuthConfig::hs256(SECRET)
-    };
-    let rsa_config = AuthConfig {
-        key: VerifyingKey::PublicKeyPem(rsa_public_pem()),
-        algorithm: None,
-        issuer: None,
-        audience: None,
-    };
-    let store = Arc::new(MemoryStore::new());
-    let (hmac, rsa) = runtime.block_on(async {
-        (
-            Server::start(store.clone(), hmac_config).await,
-            Server::start(store.clone(), rsa_config).await,
-        )
-    });
-    // Every request goes to an account that an admin opens first, so a
-    // token that got through would change it.
-    let account = fresh();
-    let admin = hmac.admin_token();
-    let opened = runtime.block_on(hmac.send(
-        "POST",
-        &format!("/api/account/{account}?owner={}", fresh_owner()),
-        Some(&admin),
-    ));
-    assert_eq!(opened.status, 201, "{opened:?}");
-    let deposit = |n: u32| {
-        format!(
-            "/api/account/{account}/deposit?amount={}&transactionId={}",
-            n + 1,
-            fresh()
-        )
-    };
-
+    let targets = Targets::start();
     let answers: Mutex<Answers> = Mutex::default();
+    let sent = AtomicU32::new(0);
     let mut runner = TestRunner::new(Config {
         cases: CASES,
         rng_seed: RngSeed::Fixed(SEED),
         failure_persistence: None,
         ..Config::default()
     });
-    let sent = Mutex::new(0u32);
     let result = runner.run(&hostile(), |case| {
-        let server = match case.target {
-            Target::Hmac => &hmac,
-            Target::Rsa => &rsa,
-        };
-        let target = {
-            let mut sent = sent.lock().unwrap();
-            *sent += 1;
-            deposit(*sent)
-        };
-        let headers: Vec<(&str, &[u8])> = case
-            .values
-            .iter()
-            .map(|value| ("Authorization", value.as_slice()))
-            .collect();
-        let reply = runtime.block_on(server.send_raw("PUT", &target, &headers));
+        let amount = sent.fetch_add(1, Ordering::SeqCst) + 1;
+        let reply = targets.send(&case, amount);
         let answer = judge(&case, reply.as_ref())
             .map_err(|error| TestCaseError::fail(format!("{}: {error}", case.kind)))?;
+        let mut answers = answers.lock().unwrap();
         *answers
-            .lock()
-            .unwrap()
             .entry(case.kind)
             .or_default()
             .entry(answer)
@@ -432,25 +459,7 @@ fn hostile_tokens_are_always_refused_with_401_and_never_crash() {
     if let Err(error) = result {
         panic!("{error}");
     }
-
-    // Nothing got through: the account has only its opening event, and
-    // both instances still serve.
-    let events = runtime.block_on(hmac.send(
-        "GET",
-        &format!("/api/account/{account}/events"),
-        Some(&admin),
-    ));
-    assert_eq!(
-        events.json().as_array().map(Vec::len),
-        Some(1),
-        "{events:?}"
-    );
-    for server in [&hmac, &rsa] {
-        assert_eq!(
-            runtime.block_on(server.send("GET", "/ping", None)).status,
-            200
-        );
-    }
+    targets.assert_unchanged_and_serving();
 
     let answers = answers.into_inner().unwrap();
     print_table(&answers);

@@ -184,6 +184,14 @@ impl Reply {
         })
     }
 
+    /// This answer as it would name `to` instead of `from` (same length).
+    pub fn with_id(&self, from: uuid::Uuid, to: uuid::Uuid) -> Reply {
+        Reply {
+            body: self.body.replace(&from.to_string(), &to.to_string()),
+            ..self.clone()
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
