@@ -35,9 +35,9 @@ pub fn init_logging(format: LogFormat) {
 
 /// Everything one instance of the service is made of, with a default for
 /// each part: the in-memory store, the wall clock, entropy seeded from the
-/// operating system, no authentication, and the `Default` of every config. The binary, the
-/// tests, the simulation and the fuzz target all wire instances through
-/// this one builder.
+/// operating system, no authentication, and the `Default` of every config.
+/// The binary, the tests, the simulation and the fuzz target all wire
+/// instances through this one builder.
 #[derive(Default)]
 pub struct InstanceBuilder {
     store: Option<Arc<dyn EventStore>>,

@@ -5,8 +5,9 @@
 //! (`domain::authorize`: 403, or 404 for someone else's account as for an
 //! unknown one) and existence of the accounts (404), then idempotency (an
 //! identical replay answers success whatever happened since; a reused
-//! transactionId is 422), then the domain's business rules, then the append at the next
-//! sequence numbers together with the idempotency records and any snapshot.
+//! transactionId is 422), then the domain's business rules, then the append
+//! at the next sequence numbers together with the idempotency records and
+//! any snapshot.
 //! A conflict (another writer got there first) or an ambiguous commit (the
 //! reply was lost) reloads and decides again — the reload also reads the
 //! transactionId back, so a commit that did land answers "already applied"
