@@ -295,6 +295,7 @@ async fn conflicting_part_of_a_commit_writes_nothing(test: &TestStore) {
                     account_id: clean,
                     sequence_number: 3,
                     state: Account::Unopened,
+                    recorded_until: None,
                 }],
             };
             commit.events.sort_by_key(|e| e.account_id);
@@ -433,6 +434,7 @@ async fn load_returns_snapshot_tail_and_transaction(test: &TestStore) {
                     owner_id: owner,
                     balance: (sequence as i64 - 1) * 10,
                 },
+                recorded_until: Some(AT),
             });
         }
         test.store.append(&commit).await.unwrap();
