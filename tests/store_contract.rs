@@ -923,6 +923,23 @@ async fn batch_member_chained_after_a_refused_one_fails(test: &TestStore) {
     let events = all_events(&*test.store, x).await;
     assert_eq!(events.len(), 3);
     assert_eq!(events[2].transaction_id, fresh);
+    // Another writer's event takes the first member's place: the head
+    // check alone would let the chained member land on top of it, decided
+    // on a state that never existed.
+    let (first, chained) = (transaction(&entropy), transaction(&entropy));
+    let batch = [
+        deposit_commit(x, 4, first, 3),
+        deposit_commit(x, 5, chained, 4),
+    ];
+    test.store
+        .append(&deposit_commit(x, 4, transaction(&entropy), 3))
+        .await
+        .unwrap();
+    let results = test.store.append_batch(&batch).await;
+    assert_batch(&results, &[false, false]);
+    let loaded = test.store.load(x, Some(chained)).await.unwrap();
+    assert_eq!(loaded.fold().1, 4);
+    assert_eq!(loaded.transaction, None);
 }
 
 async fn batch_whose_every_member_conflicts_writes_nothing(test: &TestStore) {

@@ -180,7 +180,8 @@ impl Commit {
 /// (see [`EventStore::append_batch`]): each member's shape, then its heads
 /// and transactionIds against what the store holds — `stored_head(account)`,
 /// the last stored sequence number (0: none), and `recorded(account,
-/// transaction)` — as changed by the members before it that fit. A store
+/// transaction)` — as changed by the members before it that fit. A member
+/// chained onto a refused one is refused too (see [`chained_onto`]). A store
 /// calls it with what it read, writes the members that fit, and lets its
 /// constraints refuse anything that changed in between.
 pub fn check_batch<'c>(
@@ -188,39 +189,90 @@ pub fn check_batch<'c>(
     stored_head: impl Fn(AccountId) -> u64,
     recorded: impl Fn(AccountId, TransactionId) -> bool,
 ) -> Vec<Result<(), AppendError>> {
+    let commits: Vec<&Commit> = commits.into_iter().collect();
+    let chains = chained_onto(&commits);
     let mut heads: HashMap<AccountId, u64> = HashMap::new();
     let mut taken: HashSet<(AccountId, TransactionId)> = HashSet::new();
-    let mut check = |commit: &Commit| -> Result<(), AppendError> {
-        for head in commit.check_shape()? {
-            let current = match heads.get(&head.account_id) {
-                Some(current) => *current,
-                None => stored_head(head.account_id),
-            };
-            if current != head.sequence_number {
-                return Err(head.moved(current));
+    let mut results: Vec<Result<(), AppendError>> = Vec::with_capacity(commits.len());
+    for (commit, chain) in commits.iter().zip(&chains) {
+        if let Some(refused) = chain.iter().find(|&&earlier| results[earlier].is_err()) {
+            results.push(Err(AppendError::Conflict(format!(
+                "chained onto member {refused} of the batch, which was refused"
+            ))));
+            continue;
+        }
+        let check = || -> Result<(), AppendError> {
+            for head in commit.check_shape()? {
+                let current = match heads.get(&head.account_id) {
+                    Some(current) => *current,
+                    None => stored_head(head.account_id),
+                };
+                if current != head.sequence_number {
+                    return Err(head.moved(current));
+                }
             }
-        }
-        for record in &commit.transactions {
-            let key = (record.account_id, record.transaction_id);
-            if taken.contains(&key) || recorded(key.0, key.1) {
-                return Err(AppendError::Conflict(format!(
-                    "transaction {} already recorded on account {}",
-                    record.transaction_id, record.account_id
-                )));
+            for record in &commit.transactions {
+                let key = (record.account_id, record.transaction_id);
+                if taken.contains(&key) || recorded(key.0, key.1) {
+                    return Err(AppendError::Conflict(format!(
+                        "transaction {} already recorded on account {}",
+                        record.transaction_id, record.account_id
+                    )));
+                }
             }
+            Ok(())
+        };
+        let result = check();
+        if result.is_ok() {
+            for event in &commit.events {
+                heads.insert(event.account_id, event.sequence_number);
+            }
+            let records = commit.transactions.iter();
+            taken.extend(records.map(|record| (record.account_id, record.transaction_id)));
         }
-        for event in &commit.events {
-            heads.insert(event.account_id, event.sequence_number);
-        }
-        taken.extend(
-            commit
-                .transactions
-                .iter()
-                .map(|record| (record.account_id, record.transaction_id)),
-        );
-        Ok(())
-    };
-    commits.into_iter().map(&mut check).collect()
+        results.push(result);
+    }
+    results
+}
+
+/// For each member of a batch, the earlier members it is chained onto: those
+/// whose events on an account it touches end at or beyond where it starts
+/// (`earlier head < its head ≤ earlier last`). Such a member was decided on
+/// the state an earlier member leaves, so it must not land when that member
+/// does not — even if another writer's event took the earlier member's
+/// place, which the head check alone would let through.
+pub fn chained_onto(commits: &[&Commit]) -> Vec<Vec<usize>> {
+    let spans: Vec<HashMap<AccountId, (u64, u64)>> = commits
+        .iter()
+        .map(|commit| {
+            let mut spans: HashMap<AccountId, (u64, u64)> = HashMap::new();
+            for event in &commit.events {
+                let sequence = event.sequence_number;
+                let span = spans
+                    .entry(event.account_id)
+                    .or_insert((sequence, sequence));
+                span.0 = span.0.min(sequence);
+                span.1 = span.1.max(sequence);
+            }
+            spans
+        })
+        .collect();
+    spans
+        .iter()
+        .enumerate()
+        .map(|(member, own)| {
+            (0..member)
+                .filter(|&earlier| {
+                    own.iter().any(|(account, (first, _))| {
+                        let head = first.saturating_sub(1);
+                        spans[earlier]
+                            .get(account)
+                            .is_some_and(|(from, to)| from.saturating_sub(1) < head && head <= *to)
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Where an account's stored stream must end for a commit to fit.

@@ -21,7 +21,7 @@ use sqlx::{
 
 use super::{
     AppendError, Commit, FeedEvent, Head, Loaded, OpenError, RecordedEvent, Snapshot, StoreError,
-    StoreOptions, TransactionRecord, check_batch,
+    StoreOptions, TransactionRecord, chained_onto, check_batch,
 };
 use crate::domain::{AccountId, Event, Fingerprint, Timestamp, TransactionId};
 
@@ -520,39 +520,51 @@ pub(super) trait BatchWriter: Sync {
 }
 
 /// Group commit on a SQL store: the members that cannot be written at all
-/// are answered first ([`check_commit`]), the others go to the writer in one
-/// attempt, and — when a concurrent writer got in the way of that attempt —
-/// one by one, each in its own transaction, so that only the member in the
-/// way is refused.
+/// are answered first ([`check_commit`], and members chained onto those),
+/// the others go to the writer in one attempt, and — when a concurrent
+/// writer got in the way of that attempt — one by one, each in its own
+/// transaction, so that only the member in the way is refused (and the
+/// members chained onto it: [`chained_onto`]).
 pub(super) async fn append_batch(
     writer: &impl BatchWriter,
     commits: &[Commit],
 ) -> Vec<Result<(), AppendError>> {
-    let mut results: Vec<Option<Result<(), AppendError>>> = Vec::with_capacity(commits.len());
-    let mut members: Vec<&Commit> = Vec::new();
-    let mut indexes = Vec::new();
+    let chains = chained_onto(&commits.iter().collect::<Vec<_>>());
+    let mut results: Vec<Option<Result<(), AppendError>>> = vec![None; commits.len()];
+    let mut members: Vec<usize> = Vec::new();
     for (index, commit) in commits.iter().enumerate() {
-        match check_commit(commit) {
-            Ok(true) => {
-                results.push(None);
-                members.push(commit);
-                indexes.push(index);
-            }
-            Ok(false) => results.push(Some(Ok(()))),
-            Err(error) => results.push(Some(Err(error))),
-        }
+        results[index] = match check_commit(commit) {
+            Ok(true) => match refused_before(&chains[index], &results) {
+                Some(refused) => Some(Err(refused)),
+                None => {
+                    members.push(index);
+                    None
+                }
+            },
+            Ok(false) => Some(Ok(())),
+            Err(error) => Some(Err(error)),
+        };
     }
-    let answers = match members.len() {
-        0 => Vec::new(),
-        _ => match writer.write(&members).await {
-            Attempt::Answered(answers) => answers,
-            Attempt::Split(error) if members.len() == 1 => vec![Err(error)],
-            Attempt::Split(_) => one_by_one(writer, &members).await,
-        },
-    };
-    debug_assert_eq!(answers.len(), members.len());
-    for (index, answer) in indexes.into_iter().zip(answers) {
-        results[index] = Some(answer);
+    let batch: Vec<&Commit> = members.iter().map(|&index| &commits[index]).collect();
+    if !batch.is_empty() {
+        match writer.write(&batch).await {
+            Attempt::Answered(answers) => {
+                debug_assert_eq!(answers.len(), members.len());
+                for (&index, answer) in members.iter().zip(answers) {
+                    results[index] = Some(answer);
+                }
+            }
+            Attempt::Split(error) if members.len() == 1 => results[members[0]] = Some(Err(error)),
+            Attempt::Split(_) => {
+                for &index in &members {
+                    let answer = match refused_before(&chains[index], &results) {
+                        Some(refused) => Err(refused),
+                        None => write_alone(writer, &commits[index]).await,
+                    };
+                    results[index] = Some(answer);
+                }
+            }
+        }
     }
     results
         .into_iter()
@@ -566,19 +578,24 @@ pub(super) async fn append_batch(
         .collect()
 }
 
-async fn one_by_one(
-    writer: &impl BatchWriter,
-    members: &[&Commit],
-) -> Vec<Result<(), AppendError>> {
-    let mut answers = Vec::with_capacity(members.len());
-    for member in members {
-        let answer = match writer.write(std::slice::from_ref(member)).await {
-            Attempt::Answered(mut answers) => answers.pop().unwrap_or(Ok(())),
-            Attempt::Split(error) => Err(error),
-        };
-        answers.push(answer);
+/// The conflict of a member chained onto an earlier member already refused.
+fn refused_before(
+    chain: &[usize],
+    results: &[Option<Result<(), AppendError>>],
+) -> Option<AppendError> {
+    let refused = chain
+        .iter()
+        .find(|&&earlier| matches!(results[earlier], Some(Err(_))))?;
+    Some(AppendError::Conflict(format!(
+        "chained onto member {refused} of the batch, which was refused"
+    )))
+}
+
+async fn write_alone(writer: &impl BatchWriter, member: &Commit) -> Result<(), AppendError> {
+    match writer.write(&[member]).await {
+        Attempt::Answered(mut answers) => answers.pop().unwrap_or(Ok(())),
+        Attempt::Split(error) => Err(error),
     }
-    answers
 }
 
 /// What the store holds for the accounts and transactionIds of a batch.
