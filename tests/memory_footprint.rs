@@ -94,7 +94,7 @@ fn engine_commit(
 ) -> Commit {
     let transaction_id = TransactionId::from_uuid(entropy.uuid());
     let recorded_at = Timestamp::from_unix_millis(1_795_000_000_000 + sequence as i64);
-    let snapshots = if sequence % SNAPSHOT_EVERY == 0 {
+    let snapshots = if sequence.is_multiple_of(SNAPSHOT_EVERY) {
         vec![Snapshot {
             account_id: account,
             sequence_number: sequence,
