@@ -1,8 +1,10 @@
 //! A quick throughput check of the store itself (no HTTP, no engine): a
 //! deposit as the engine makes it — load the account with the transactionId,
 //! then append one event and its idempotency record — in a loop, by one
-//! writer and by 16 concurrent writers over 64 accounts. Ignored: it measures,
-//! it asserts only that every deposit landed. Run on PostgreSQL with
+//! writer and by 16 concurrent writers over 64 accounts; then appends alone
+//! by one writer that keeps the heads itself, one per call and 16 per
+//! `append_batch`. Ignored: it measures, it asserts only that every deposit
+//! landed. Run on PostgreSQL with
 //!
 //! ```sh
 //! ACCOUNTS_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -23,6 +25,8 @@ const ACCOUNTS: usize = 64;
 const WRITERS: usize = 16;
 const DEPOSITS_PER_WRITER: usize = 1_000;
 const SEQUENTIAL_DEPOSITS: usize = 2_000;
+/// Commits per append_batch in the group-commit phase.
+const BATCH: usize = 16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL; a measurement"]
@@ -93,14 +97,66 @@ async fn throughput(backend: Backend) {
     eprintln!(
         "{backend:?}: load + append deposits, 1 writer: {sequential:.0}/s; {WRITERS} writers over {ACCOUNTS} accounts: {concurrent:.0}/s"
     );
+
+    // Appends alone, by one writer that keeps the heads itself (as an
+    // engine with a state cache would): one commit per append, then
+    // BATCH commits per append_batch.
+    let mut heads = Vec::new();
+    for account in &accounts {
+        heads.push(store.load(*account, None).await.unwrap().fold().1);
+    }
+    let started = Instant::now();
+    for n in 0..SEQUENTIAL_DEPOSITS {
+        let index = n % ACCOUNTS;
+        heads[index] += 1;
+        let commit = deposit_commit(accounts[index], heads[index], &entropy);
+        store.append(&commit).await.expect("append");
+    }
+    let single = SEQUENTIAL_DEPOSITS as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for round in 0..SEQUENTIAL_DEPOSITS / BATCH {
+        let batch: Vec<Commit> = (0..BATCH)
+            .map(|member| {
+                let index = (round * BATCH + member) % ACCOUNTS;
+                heads[index] += 1;
+                deposit_commit(accounts[index], heads[index], &entropy)
+            })
+            .collect();
+        let results = store.append_batch(&batch).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+    let batched = SEQUENTIAL_DEPOSITS as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "{backend:?}: appends alone, 1 writer: {single:.0} commits/s; in batches of {BATCH}: {batched:.0} commits/s"
+    );
+
     let mut events = 0;
     for account in &accounts {
         events += all_events(&store, *account).await;
     }
     assert_eq!(
         events,
-        ACCOUNTS + SEQUENTIAL_DEPOSITS + WRITERS * DEPOSITS_PER_WRITER
+        ACCOUNTS + 3 * SEQUENTIAL_DEPOSITS + WRITERS * DEPOSITS_PER_WRITER
     );
+}
+
+fn deposit_commit(account: AccountId, sequence: u64, entropy: &SeededEntropy) -> Commit {
+    let transaction_id = TransactionId::from_uuid(entropy.uuid());
+    Commit {
+        events: vec![RecordedEvent {
+            account_id: account,
+            sequence_number: sequence,
+            transaction_id,
+            event: one(),
+            recorded_at: Timestamp::from_unix_millis(1_795_000_000_000),
+        }],
+        transactions: vec![TransactionRecord {
+            account_id: account,
+            transaction_id,
+            fingerprint: Fingerprint("deposit amount=1".to_owned()),
+        }],
+        ..Commit::default()
+    }
 }
 
 /// With `ACCOUNTS_BENCH_ASYNC_COMMIT` set, a PostgreSQL store whose
