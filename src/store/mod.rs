@@ -418,8 +418,11 @@ pub trait EventStore: Send + Sync + 'static {
     ///   WAL flush), all its rows or none.
     /// - A member that does not fit (a head moved, a transactionId already
     ///   recorded, a malformed commit) gets `Err(Conflict)` and writes
-    ///   nothing; it never takes the others down. A member chained after a
-    ///   refused one fails its own head check.
+    ///   nothing; it never takes the others down. A member chained onto a
+    ///   refused one (its first event right after the refused member's last on
+    ///   some account, see [`chained_onto`]) is refused too — also when
+    ///   another writer's event has taken the refused member's place, where
+    ///   its head check alone would pass.
     /// - A COMMIT whose outcome is unknown (the connection lost during it)
     ///   answers `Err(Ambiguous)` for every member that was to be written;
     ///   members refused before keep their `Conflict`.
