@@ -915,6 +915,13 @@ impl EventStore for DownStore {
     ) -> Result<Loaded, StoreError> {
         Err(StoreError::Unavailable("connection refused".to_owned()))
     }
+    async fn load_at(
+        &self,
+        _: accounts::domain::AccountId,
+        _: accounts::store::PointInTime,
+    ) -> Result<Loaded, StoreError> {
+        Err(StoreError::Unavailable("connection refused".to_owned()))
+    }
     async fn events(
         &self,
         _: accounts::domain::AccountId,
@@ -923,8 +930,12 @@ impl EventStore for DownStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         Err(StoreError::Unavailable("connection refused".to_owned()))
     }
-    async fn append(&self, _: &Commit) -> Result<(), AppendError> {
-        Err(StoreError::Unavailable("connection refused".to_owned()).into())
+    async fn feed(&self, _: u64, _: usize) -> Result<Vec<accounts::store::FeedEvent>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".to_owned()))
+    }
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
+        let down = StoreError::Unavailable("connection refused".to_owned());
+        vec![Err(down.into()); commits.len()]
     }
     async fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable("connection refused".to_owned()))

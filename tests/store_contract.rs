@@ -9,13 +9,17 @@ mod store_support;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use accounts::app::InstanceBuilder;
 use accounts::domain::{
     Account, AccountId, Amount, Caller, Command, Event, Fingerprint, OwnerId, Timestamp,
     TransactionId, replay,
 };
-use accounts::engine::{Engine, EngineError, Entropy, Outcome, Request, SeededEntropy};
+use accounts::engine::{
+    Clock, Engine, EngineConfig, EngineError, Entropy, FixedClock, Outcome, Request, SeededEntropy,
+};
 use accounts::store::{
-    AppendError, Commit, EventStore, RecordedEvent, Snapshot, TransactionRecord,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, RecordedEvent, Snapshot,
+    TransactionRecord,
 };
 use store_support::{Backend, TestStore};
 
@@ -75,6 +79,14 @@ every_store!(
     same_transaction_from_eight_clients_applies_once_per_round,
     distinct_transactions_from_eight_clients_all_count,
     concurrent_transfers_conserve_the_total,
+    batch_member_in_conflict_leaves_the_others_to_land,
+    batch_members_of_one_account_chain,
+    batch_member_chained_after_a_refused_one_fails,
+    batch_whose_every_member_conflicts_writes_nothing,
+    feed_pages_every_event_in_commit_order,
+    load_at_version_reads_from_the_nearest_snapshot,
+    load_at_time_is_the_longest_prefix_recorded_by_then,
+    engine_snapshots_carry_a_running_maximum_of_recorded_at,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -295,6 +307,7 @@ async fn conflicting_part_of_a_commit_writes_nothing(test: &TestStore) {
                     account_id: clean,
                     sequence_number: 3,
                     state: Account::Unopened,
+                    recorded_until: None,
                 }],
             };
             commit.events.sort_by_key(|e| e.account_id);
@@ -433,6 +446,7 @@ async fn load_returns_snapshot_tail_and_transaction(test: &TestStore) {
                     owner_id: owner,
                     balance: (sequence as i64 - 1) * 10,
                 },
+                recorded_until: Some(AT),
             });
         }
         test.store.append(&commit).await.unwrap();
@@ -729,4 +743,564 @@ async fn concurrent_transfers_conserve_the_total(test: &TestStore) {
         transfer_events, applied as usize,
         "every applied transfer is one withdrawal and one deposit"
     );
+}
+
+// ------------------------------------------------------------ group commit
+
+fn deposit_commit(account_id: AccountId, sequence: u64, tx: TransactionId, balance: i64) -> Commit {
+    single(account_id, sequence, tx, deposited(1, balance))
+}
+
+/// The two legs of a transfer of 1 as one commit, in canonical account order.
+fn transfer_commit(
+    from: (AccountId, u64, i64),
+    to: (AccountId, u64, i64),
+    tx: TransactionId,
+) -> Commit {
+    let (source, source_sequence, source_balance) = from;
+    let (target, target_sequence, target_balance) = to;
+    let fingerprint = format!("transfer from={source} to={target} amount=1");
+    let mut commit = Commit {
+        events: vec![
+            recorded(
+                source,
+                source_sequence,
+                tx,
+                Event::MoneyWithdrawn {
+                    amount_withdrawn: 1,
+                    balance: source_balance,
+                    transfer_to: Some(target),
+                },
+            ),
+            recorded(
+                target,
+                target_sequence,
+                tx,
+                Event::MoneyDeposited {
+                    amount_deposited: 1,
+                    balance: target_balance,
+                    transfer_from: Some(source),
+                },
+            ),
+        ],
+        transactions: vec![
+            record(source, tx, &fingerprint),
+            record(target, tx, &fingerprint),
+        ],
+        snapshots: vec![],
+    };
+    commit.events.sort_by_key(|e| e.account_id);
+    commit.transactions.sort_by_key(|t| t.account_id);
+    commit
+}
+
+fn assert_batch(results: &[Result<(), AppendError>], expected: &[bool]) {
+    let landed: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(landed, expected, "{results:?}");
+    for result in results {
+        if let Err(error) = result {
+            assert!(matches!(error, AppendError::Conflict(_)), "{error:?}");
+        }
+    }
+}
+
+async fn whole_feed(store: &dyn EventStore) -> Vec<FeedEvent> {
+    store.feed(0, 1_000_000).await.expect("feed")
+}
+
+/// A head that moved, a transactionId already recorded, a malformed commit
+/// and a duplicate transactionId within the batch: each refused on its own,
+/// the members around them written.
+async fn batch_member_in_conflict_leaves_the_others_to_land(test: &TestStore) {
+    let entropy = ids();
+    let [x, y, z] = [(); 3].map(|_| account(&entropy));
+    for id in [x, y, z] {
+        history(&*test.store, id, 1).await;
+    }
+    let z_transactions = test.store.events(z, 1, 10).await.unwrap();
+    let taken = z_transactions[1].transaction_id;
+    let (tx_x, tx_y, tx_z, tx_x2) = [(); 4].map(|_| transaction(&entropy)).into();
+    let batch = [
+        deposit_commit(x, 3, tx_x, 2),
+        // y is at 2 already: its head moved.
+        deposit_commit(y, 2, tx_y, 5),
+        // The next number is free but the transactionId is taken.
+        deposit_commit(z, 3, taken, 2),
+        // Malformed: sequence numbers start at 1.
+        deposit_commit(z, 0, tx_z, 2),
+        // The same transactionId as the first member, on the same account.
+        deposit_commit(x, 4, tx_x, 3),
+        // Chained onto the first member.
+        deposit_commit(x, 4, tx_x2, 3),
+        deposit_commit(z, 3, tx_z, 2),
+    ];
+    let results = test.store.append_batch(&batch).await;
+    assert_batch(&results, &[true, false, false, false, false, true, true]);
+    let sequences = |events: Vec<RecordedEvent>| {
+        events
+            .iter()
+            .map(|e| (e.sequence_number, e.transaction_id))
+            .collect::<Vec<_>>()
+    };
+    let x_events = sequences(all_events(&*test.store, x).await);
+    assert_eq!(x_events[2..], [(3, tx_x), (4, tx_x2)]);
+    assert_eq!(all_events(&*test.store, y).await.len(), 2);
+    let z_events = sequences(all_events(&*test.store, z).await);
+    assert_eq!(z_events[1..], [(2, taken), (3, tx_z)]);
+    let loaded = test.store.load(y, Some(tx_y)).await.unwrap();
+    assert_eq!(loaded.transaction, None, "a refused member records nothing");
+    // The feed holds exactly the members that landed, in batch order.
+    let feed = whole_feed(&*test.store).await;
+    let tail: Vec<(AccountId, u64)> = feed[feed.len() - 3..]
+        .iter()
+        .map(|f| (f.event.account_id, f.event.sequence_number))
+        .collect();
+    assert_eq!(tail, [(x, 3), (x, 4), (z, 3)]);
+    assert_eq!(feed.len(), 6 + 3);
+    // Members that agree with each other, one of them refused by the
+    // store alone: a transactionId taken, a head moved.
+    let results = test
+        .store
+        .append_batch(&[
+            deposit_commit(x, 5, transaction(&entropy), 4),
+            deposit_commit(z, 4, taken, 3),
+            deposit_commit(x, 6, transaction(&entropy), 5),
+        ])
+        .await;
+    assert_batch(&results, &[true, false, true]);
+    let results = test
+        .store
+        .append_batch(&[
+            deposit_commit(y, 2, transaction(&entropy), 5),
+            deposit_commit(x, 7, transaction(&entropy), 6),
+        ])
+        .await;
+    assert_batch(&results, &[false, true]);
+    assert_eq!(all_events(&*test.store, x).await.len(), 7);
+    assert_eq!(all_events(&*test.store, y).await.len(), 2);
+    assert_eq!(all_events(&*test.store, z).await.len(), 3);
+}
+
+async fn batch_members_of_one_account_chain(test: &TestStore) {
+    let entropy = ids();
+    let (x, y) = (account(&entropy), account(&entropy));
+    history(&*test.store, x, 1).await;
+    history(&*test.store, y, 0).await;
+    let before = whole_feed(&*test.store).await;
+    let batch = [
+        deposit_commit(x, 3, transaction(&entropy), 2),
+        deposit_commit(x, 4, transaction(&entropy), 3),
+        transfer_commit((x, 5, 2), (y, 2, 1), transaction(&entropy)),
+        deposit_commit(y, 3, transaction(&entropy), 2),
+        deposit_commit(x, 6, transaction(&entropy), 3),
+    ];
+    let results = test.store.append_batch(&batch).await;
+    assert_batch(&results, &[true; 5]);
+    let (state, version) = test.store.load(x, None).await.unwrap().fold();
+    assert_eq!((state.balance(), version), (3, 6));
+    let (state, version) = test.store.load(y, None).await.unwrap().fold();
+    assert_eq!((state.balance(), version), (2, 3));
+    // One range of positions, in member order and each member's event order.
+    let feed = whole_feed(&*test.store).await;
+    let written: Vec<&FeedEvent> = feed[before.len()..].iter().collect();
+    let expected: Vec<(AccountId, u64)> = batch
+        .iter()
+        .flat_map(|c| c.events.iter().map(|e| (e.account_id, e.sequence_number)))
+        .collect();
+    let got: Vec<(AccountId, u64)> = written
+        .iter()
+        .map(|f| (f.event.account_id, f.event.sequence_number))
+        .collect();
+    assert_eq!(got, expected);
+    for pair in written.windows(2) {
+        assert!(pair[0].position < pair[1].position);
+    }
+}
+
+async fn batch_member_chained_after_a_refused_one_fails(test: &TestStore) {
+    let entropy = ids();
+    let x = account(&entropy);
+    let transactions = history(&*test.store, x, 1).await;
+    let fresh = transaction(&entropy);
+    let batch = [
+        // Refused: the transactionId is recorded.
+        deposit_commit(x, 3, transactions[1], 2),
+        // Chained onto the refused member: x is still at 2.
+        deposit_commit(x, 4, transaction(&entropy), 3),
+        // Decided on the state the members before it left: fits.
+        deposit_commit(x, 3, fresh, 2),
+    ];
+    let results = test.store.append_batch(&batch).await;
+    assert_batch(&results, &[false, false, true]);
+    let events = all_events(&*test.store, x).await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2].transaction_id, fresh);
+    // Another writer's event takes the first member's place: the head
+    // check alone would let the chained member land on top of it, decided
+    // on a state that never existed.
+    let (first, chained) = (transaction(&entropy), transaction(&entropy));
+    let batch = [
+        deposit_commit(x, 4, first, 3),
+        deposit_commit(x, 5, chained, 4),
+    ];
+    test.store
+        .append(&deposit_commit(x, 4, transaction(&entropy), 3))
+        .await
+        .unwrap();
+    let results = test.store.append_batch(&batch).await;
+    assert_batch(&results, &[false, false]);
+    let loaded = test.store.load(x, Some(chained)).await.unwrap();
+    assert_eq!(loaded.fold().1, 4);
+    assert_eq!(loaded.transaction, None);
+}
+
+async fn batch_whose_every_member_conflicts_writes_nothing(test: &TestStore) {
+    let entropy = ids();
+    let (x, y) = (account(&entropy), account(&entropy));
+    let x_transactions = history(&*test.store, x, 2).await;
+    history(&*test.store, y, 0).await;
+    let before = whole_feed(&*test.store).await;
+    let batch = [
+        deposit_commit(x, 2, transaction(&entropy), 1),
+        deposit_commit(x, 4, x_transactions[2], 3),
+        deposit_commit(y, 5, transaction(&entropy), 1),
+        transfer_commit((x, 3, 0), (y, 2, 1), transaction(&entropy)),
+    ];
+    let results = test.store.append_batch(&batch).await;
+    assert_batch(&results, &[false; 4]);
+    assert_eq!(whole_feed(&*test.store).await, before);
+    assert_eq!(all_events(&*test.store, x).await.len(), 3);
+    assert_eq!(all_events(&*test.store, y).await.len(), 1);
+    assert!(test.store.append_batch(&[]).await.is_empty());
+    // The store goes on: the next append lands after every earlier position.
+    test.store
+        .append(&deposit_commit(x, 4, transaction(&entropy), 3))
+        .await
+        .unwrap();
+    let after = whole_feed(&*test.store).await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.last().unwrap().position > before.last().unwrap().position);
+}
+
+// -------------------------------------------------------------------- feed
+
+async fn feed_pages_every_event_in_commit_order(test: &TestStore) {
+    let entropy = ids();
+    assert!(whole_feed(&*test.store).await.is_empty());
+    let mut pair = [account(&entropy), account(&entropy)];
+    pair.sort();
+    let [a, b] = pair;
+    let c = account(&entropy);
+    history(&*test.store, a, 2).await;
+    history(&*test.store, b, 0).await;
+    let commits = [
+        transfer_commit((b, 2, 0), (a, 4, 3), transaction(&entropy)),
+        deposit_commit(a, 5, transaction(&entropy), 4),
+    ];
+    for commit in &commits {
+        test.store.append(commit).await.unwrap();
+    }
+    history(&*test.store, c, 1).await;
+    let last = transfer_commit((a, 6, 3), (c, 3, 2), transaction(&entropy));
+    test.store.append(&last).await.unwrap();
+    // Appended one after the other: the feed is exactly that order, each
+    // commit's events in the commit's order (both legs of a transfer
+    // adjacent).
+    let legs = |commit: &Commit| -> Vec<(AccountId, u64)> {
+        commit
+            .events
+            .iter()
+            .map(|e| (e.account_id, e.sequence_number))
+            .collect()
+    };
+    let mut expected = vec![(a, 1), (a, 2), (a, 3), (b, 1)];
+    expected.extend(legs(&commits[0]));
+    expected.extend(legs(&commits[1]));
+    expected.extend([(c, 1), (c, 2)]);
+    expected.extend(legs(&last));
+    let feed = whole_feed(&*test.store).await;
+    let got: Vec<(AccountId, u64)> = feed
+        .iter()
+        .map(|f| (f.event.account_id, f.event.sequence_number))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(feed[0].position >= 1);
+    for pair in feed.windows(2) {
+        assert!(pair[0].position < pair[1].position, "strictly increasing");
+    }
+    // The feed's events are the stored events, unchanged.
+    for item in &feed {
+        let stored = test
+            .store
+            .events(item.event.account_id, item.event.sequence_number, 1)
+            .await
+            .unwrap();
+        assert_eq!(stored, std::slice::from_ref(&item.event));
+    }
+    // Paging by `after` and `limit` reads the same sequence.
+    for limit in [1, 2, 3, 5] {
+        let mut after = 0;
+        let mut paged = Vec::new();
+        loop {
+            let page = test.store.feed(after, limit).await.unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            paged.extend(page);
+        }
+        assert_eq!(paged, feed, "limit {limit}");
+    }
+    let middle = feed[4].position;
+    assert_eq!(test.store.feed(middle, 2).await.unwrap(), feed[5..7]);
+    assert_eq!(test.store.feed(middle - 1, 1).await.unwrap(), feed[4..5]);
+    assert!(test.store.feed(middle, 0).await.unwrap().is_empty());
+    let last = feed.last().unwrap().position;
+    assert!(test.store.feed(last, 10).await.unwrap().is_empty());
+    assert!(test.store.feed(u64::MAX, 10).await.unwrap().is_empty());
+}
+
+// ----------------------------------------------------------- point in time
+
+/// An account of 12 deposits of 1 after its opening (13 events), with
+/// snapshots at 4 and 8; returns the events.
+async fn snapshotted_history(store: &dyn EventStore, id: AccountId) -> Vec<RecordedEvent> {
+    let entropy = ids();
+    let owner = OwnerId::from_uuid(entropy.uuid());
+    for sequence in 1..=13u64 {
+        let tx = transaction(&entropy);
+        let event = match sequence {
+            1 => opened(owner),
+            _ => deposited(1, sequence as i64 - 1),
+        };
+        let mut commit = single(id, sequence, tx, event);
+        if sequence % 4 == 0 {
+            commit.snapshots.push(Snapshot {
+                account_id: id,
+                sequence_number: sequence,
+                state: Account::Open {
+                    owner_id: owner,
+                    balance: sequence as i64 - 1,
+                },
+                recorded_until: Some(AT),
+            });
+        }
+        store.append(&commit).await.unwrap();
+    }
+    all_events(store, id).await
+}
+
+/// The state after the first `length` events, folded from scratch.
+fn prefix_state(events: &[RecordedEvent], length: usize) -> (Account, u64) {
+    let state = replay(Account::Unopened, events[..length].iter().map(|e| &e.event));
+    (state, length as u64)
+}
+
+fn snapshot_at(loaded: &Loaded) -> Option<u64> {
+    loaded.snapshot.as_ref().map(|s| s.sequence_number)
+}
+
+async fn load_at_version_reads_from_the_nearest_snapshot(test: &TestStore) {
+    let entropy = ids();
+    let id = account(&entropy);
+    let events = snapshotted_history(&*test.store, id).await;
+    // (version, snapshot used, events read after it)
+    let cases: [(u64, Option<u64>, &[u64]); 8] = [
+        (1, None, &[1]),
+        (3, None, &[1, 2, 3]),
+        (4, Some(4), &[]),
+        (6, Some(4), &[5, 6]),
+        (7, Some(4), &[5, 6, 7]),
+        (8, Some(8), &[]),
+        (12, Some(12), &[]),
+        (13, Some(12), &[13]),
+    ];
+    for (version, snapshot, tail) in cases {
+        let loaded = test
+            .store
+            .load_at(id, PointInTime::Version(version))
+            .await
+            .unwrap();
+        assert_eq!(snapshot_at(&loaded), snapshot, "version {version}");
+        let read: Vec<u64> = loaded.events.iter().map(|e| e.sequence_number).collect();
+        assert_eq!(read, tail, "version {version}");
+        assert_eq!(loaded.transaction, None);
+        assert_eq!(loaded.fold(), prefix_state(&events, version as usize));
+    }
+    // Beyond the head: the head, which the caller tells from the version.
+    for beyond in [14, 1_000, u64::MAX] {
+        let loaded = test
+            .store
+            .load_at(id, PointInTime::Version(beyond))
+            .await
+            .unwrap();
+        assert_eq!(loaded.fold(), prefix_state(&events, 13));
+    }
+    let none = test
+        .store
+        .load_at(id, PointInTime::Version(0))
+        .await
+        .unwrap();
+    assert_eq!(none.fold(), (Account::Unopened, 0));
+    let unknown = test
+        .store
+        .load_at(account(&entropy), PointInTime::Version(3))
+        .await
+        .unwrap();
+    assert_eq!(unknown, Loaded::default());
+    // The engine answers "no such version" for all of these.
+    let engine = test.engine(9, 4);
+    assert_eq!(
+        engine.state_at(id, PointInTime::Version(6)).await.unwrap(),
+        Some(prefix_state(&events, 6))
+    );
+    for missing in [0, 14, u64::MAX] {
+        let answer = engine.state_at(id, PointInTime::Version(missing)).await;
+        assert_eq!(answer.unwrap(), None, "version {missing}");
+    }
+    let unknown = engine
+        .state_at(account(&entropy), PointInTime::Version(1))
+        .await;
+    assert_eq!(unknown.unwrap(), None);
+}
+
+/// Two instances whose clocks disagree: recordedAt goes back and forth.
+/// Snapshots at 3 (written without recorded_until, as before the column
+/// existed) and 5.
+async fn load_at_time_is_the_longest_prefix_recorded_by_then(test: &TestStore) {
+    let entropy = ids();
+    let id = account(&entropy);
+    let owner = OwnerId::from_uuid(entropy.uuid());
+    let times = [100, 200, 150, 300, 250, 400, 400, 350];
+    let mut balance = 0;
+    for (index, time) in times.into_iter().enumerate() {
+        let sequence = index as u64 + 1;
+        let event = match sequence {
+            1 => opened(owner),
+            _ => {
+                balance += 1;
+                deposited(1, balance)
+            }
+        };
+        let mut commit = single(id, sequence, transaction(&entropy), event);
+        commit.events[0].recorded_at = Timestamp::from_unix_millis(time);
+        let snapshot = |recorded_until| Snapshot {
+            account_id: id,
+            sequence_number: sequence,
+            state: Account::Open {
+                owner_id: owner,
+                balance,
+            },
+            recorded_until,
+        };
+        match sequence {
+            3 => commit.snapshots.push(snapshot(None)),
+            5 => commit
+                .snapshots
+                .push(snapshot(Some(Timestamp::from_unix_millis(300)))),
+            _ => {}
+        }
+        test.store.append(&commit).await.unwrap();
+    }
+    let events = all_events(&*test.store, id).await;
+    // (time, length of the prefix, snapshot used)
+    let cases = [
+        (99, 0, None),
+        (100, 1, None),
+        (150, 1, None),
+        (199, 1, None),
+        // Event 3 is older than event 2: both are in by 200, and the
+        // snapshot at 3 does not know its time, so the events are read.
+        (200, 3, None),
+        (299, 3, None),
+        (300, 5, Some(5)),
+        (349, 5, Some(5)),
+        (399, 5, Some(5)),
+        (400, 8, Some(5)),
+        (i64::MAX, 8, Some(5)),
+    ];
+    for (time, length, snapshot) in cases {
+        let at = PointInTime::Time(Timestamp::from_unix_millis(time));
+        let loaded = test.store.load_at(id, at).await.unwrap();
+        assert_eq!(snapshot_at(&loaded), snapshot, "time {time}");
+        assert_eq!(loaded.fold(), prefix_state(&events, length), "time {time}");
+        let engine_answer = test.engine(9, 4).state_at(id, at).await.unwrap();
+        let expected = (length > 0).then(|| prefix_state(&events, length));
+        assert_eq!(engine_answer, expected, "time {time}");
+    }
+    let unknown = test
+        .store
+        .load_at(account(&entropy), PointInTime::Time(AT))
+        .await
+        .unwrap();
+    assert_eq!(unknown, Loaded::default());
+}
+
+/// The engine's commit builder keeps `recorded_until` as the running maximum
+/// of recordedAt, across two instances whose clocks disagree; the snapshots
+/// then serve point-in-time reads like the events do.
+async fn engine_snapshots_carry_a_running_maximum_of_recorded_at(test: &TestStore) {
+    let entropy = ids();
+    let id = account(&entropy);
+    let clocks =
+        [1_000, 900].map(|millis| Arc::new(FixedClock::new(Timestamp::from_unix_millis(millis))));
+    let engines: Vec<Engine> = clocks
+        .iter()
+        .enumerate()
+        .map(|(seed, clock)| {
+            InstanceBuilder::new()
+                .store(test.store.clone())
+                .seed(seed as u64)
+                .clock(clock.clone())
+                .engine_config(EngineConfig {
+                    snapshot_every: 3,
+                    ..EngineConfig::default()
+                })
+                .build_engine()
+        })
+        .collect();
+    open_account(&engines[0], id).await;
+    for n in 0..12usize {
+        let instance = n % 2;
+        let clock = &clocks[instance];
+        clock.set(Timestamp::from_unix_millis(clock.now().unix_millis() + 100));
+        engines[instance]
+            .execute(deposit(id, 1, transaction(&entropy)))
+            .await
+            .unwrap();
+    }
+    let events = all_events(&*test.store, id).await;
+    assert_eq!(events.len(), 13);
+    let mut running = i64::MIN;
+    for event in &events {
+        running = running.max(event.recorded_at.unix_millis());
+        if event.sequence_number % 3 != 0 {
+            continue;
+        }
+        let loaded = test
+            .store
+            .load_at(id, PointInTime::Version(event.sequence_number))
+            .await
+            .unwrap();
+        let snapshot = loaded.snapshot.expect("a snapshot every 3 events");
+        assert_eq!(snapshot.sequence_number, event.sequence_number);
+        assert_eq!(
+            snapshot.recorded_until,
+            Some(Timestamp::from_unix_millis(running)),
+            "snapshot at {}",
+            event.sequence_number
+        );
+    }
+    for time in [999, 1_000, 1_050, 1_100, 1_150, 1_300, 1_500, 1_700, 2_000] {
+        let at = PointInTime::Time(Timestamp::from_unix_millis(time));
+        let length = events
+            .iter()
+            .take_while(|e| e.recorded_at.unix_millis() <= time)
+            .count();
+        let expected = (length > 0).then(|| prefix_state(&events, length));
+        assert_eq!(
+            engines[1].state_at(id, at).await.unwrap(),
+            expected,
+            "time {time}"
+        );
+    }
 }

@@ -381,24 +381,32 @@ impl RawWriter {
         self.execute("ROLLBACK").await;
     }
 
+    /// An event row at a feed position of its own, far above the store's
+    /// (the writer is rolled back, so it never shows in the feed).
     async fn insert_event(&mut self, account: &str, sequence: i64) -> Result<(), sqlx::Error> {
         let transaction = uuid::Uuid::from_u128(u128::from(sequence as u64)).to_string();
+        let account_bits = uuid::Uuid::parse_str(account).unwrap().as_u128() % (1 << 40);
+        let position = i64::from(u32::MAX) + (account_bits as i64) * 16 + sequence;
         match self {
             RawWriter::Postgres(connection) => sqlx::query(
-                "INSERT INTO events VALUES ($1::uuid, $2, $3::uuid, 'AccountClosed', '{\"type\":\"AccountClosed\"}'::jsonb, 0)",
+                "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms, position) \
+                 VALUES ($1::uuid, $2, $3::uuid, 'AccountClosed', '{\"type\":\"AccountClosed\"}'::jsonb, 0, $4)",
             )
             .bind(account)
             .bind(sequence)
             .bind(transaction)
+            .bind(position)
             .execute(connection)
             .await
             .map(|_| ()),
             RawWriter::Mysql(connection) => sqlx::query(
-                "INSERT INTO events VALUES (?, ?, ?, 'AccountClosed', '{\"type\":\"AccountClosed\"}', 0)",
+                "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms, position) \
+                 VALUES (?, ?, ?, 'AccountClosed', '{\"type\":\"AccountClosed\"}', 0, ?)",
             )
             .bind(account)
             .bind(sequence)
             .bind(transaction)
+            .bind(position)
             .execute(connection)
             .await
             .map(|_| ()),

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::store::{
-    AppendError, Commit, EventStore, Loaded, PoolStatus, RecordedEvent, Snapshot, StoreError,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, PoolStatus, RecordedEvent,
+    Snapshot, StoreError,
 };
 use async_trait::async_trait;
 
@@ -84,6 +85,7 @@ impl BuggyStore {
                 account_id: account,
                 sequence_number: version,
                 state: entry.state.clone(),
+                recorded_until: None,
             }),
             events: Vec::new(),
             transaction: fresh.transaction,
@@ -106,6 +108,23 @@ impl BuggyStore {
                     }
                 }
             }
+        }
+    }
+
+    async fn append_one(&self, commit: &Commit) -> Result<(), AppendError> {
+        match self.bug {
+            PlantedBug::TransferAsTwoAppends => self.append_in_parts(commit).await,
+            PlantedBug::StaleSnapshot => self.inner.append(&with_stale_snapshots(commit)).await,
+            PlantedBug::SuccessOnAmbiguousCommit => match self.inner.append(commit).await {
+                Err(AppendError::Ambiguous(_)) => Ok(()),
+                other => other,
+            },
+            PlantedBug::RetryWithoutReload => {
+                let result = self.inner.append(commit).await;
+                self.after_append(commit, &result);
+                result
+            }
+            PlantedBug::SkipIdempotencyCheck => self.inner.append(commit).await,
         }
     }
 
@@ -174,6 +193,10 @@ impl EventStore for BuggyStore {
         Ok(loaded)
     }
 
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+        self.inner.load_at(account, at).await
+    }
+
     async fn events(
         &self,
         account: AccountId,
@@ -183,21 +206,17 @@ impl EventStore for BuggyStore {
         self.inner.events(account, from, limit).await
     }
 
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        match self.bug {
-            PlantedBug::TransferAsTwoAppends => self.append_in_parts(commit).await,
-            PlantedBug::StaleSnapshot => self.inner.append(&with_stale_snapshots(commit)).await,
-            PlantedBug::SuccessOnAmbiguousCommit => match self.inner.append(commit).await {
-                Err(AppendError::Ambiguous(_)) => Ok(()),
-                other => other,
-            },
-            PlantedBug::RetryWithoutReload => {
-                let result = self.inner.append(commit).await;
-                self.after_append(commit, &result);
-                result
-            }
-            PlantedBug::SkipIdempotencyCheck => self.inner.append(commit).await,
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        self.inner.feed(after, limit).await
+    }
+
+    /// The members one after the other, each through the planted bug.
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
+        let mut results = Vec::with_capacity(commits.len());
+        for commit in commits {
+            results.push(self.append_one(commit).await);
         }
+        results
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

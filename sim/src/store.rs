@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use accounts::domain::{AccountId, TransactionId};
 use accounts::store::{
-    AppendError, Commit, EventStore, Loaded, MemoryStore, RecordedEvent, StoreError,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, MemoryStore, PointInTime, RecordedEvent,
+    StoreError,
 };
 use async_trait::async_trait;
 use rand_core::{RngCore, SeedableRng};
@@ -104,13 +105,19 @@ impl FaultyStore {
     }
 }
 
-fn describe(commit: &Commit) -> String {
-    let events: Vec<String> = commit
-        .events
+fn describe(commits: &[Commit]) -> String {
+    let events: Vec<String> = commits
         .iter()
-        .map(|e| format!("{}#{}", short(&e.account_id), e.sequence_number))
+        .map(|commit| {
+            let events: Vec<String> = commit
+                .events
+                .iter()
+                .map(|e| format!("{}#{}", short(&e.account_id), e.sequence_number))
+                .collect();
+            events.join(" ")
+        })
         .collect();
-    events.join(" ")
+    events.join(" | ")
 }
 
 /// The first 8 hex digits of an id, enough to tell a run's ids apart.
@@ -133,6 +140,15 @@ impl EventStore for FaultyStore {
         self.inner.load(account, transaction).await
     }
 
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+        let hits = self.hits();
+        self.delay(hits.latency).await;
+        if hits.unavailable {
+            return Err(self.unavailable("load_at"));
+        }
+        self.inner.load_at(account, at).await
+    }
+
     async fn events(
         &self,
         account: AccountId,
@@ -147,46 +163,62 @@ impl EventStore for FaultyStore {
         self.inner.events(account, from, limit).await
     }
 
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        let hits = self.hits();
+        self.delay(hits.latency).await;
+        if hits.unavailable {
+            return Err(self.unavailable("feed"));
+        }
+        self.inner.feed(after, limit).await
+    }
+
+    /// One draw of faults per batch, as one database transaction suffers
+    /// them: lost before COMMIT or after, for every member that was to be
+    /// written.
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
         let hits = self.hits();
         // Half the latency on each side of the write: a caller's timeout can
         // fire before the commit lands (nothing written) or after (written,
         // outcome unknown to the caller).
         self.delay(hits.latency / 2).await;
         if hits.unavailable {
-            return Err(self.unavailable("append").into());
+            let error = AppendError::from(self.unavailable("append"));
+            return vec![Err(error); commits.len()];
         }
         if hits.ambiguous_lost {
             self.injected.ambiguous_lost.fetch_add(1, Ordering::Relaxed);
             self.trace.log(|| {
                 format!(
                     "store: append {} lost, reported ambiguous (injected)",
-                    describe(commit)
+                    describe(commits)
                 )
             });
-            return Err(AppendError::Ambiguous(
-                "injected: the commit was lost".to_owned(),
-            ));
+            let error = AppendError::Ambiguous("injected: the commit was lost".to_owned());
+            return vec![Err(error); commits.len()];
         }
-        let result = self.inner.append(commit).await;
+        let mut results = self.inner.append_batch(commits).await;
         self.trace
-            .log(|| format!("store: append {} -> {:?}", describe(commit), result));
+            .log(|| format!("store: append {} -> {:?}", describe(commits), results));
         self.delay(hits.latency - hits.latency / 2).await;
-        if result.is_ok() && hits.ambiguous_landed {
+        if hits.ambiguous_landed && results.iter().any(Result::is_ok) {
             self.injected
                 .ambiguous_landed
                 .fetch_add(1, Ordering::Relaxed);
             self.trace.log(|| {
                 format!(
                     "store: append {} landed, reported ambiguous (injected)",
-                    describe(commit)
+                    describe(commits)
                 )
             });
-            return Err(AppendError::Ambiguous(
-                "injected: the reply was lost".to_owned(),
-            ));
+            for result in &mut results {
+                if result.is_ok() {
+                    *result = Err(AppendError::Ambiguous(
+                        "injected: the reply was lost".to_owned(),
+                    ));
+                }
+            }
         }
-        result
+        results
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

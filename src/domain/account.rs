@@ -124,6 +124,46 @@ impl Event {
         }
     }
 
+    /// The fingerprint of the command that recorded this event on
+    /// `account` ([`Command::fingerprint`]): a store can keep the event and
+    /// derive the idempotency record's text from it. `None` for an amount no
+    /// command could carry (negative).
+    pub fn fingerprint(&self, account: AccountId) -> Option<Fingerprint> {
+        let (source, command) = match *self {
+            Event::AccountOpened { owner_id } => (account, Command::Open { owner_id }),
+            Event::MoneyDeposited {
+                amount_deposited,
+                transfer_from,
+                ..
+            } => {
+                let amount = Amount::new(amount_deposited)?;
+                match transfer_from {
+                    None => (account, Command::Deposit { amount }),
+                    Some(source) => (
+                        source,
+                        Command::Transfer {
+                            target: account,
+                            amount,
+                        },
+                    ),
+                }
+            }
+            Event::MoneyWithdrawn {
+                amount_withdrawn,
+                transfer_to,
+                ..
+            } => {
+                let amount = Amount::new(amount_withdrawn)?;
+                match transfer_to {
+                    None => (account, Command::Withdraw { amount }),
+                    Some(target) => (account, Command::Transfer { target, amount }),
+                }
+            }
+            Event::AccountClosed => (account, Command::Close),
+        };
+        Some(command.fingerprint(source))
+    }
+
     /// Money that entered (positive) or left (negative) the account.
     pub fn money_moved(&self) -> i128 {
         match self {
@@ -641,6 +681,48 @@ mod tests {
             amount: amount(5),
         };
         assert_ne!(to_b.fingerprint(account(A)), to_a.fingerprint(account(B)));
+    }
+
+    #[test]
+    fn every_event_derives_the_fingerprint_of_the_command_that_made_it() {
+        let open = Account::Open {
+            owner_id: owner(1),
+            balance: 100,
+        };
+        let commands = [
+            (Account::Unopened, Command::Open { owner_id: owner(1) }),
+            (open.clone(), Command::Deposit { amount: amount(7) }),
+            (open.clone(), Command::Withdraw { amount: amount(7) }),
+            (
+                open.clone(),
+                Command::Transfer {
+                    target: account(B),
+                    amount: amount(7),
+                },
+            ),
+            (
+                Account::Open {
+                    owner_id: owner(1),
+                    balance: 0,
+                },
+                Command::Close,
+            ),
+        ];
+        for (state, command) in commands {
+            let expected = command.fingerprint(account(A));
+            let effects = decide(account(A), &state, &command, Some(&open)).unwrap();
+            let on_source = effects.source.map(|event| (account(A), event));
+            let on_target = effects.target.map(|event| (account(B), event));
+            for (id, event) in on_source.into_iter().chain(on_target) {
+                assert_eq!(event.fingerprint(id), Some(expected.clone()), "{event:?}");
+            }
+        }
+        let negative = Event::MoneyDeposited {
+            amount_deposited: -1,
+            balance: 0,
+            transfer_from: None,
+        };
+        assert_eq!(negative.fingerprint(account(A)), None);
     }
 
     #[test]

@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
-    self, Account, AccountId, Caller, Command, Effects, Fingerprint, Refusal, TransactionId,
+    self, Account, AccountId, Caller, Command, Effects, Fingerprint, Refusal, Timestamp,
+    TransactionId,
 };
 use crate::metrics::EngineMetrics;
 use crate::store::{
-    AppendError, Commit, EventStore, Loaded, PoolStatus, RecordedEvent, Snapshot, StoreError,
-    TransactionRecord,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, PoolStatus, RecordedEvent,
+    Snapshot, StoreError, TransactionRecord,
 };
 
 /// Default events between snapshots: a load then reads at most this many
@@ -129,6 +130,9 @@ struct Party {
     account_id: AccountId,
     state: Account,
     version: u64,
+    /// The largest recordedAt of its events so far (`None`: no event, or
+    /// unknown), which a snapshot carries for point-in-time reads.
+    recorded_until: Option<Timestamp>,
     transaction: Option<TransactionRecord>,
 }
 
@@ -186,6 +190,32 @@ impl Engine {
         let state = self.load(account, None).await?.state;
         domain::authorize_access(caller, &state)?;
         Ok(state)
+    }
+
+    /// The state right after event `n` (`Version(n)`), or after the longest
+    /// prefix of the stream recorded by a time (`Time(t)`), with its version.
+    /// `None` when there is no such state: version `n` does not exist (0,
+    /// beyond the head, an unknown account), or nothing was recorded by then.
+    pub async fn state_at(
+        &self,
+        account: AccountId,
+        at: PointInTime,
+    ) -> Result<Option<(Account, u64)>, EngineError> {
+        let loaded = self.timed(self.store.load_at(account, at)).await?;
+        let (state, version) = loaded.fold();
+        let exists = match at {
+            PointInTime::Version(wanted) => version == wanted && version > 0,
+            PointInTime::Time(_) => version > 0,
+        };
+        Ok(exists.then_some((state, version)))
+    }
+
+    /// Up to `limit` committed events of every account after feed position
+    /// `after`, in position order (see [`EventStore::feed`] for the
+    /// guarantee).
+    pub async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, EngineError> {
+        let events = self.timed(self.store.feed(after, limit)).await?;
+        Ok(events)
     }
 
     /// Up to `limit` events from sequence number `from` on. Someone else's
@@ -313,6 +343,7 @@ impl Engine {
             account_id,
             state,
             version,
+            recorded_until: loaded.recorded_until(),
             transaction: loaded.transaction,
         })
     }
@@ -355,10 +386,17 @@ impl Engine {
             let account_id = party.account_id;
             let sequence_number = party.version + 1;
             if self.snapshot_due(sequence_number) {
+                // A running maximum: instances' clocks need not agree. A
+                // stream with an event but no known maximum stays unknown.
+                let recorded_until = match party.version {
+                    0 => Some(recorded_at),
+                    _ => party.recorded_until.map(|until| until.max(recorded_at)),
+                };
                 commit.snapshots.push(Snapshot {
                     account_id,
                     sequence_number,
                     state: domain::evolve(party.state.clone(), &event),
+                    recorded_until,
                 });
             }
             commit.events.push(RecordedEvent {

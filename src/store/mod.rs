@@ -1,11 +1,18 @@
 //! The event store contract, shared by every backend.
 //!
 //! A store keeps, per account, a gap-free sequence of events, the idempotency
-//! records of the transactions applied to it, and snapshots. Its one write,
-//! [`EventStore::append`], is atomic over every account a commit touches and
-//! succeeds only at the next sequence numbers and only for transactionIds not
-//! yet recorded on those accounts — enforced inside the store (by database
-//! constraints), never by a check-then-write in the caller.
+//! records of the transactions applied to it, and every snapshot written. Its
+//! one write, [`EventStore::append_batch`], applies several commits in order,
+//! each atomic over every account it touches and succeeding only at the next
+//! sequence numbers and only for transactionIds not yet recorded on those
+//! accounts — enforced inside the store (by database constraints), never by a
+//! check-then-write in the caller.
+//!
+//! Every event also gets a store-wide *position* when its commit commits:
+//! strictly increasing, a commit's events consecutive, each account's events
+//! in sequence order. [`EventStore::feed`] serves them with the guarantee that
+//! no event commits later at or below a position any reader has been shown,
+//! so a reader resuming from its last position misses nothing.
 
 mod memory;
 mod mysql;
@@ -27,8 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Account, AccountId, Event, Fingerprint, Timestamp, TransactionId};
 
-/// One stored event with its position in the account's stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One stored event with its place in the account's stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecordedEvent {
     pub account_id: AccountId,
     pub sequence_number: u64,
@@ -37,14 +45,40 @@ pub struct RecordedEvent {
     pub recorded_at: Timestamp,
 }
 
+/// One event of the feed: its store-wide position and the event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedEvent {
+    /// ≥ 1, strictly increasing over the whole store; gaps are allowed.
+    pub position: u64,
+    pub event: RecordedEvent,
+}
+
+/// Where in an account's history [`EventStore::load_at`] stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PointInTime {
+    /// Right after the event with this sequence number.
+    Version(u64),
+    /// After the longest prefix of the stream whose events all have
+    /// `recorded_at` ≤ this time.
+    Time(Timestamp),
+}
+
 /// The state of an account as of a sequence number, stored so that loading
-/// costs O(events since the snapshot), not O(history).
+/// costs O(events since the snapshot), not O(history). Every snapshot is
+/// kept, so that a past state costs the same.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     pub account_id: AccountId,
     pub sequence_number: u64,
     pub state: Account,
+    /// The largest `recorded_at` of the account's events up to and
+    /// including `sequence_number` (clocks of several instances need not
+    /// agree, so it is a running maximum, not the last event's time). `None`
+    /// when unknown; such a snapshot is never used for a point in time.
+    pub recorded_until: Option<Timestamp>,
 }
 
 /// "This transactionId was applied to this account, as this operation."
@@ -57,7 +91,8 @@ pub struct TransactionRecord {
 }
 
 /// Everything one command writes, all or nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Commit {
     /// Per account, contiguous and starting right after its last stored event.
     pub events: Vec<RecordedEvent>,
@@ -109,6 +144,15 @@ impl Commit {
             }
             *expected += 1;
         }
+        let mut snapshot_at = HashSet::new();
+        for snapshot in &self.snapshots {
+            if !snapshot_at.insert((snapshot.account_id, snapshot.sequence_number)) {
+                return Err(AppendError::Conflict(format!(
+                    "two snapshots of account {} at {} in one commit",
+                    snapshot.account_id, snapshot.sequence_number
+                )));
+            }
+        }
         let mut seen = HashSet::new();
         for record in &self.transactions {
             if !seen.insert((record.account_id, record.transaction_id)) {
@@ -130,6 +174,105 @@ impl Commit {
         heads.sort_by_key(|head| head.account_id);
         Ok(heads)
     }
+}
+
+/// Decides which members of a batch fit, by the rules every store shares
+/// (see [`EventStore::append_batch`]): each member's shape, then its heads
+/// and transactionIds against what the store holds — `stored_head(account)`,
+/// the last stored sequence number (0: none), and `recorded(account,
+/// transaction)` — as changed by the members before it that fit. A member
+/// chained onto a refused one is refused too (see [`chained_onto`]). A store
+/// calls it with what it read, writes the members that fit, and lets its
+/// constraints refuse anything that changed in between.
+pub fn check_batch<'c>(
+    commits: impl IntoIterator<Item = &'c Commit>,
+    stored_head: impl Fn(AccountId) -> u64,
+    recorded: impl Fn(AccountId, TransactionId) -> bool,
+) -> Vec<Result<(), AppendError>> {
+    let commits: Vec<&Commit> = commits.into_iter().collect();
+    let chains = chained_onto(&commits);
+    let mut heads: HashMap<AccountId, u64> = HashMap::new();
+    let mut taken: HashSet<(AccountId, TransactionId)> = HashSet::new();
+    let mut results: Vec<Result<(), AppendError>> = Vec::with_capacity(commits.len());
+    for (commit, chain) in commits.iter().zip(&chains) {
+        if let Some(refused) = chain.iter().find(|&&earlier| results[earlier].is_err()) {
+            results.push(Err(AppendError::Conflict(format!(
+                "chained onto member {refused} of the batch, which was refused"
+            ))));
+            continue;
+        }
+        let check = || -> Result<(), AppendError> {
+            for head in commit.check_shape()? {
+                let current = match heads.get(&head.account_id) {
+                    Some(current) => *current,
+                    None => stored_head(head.account_id),
+                };
+                if current != head.sequence_number {
+                    return Err(head.moved(current));
+                }
+            }
+            for record in &commit.transactions {
+                let key = (record.account_id, record.transaction_id);
+                if taken.contains(&key) || recorded(key.0, key.1) {
+                    return Err(AppendError::Conflict(format!(
+                        "transaction {} already recorded on account {}",
+                        record.transaction_id, record.account_id
+                    )));
+                }
+            }
+            Ok(())
+        };
+        let result = check();
+        if result.is_ok() {
+            for event in &commit.events {
+                heads.insert(event.account_id, event.sequence_number);
+            }
+            let records = commit.transactions.iter();
+            taken.extend(records.map(|record| (record.account_id, record.transaction_id)));
+        }
+        results.push(result);
+    }
+    results
+}
+
+/// For each member of a batch, the earlier members it is chained onto: those
+/// whose events on an account it touches end at or beyond where it starts
+/// (`earlier head < its head ≤ earlier last`). Such a member was decided on
+/// the state an earlier member leaves, so it must not land when that member
+/// does not — even if another writer's event took the earlier member's
+/// place, which the head check alone would let through.
+pub fn chained_onto(commits: &[&Commit]) -> Vec<Vec<usize>> {
+    let spans: Vec<HashMap<AccountId, (u64, u64)>> = commits
+        .iter()
+        .map(|commit| {
+            let mut spans: HashMap<AccountId, (u64, u64)> = HashMap::new();
+            for event in &commit.events {
+                let sequence = event.sequence_number;
+                let span = spans
+                    .entry(event.account_id)
+                    .or_insert((sequence, sequence));
+                span.0 = span.0.min(sequence);
+                span.1 = span.1.max(sequence);
+            }
+            spans
+        })
+        .collect();
+    spans
+        .iter()
+        .enumerate()
+        .map(|(member, own)| {
+            (0..member)
+                .filter(|&earlier| {
+                    own.iter().any(|(account, (first, _))| {
+                        let head = first.saturating_sub(1);
+                        spans[earlier]
+                            .get(account)
+                            .is_some_and(|(from, to)| from.saturating_sub(1) < head && head <= *to)
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Where an account's stored stream must end for a commit to fit.
@@ -162,7 +305,8 @@ impl Head {
 /// What loading an account returns: the latest snapshot, the events after
 /// it, and — when asked for — the record of one transactionId, so that the
 /// engine learns state and idempotency in one round trip.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Loaded {
     pub snapshot: Option<Snapshot>,
     pub events: Vec<RecordedEvent>,
@@ -182,9 +326,21 @@ impl Loaded {
             version,
         )
     }
+
+    /// The largest `recorded_at` of every event up to the last one loaded:
+    /// the snapshot's `recorded_until` and the events after it. `None` when
+    /// there is no event, or when the snapshot does not know it.
+    pub fn recorded_until(&self) -> Option<Timestamp> {
+        let loaded = self.events.iter().map(|event| event.recorded_at).max();
+        match (&self.snapshot, loaded) {
+            (Some(snapshot), Some(loaded)) => Some(snapshot.recorded_until?.max(loaded)),
+            (Some(snapshot), None) => snapshot.recorded_until,
+            (None, loaded) => loaded,
+        }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// The store cannot be reached or did not answer in time.
     #[error("store unavailable: {0}")]
@@ -194,7 +350,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AppendError {
     /// Another writer got there first: a sequence number or a transactionId
     /// is already taken. Reload and decide again.
@@ -219,6 +375,19 @@ pub trait EventStore: Send + Sync + 'static {
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError>;
 
+    /// The account as of a point in its history: the latest snapshot at or
+    /// before the point and the events after it up to the point, never a
+    /// transaction record. The work is bounded by the snapshot interval, not
+    /// by the history.
+    ///
+    /// - `Version(n)`: the latest snapshot with sequence number ≤ n and the
+    ///   events after it up to n. Beyond the head it stops at the head: the
+    ///   caller compares the folded version with n.
+    /// - `Time(t)`: the latest snapshot whose `recorded_until` is known and
+    ///   ≤ t, then the events after it, in order, up to (not including) the
+    ///   first one recorded after t.
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError>;
+
     /// Up to `limit` events of `account` from sequence number `from` on.
     async fn events(
         &self,
@@ -227,8 +396,51 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Writes a commit atomically; see the module documentation.
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError>;
+    /// Up to `limit` committed events with a position greater than `after`,
+    /// in position order.
+    ///
+    /// Positions are strictly increasing store-wide, a commit's events have
+    /// consecutive positions in the commit's order (both legs of a transfer
+    /// adjacent), and an account's events are in sequence order. **The
+    /// guarantee**: once any reader has been shown position p, no event with
+    /// a position ≤ p commits later. So a reader that starts at 0 and always
+    /// resumes after the last position it was given sees every committed
+    /// event exactly once, and never an uncommitted one.
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError>;
+
+    /// Group commit: applies `commits` in order and answers for each, in the
+    /// same order.
+    ///
+    /// - Each member is checked against the state left by the members before
+    ///   it that succeeded, so two members for one account chain (the second
+    ///   may start right after the first's last event).
+    /// - Every member that passes is written in one database transaction (one
+    ///   WAL flush), all its rows or none.
+    /// - A member that does not fit (a head moved, a transactionId already
+    ///   recorded, a malformed commit) gets `Err(Conflict)` and writes
+    ///   nothing; it never takes the others down. A member chained onto a
+    ///   refused one (its first event right after the refused member's last on
+    ///   some account, see [`chained_onto`]) is refused too — also when
+    ///   another writer's event has taken the refused member's place, where
+    ///   its head check alone would pass.
+    /// - A COMMIT whose outcome is unknown (the connection lost during it)
+    ///   answers `Err(Ambiguous)` for every member that was to be written;
+    ///   members refused before keep their `Conflict`.
+    /// - Nothing sent, or the connection unusable before COMMIT: every member
+    ///   not already refused gets `Err(Store(Unavailable))`.
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>>;
+
+    /// Writes one commit atomically: a batch of one.
+    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+        self.append_batch(std::slice::from_ref(commit))
+            .await
+            .pop()
+            .unwrap_or_else(|| {
+                Err(AppendError::Store(StoreError::Corrupt(
+                    "a batch of one was answered with no result".to_owned(),
+                )))
+            })
+    }
 
     /// Answers when the store is reachable.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -426,6 +638,7 @@ mod tests {
                 state: Account::Closed {
                     owner_id: OwnerId::from_uuid(Uuid::from_u128(9)),
                 },
+                recorded_until: None,
             }],
         };
         let heads = commit.check_shape().unwrap();
@@ -461,6 +674,7 @@ mod tests {
                 account_id: a,
                 sequence_number: 2,
                 state: Account::Unopened,
+                recorded_until: None,
             }],
             ..Commit::default()
         };

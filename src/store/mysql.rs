@@ -1,16 +1,27 @@
 //! The MySQL/MariaDB store. Ids are CHAR(36) ASCII with a binary collation,
 //! payloads JSON — on MariaDB an alias of LONGTEXT that sqlx reports as a
 //! blob, so every read casts it to text.
+//!
+//! Feed positions come from the one-row `event_positions` counter, taken by
+//! an `UPDATE … LAST_INSERT_ID(last + n)` (the new value comes back in the
+//! statement's OK packet: no extra round trip) as the last statement before
+//! the events are inserted and COMMIT is sent. The row lock it takes is held
+//! until COMMIT, and InnoDB makes a committing transaction visible to new
+//! reads before it releases its locks, so whoever takes the next range
+//! commits after every earlier range is visible: commits that hold
+//! positions become visible in position order.
+
+use std::pin::Pin;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
-use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool};
 
-use super::sql;
+use super::sql::{self, Attempt, BatchWriter};
 use super::{
-    AppendError, Commit, EventStore, Loaded, OpenError, PoolStatus, RecordedEvent, StoreError,
-    StoreOptions,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, OpenError, PointInTime, PoolStatus,
+    RecordedEvent, StoreError, StoreOptions,
 };
 use crate::domain::{AccountId, TransactionId};
 
@@ -31,12 +42,12 @@ fn is_conflict(error: &dyn DatabaseError) -> bool {
 
 const LOAD: &str = "
 WITH snapshot AS (
-    SELECT sequence_number, state FROM snapshots
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
     WHERE account_id = ?
     ORDER BY sequence_number DESC LIMIT 1
 )
 SELECT 's' AS kind, sequence_number, CAST(NULL AS CHAR) AS transaction_id,
-       CAST(state AS CHAR) AS payload, CAST(NULL AS SIGNED) AS recorded_at_ms
+       CAST(state AS CHAR) AS payload, recorded_until_ms AS recorded_at_ms
 FROM snapshot
 UNION ALL
 SELECT 'e', sequence_number, CAST(transaction_id AS CHAR), CAST(payload AS CHAR), recorded_at_ms
@@ -56,6 +67,63 @@ WHERE account_id = ? AND sequence_number >= ?
 ORDER BY sequence_number
 LIMIT ?";
 
+/// The latest snapshot at or before a version and the events after it up to
+/// the version. Binds: account, version, account, version.
+const LOAD_AT_VERSION: &str = "
+WITH snapshot AS (
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
+    WHERE account_id = ? AND sequence_number <= ?
+    ORDER BY sequence_number DESC LIMIT 1
+)
+SELECT 's' AS kind, sequence_number, CAST(NULL AS CHAR) AS transaction_id,
+       CAST(state AS CHAR) AS payload, recorded_until_ms AS recorded_at_ms
+FROM snapshot
+UNION ALL
+SELECT 'e', sequence_number, CAST(transaction_id AS CHAR), CAST(payload AS CHAR), recorded_at_ms
+FROM events
+WHERE account_id = ?
+  AND sequence_number > COALESCE((SELECT sequence_number FROM snapshot), 0)
+  AND sequence_number <= ?";
+
+/// The latest snapshot whose `recorded_until` is known and at or before a
+/// time, then the events after it up to the first one recorded after the
+/// time (an index range scan that stops at that event). Binds: account,
+/// time, account, time, account.
+const LOAD_AT_TIME: &str = "
+WITH snapshot AS (
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
+    WHERE account_id = ? AND recorded_until_ms <= ?
+    ORDER BY sequence_number DESC LIMIT 1
+),
+start AS (
+    SELECT COALESCE((SELECT sequence_number FROM snapshot), 0) AS after_sequence
+),
+stop AS (
+    SELECT COALESCE((
+        SELECT sequence_number FROM events
+        WHERE account_id = ? AND sequence_number > (SELECT after_sequence FROM start)
+          AND recorded_at_ms > ?
+        ORDER BY sequence_number LIMIT 1), 9223372036854775807) AS at_sequence
+)
+SELECT 's' AS kind, sequence_number, CAST(NULL AS CHAR) AS transaction_id,
+       CAST(state AS CHAR) AS payload, recorded_until_ms AS recorded_at_ms
+FROM snapshot
+UNION ALL
+SELECT 'e', sequence_number, CAST(transaction_id AS CHAR), CAST(payload AS CHAR), recorded_at_ms
+FROM events
+WHERE account_id = ?
+  AND sequence_number > (SELECT after_sequence FROM start)
+  AND sequence_number < (SELECT at_sequence FROM stop)";
+
+const FEED: &str = "
+SELECT position, CAST(account_id AS CHAR) AS account_id, sequence_number,
+       CAST(transaction_id AS CHAR) AS transaction_id, CAST(payload AS CHAR) AS payload,
+       recorded_at_ms
+FROM events
+WHERE position > ?
+ORDER BY position
+LIMIT ?";
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 
 impl MysqlStore {
@@ -67,6 +135,34 @@ impl MysqlStore {
 
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
+    }
+}
+
+/// The counter row's lock, as late as the transaction allows: the OK packet
+/// of the UPDATE carries the new `last`.
+fn reserve_positions(
+    connection: &mut MySqlConnection,
+    count: i64,
+) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        let done =
+            sqlx::query("UPDATE event_positions SET last = LAST_INSERT_ID(last + ?) WHERE id = 1")
+                .bind(count)
+                .execute(connection)
+                .await?;
+        Ok(sql::bigint(done.last_insert_id()) - count + 1)
+    })
+}
+
+impl BatchWriter for MysqlStore {
+    /// The consistent read of the stored heads is InnoDB's snapshot, taken
+    /// at the transaction's first read, so it sees every committed head; a
+    /// concurrent writer of the same next number or transactionId collides
+    /// with us on the primary key (1062) instead, and a committed head never
+    /// moves backwards.
+    async fn write(&self, members: &[&Commit]) -> Attempt {
+        let begun = self.pool.begin().await;
+        sql::write_in_transaction(begun, members, reserve_positions, is_conflict).await
     }
 }
 
@@ -86,6 +182,24 @@ impl EventStore for MysqlStore {
         sql::load(&self.pool, account, query).await
     }
 
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+        let account_text = account.to_string();
+        let query = match at {
+            PointInTime::Version(version) => sqlx::query_as(LOAD_AT_VERSION)
+                .bind(&account_text)
+                .bind(sql::bigint(version))
+                .bind(&account_text)
+                .bind(sql::bigint(version)),
+            PointInTime::Time(time) => sqlx::query_as(LOAD_AT_TIME)
+                .bind(&account_text)
+                .bind(time.unix_millis())
+                .bind(&account_text)
+                .bind(time.unix_millis())
+                .bind(&account_text),
+        };
+        sql::load(&self.pool, account, query).await
+    }
+
     async fn events(
         &self,
         account: AccountId,
@@ -95,21 +209,12 @@ impl EventStore for MysqlStore {
         sql::events(&self.pool, EVENTS, account, from, limit).await
     }
 
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        let Some(values) = sql::commit_values(commit)? else {
-            return Ok(());
-        };
-        // The gap check's plain read is InnoDB's consistent read, taken at
-        // the transaction's first statement, so it sees every committed
-        // head; a concurrent writer of the same next number collides with
-        // us on the primary key (1062) instead, and a committed head never
-        // moves backwards.
-        let transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(|error| sql::before_commit(error, is_conflict))?;
-        sql::append_in_transaction(transaction, &values, is_conflict).await
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        sql::feed(&self.pool, FEED, after, limit).await
+    }
+
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
+        sql::append_batch(self, commits).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,20 +1,34 @@
 //! The PostgreSQL store. Ids are `uuid`, payloads `jsonb` (readable by
-//! operators with the usual JSON operators); values are bound as text (or
-//! text arrays) and cast in SQL, so the crate needs no extra sqlx type
-//! features. An append is one statement: one round trip, its own commit.
+//! operators with the usual JSON operators). Values travel in their native
+//! binary forms — `uuid`, `bigint`, `jsonb` and arrays of them — so the
+//! server parses no text and casts nothing, and events decode straight from
+//! the `jsonb` bytes. Every statement is a named prepared statement that
+//! sqlx keeps per connection, parsed and planned once.
+//!
+//! A batch is one statement in its own transaction (autocommit): one round
+//! trip and one WAL flush for all its members. The statement checks that
+//! every account's stored head is where the batch expects it, takes the feed
+//! positions from the one-row `event_positions` counter and inserts the
+//! rows; the counter's row lock is held from there to the end of COMMIT.
+//! PostgreSQL makes a transaction visible before it releases its locks, so
+//! the next writer gets its range only once every lower position is
+//! visible: a reader can never be shown a position above one that commits
+//! later.
 
 use async_trait::async_trait;
-use sqlx::Postgres;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
 
-use super::sql;
+use super::sql::{self, Attempt, BatchWriter, Stored};
 use super::{
-    AppendError, Commit, EventStore, Loaded, OpenError, PoolStatus, RecordedEvent, StoreError,
-    StoreOptions,
+    AppendError, Commit, EventStore, FeedEvent, Head, Loaded, OpenError, PointInTime, PoolStatus,
+    RecordedEvent, Snapshot, StoreError, StoreOptions, TransactionRecord,
 };
-use crate::domain::{AccountId, TransactionId};
+use crate::domain::{Account, AccountId, Event, Fingerprint, Timestamp, TransactionId};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -26,67 +40,142 @@ fn is_conflict(error: &dyn DatabaseError) -> bool {
     matches!(error.code().as_deref(), Some("23505" | "40001" | "40P01"))
 }
 
-const LOAD: &str = "
+/// The latest snapshot, the events after it and the record of the
+/// transactionId, in one round trip. `kind` is a one-byte `"char"`.
+const LOAD: &str = r#"
 WITH snapshot AS (
-    SELECT sequence_number, state FROM snapshots
-    WHERE account_id = $1::uuid
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
+    WHERE account_id = $1
     ORDER BY sequence_number DESC LIMIT 1
 )
-SELECT 's' AS kind, sequence_number, NULL::text AS transaction_id,
-       state::text AS payload, NULL::bigint AS recorded_at_ms
+SELECT 's'::"char" AS kind, sequence_number, NULL::uuid AS transaction_id,
+       state AS payload, recorded_until_ms AS recorded_at_ms, NULL::text AS fingerprint
 FROM snapshot
 UNION ALL
-SELECT 'e', sequence_number, transaction_id::text, payload::text, recorded_at_ms
+SELECT 'e', sequence_number, transaction_id, payload, recorded_at_ms, NULL
 FROM events
-WHERE account_id = $1::uuid
+WHERE account_id = $1
   AND sequence_number > COALESCE((SELECT sequence_number FROM snapshot), 0)
 UNION ALL
-SELECT 't', NULL, transaction_id::text, fingerprint, NULL
+SELECT 't', NULL, transaction_id, NULL, NULL, fingerprint
 FROM applied_transactions
-WHERE account_id = $1::uuid AND transaction_id = $2::uuid";
+WHERE account_id = $1 AND transaction_id = $2"#;
+
+/// The latest snapshot at or before version $2 and the events after it up
+/// to the version.
+const LOAD_AT_VERSION: &str = r#"
+WITH snapshot AS (
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
+    WHERE account_id = $1 AND sequence_number <= $2
+    ORDER BY sequence_number DESC LIMIT 1
+)
+SELECT 's'::"char" AS kind, sequence_number, NULL::uuid AS transaction_id,
+       state AS payload, recorded_until_ms AS recorded_at_ms, NULL::text AS fingerprint
+FROM snapshot
+UNION ALL
+SELECT 'e', sequence_number, transaction_id, payload, recorded_at_ms, NULL
+FROM events
+WHERE account_id = $1
+  AND sequence_number > COALESCE((SELECT sequence_number FROM snapshot), 0)
+  AND sequence_number <= $2"#;
+
+/// The latest snapshot whose `recorded_until` is known and at or before
+/// time $2, then the events after it up to the first one recorded after the
+/// time (an index scan that stops at that event).
+const LOAD_AT_TIME: &str = r#"
+WITH snapshot AS (
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
+    WHERE account_id = $1 AND recorded_until_ms <= $2
+    ORDER BY sequence_number DESC LIMIT 1
+),
+start AS (
+    SELECT COALESCE((SELECT sequence_number FROM snapshot), 0) AS after_sequence
+),
+stop AS (
+    SELECT COALESCE((
+        SELECT sequence_number FROM events
+        WHERE account_id = $1 AND sequence_number > (SELECT after_sequence FROM start)
+          AND recorded_at_ms > $2
+        ORDER BY sequence_number LIMIT 1), 9223372036854775807) AS at_sequence
+)
+SELECT 's'::"char" AS kind, sequence_number, NULL::uuid AS transaction_id,
+       state AS payload, recorded_until_ms AS recorded_at_ms, NULL::text AS fingerprint
+FROM snapshot
+UNION ALL
+SELECT 'e', sequence_number, transaction_id, payload, recorded_at_ms, NULL
+FROM events
+WHERE account_id = $1
+  AND sequence_number > (SELECT after_sequence FROM start)
+  AND sequence_number < (SELECT at_sequence FROM stop)"#;
 
 const EVENTS: &str = "
-SELECT sequence_number, transaction_id::text AS transaction_id,
-       payload::text AS payload, recorded_at_ms
+SELECT sequence_number, transaction_id, payload, recorded_at_ms
 FROM events
-WHERE account_id = $1::uuid AND sequence_number >= $2
+WHERE account_id = $1 AND sequence_number >= $2
 ORDER BY sequence_number
 LIMIT $3";
 
-/// The whole append in one statement, so one round trip and its own
-/// transaction (autocommit): the events, idempotency records and snapshots,
-/// each inserted only if every account's stored head is where the commit
-/// expects it (the gap check). Data-modifying CTEs all run, see the same
-/// snapshot, and commit or fail together. A concurrent writer of the same
-/// next number collides on the primary key (23505) instead; a committed head
-/// never moves backwards. Returns whether the heads fitted.
-const APPEND: &str = "
+const FEED: &str = "
+SELECT position, account_id, sequence_number, transaction_id, payload, recorded_at_ms
+FROM events
+WHERE position > $1
+ORDER BY position
+LIMIT $2";
+
+/// What the store holds for a batch: each account's head ($1), and which of
+/// the (account, transactionId) pairs ($2, $3) are recorded.
+const STORED: &str = r#"
+SELECT h.account_id,
+       (SELECT MAX(e.sequence_number) FROM events e WHERE e.account_id = h.account_id) AS head,
+       NULL::uuid AS transaction_id
+FROM unnest($1::uuid[]) AS h(account_id)
+UNION ALL
+SELECT r.account_id, NULL, r.transaction_id
+FROM unnest($2::uuid[], $3::uuid[]) AS r(account_id, transaction_id)
+WHERE EXISTS (SELECT 1 FROM applied_transactions a
+              WHERE a.account_id = r.account_id AND a.transaction_id = r.transaction_id)"#;
+
+/// A batch's rows in one statement, so one round trip and its own
+/// transaction (autocommit): written only if every account's stored head is
+/// where the batch expects it (`fits`, the gap check; a concurrent writer of
+/// the same next number collides on the primary key instead, 23505).
+/// `counter` runs only then: it takes the feed positions, and every INSERT
+/// reads it, so the row lock comes before any row is written — writers
+/// never wait on each other's uncommitted rows while holding it. Returns the
+/// position before the batch's first event; no row when the heads did not
+/// fit.
+const WRITE: &str = "
 WITH fits AS (
     SELECT COALESCE(bool_and(
         COALESCE((SELECT MAX(e.sequence_number) FROM events e
                   WHERE e.account_id = h.account_id), 0) = h.head), true) AS ok
-    FROM unnest($7::uuid[], $8::bigint[]) AS h(account_id, head)
+    FROM unnest($1::uuid[], $2::bigint[]) AS h(account_id, head)
+),
+counter AS (
+    UPDATE event_positions SET last = last + cardinality($3::uuid[])
+    WHERE id = 1 AND (SELECT ok FROM fits)
+    RETURNING last - cardinality($3::uuid[]) AS base
 ),
 new_events AS (
-    INSERT INTO events
-        (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms)
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::jsonb[], $6::bigint[])
-    WHERE (SELECT ok FROM fits)
-    RETURNING 1
+    INSERT INTO events (position, account_id, sequence_number, transaction_id,
+                        event_type, payload, recorded_at_ms)
+    SELECT counter.base + e.n, e.account_id, e.sequence_number, e.transaction_id,
+           e.event_type, e.payload, e.recorded_at_ms
+    FROM counter,
+         unnest($3::uuid[], $4::bigint[], $5::uuid[], $6::text[], $7::jsonb[], $8::bigint[])
+             WITH ORDINALITY
+             AS e(account_id, sequence_number, transaction_id, event_type, payload,
+                  recorded_at_ms, n)
 ),
 new_transactions AS (
     INSERT INTO applied_transactions (account_id, transaction_id, fingerprint)
-    SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::text[])
-    WHERE (SELECT ok FROM fits)
-    RETURNING 1
+    SELECT t.* FROM counter, unnest($9::uuid[], $10::uuid[], $11::text[]) AS t
 ),
 new_snapshots AS (
-    INSERT INTO snapshots (account_id, sequence_number, state)
-    SELECT * FROM unnest($12::uuid[], $13::bigint[], $14::jsonb[])
-    WHERE (SELECT ok FROM fits)
-    RETURNING 1
+    INSERT INTO snapshots (account_id, sequence_number, state, recorded_until_ms)
+    SELECT s.* FROM counter, unnest($12::uuid[], $13::bigint[], $14::jsonb[], $15::bigint[]) AS s
 )
-SELECT ok FROM fits";
+SELECT base FROM counter";
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -100,11 +189,259 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    async fn query_loaded(
+        &self,
+        account: AccountId,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Loaded, StoreError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(sql::read_error)?;
+        let mut loaded = Loaded::default();
+        for row in &rows {
+            add_load_row(&mut loaded, account, row)?;
+        }
+        loaded.events.sort_by_key(|event| event.sequence_number);
+        Ok(loaded)
+    }
+
+    /// Writes `members` in one statement, if every head in `heads` holds.
+    /// `Ok(false)`: a head did not, nothing written.
+    async fn write_statement(
+        &self,
+        members: &[&Commit],
+        heads: &[Head],
+    ) -> Result<bool, AppendError> {
+        let columns = Columns::of(members, heads)?;
+        // Nothing is sent before the connection is ours: failing here is
+        // an outage, never an unknown outcome.
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|error| AppendError::Store(sql::unavailable(error)))?;
+        let base: Option<i64> = sqlx::query_scalar(WRITE)
+            .bind(&columns.head_accounts)
+            .bind(&columns.heads)
+            .bind(&columns.event_accounts)
+            .bind(&columns.sequences)
+            .bind(&columns.event_transactions)
+            .bind(&columns.event_types)
+            .bind(&columns.payloads)
+            .bind(&columns.recorded_at_ms)
+            .bind(&columns.record_accounts)
+            .bind(&columns.record_transactions)
+            .bind(&columns.fingerprints)
+            .bind(&columns.snapshot_accounts)
+            .bind(&columns.snapshot_sequences)
+            .bind(&columns.states)
+            .bind(&columns.recorded_until_ms)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(|error| sql::at_commit(error, is_conflict))?;
+        Ok(base.is_some())
+    }
+
+    async fn read_stored(&self, members: &[&Commit]) -> Result<Stored, AppendError> {
+        let mut accounts: Vec<Uuid> = members
+            .iter()
+            .flat_map(|member| member.events.iter().map(|e| *e.account_id.as_uuid()))
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let records = members.iter().flat_map(|member| &member.transactions);
+        let (record_accounts, record_transactions): (Vec<Uuid>, Vec<Uuid>) = records
+            .map(|r| (*r.account_id.as_uuid(), *r.transaction_id.as_uuid()))
+            .unzip();
+        let rows: Vec<(Uuid, Option<i64>, Option<Uuid>)> = sqlx::query_as(STORED)
+            .bind(accounts)
+            .bind(record_accounts)
+            .bind(record_transactions)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| sql::before_commit(error, is_conflict))?;
+        let mut stored = Stored::default();
+        for (account, head, transaction) in rows {
+            let account = AccountId::from_uuid(account);
+            stored.add(account, head, transaction.map(TransactionId::from_uuid))?;
+        }
+        Ok(stored)
+    }
+
+    /// Reads what the store holds, writes the members that fit in one
+    /// statement, and asks for a split when a concurrent writer got in the
+    /// way in between.
+    async fn write_checked(&self, members: &[&Commit]) -> Attempt {
+        let answers = match self.read_stored(members).await {
+            Ok(stored) => stored.check(members),
+            Err(error) => return Attempt::Answered(vec![Err(error); members.len()]),
+        };
+        let passing = sql::passing(members, &answers);
+        if passing.is_empty() {
+            return Attempt::Answered(answers);
+        }
+        // The members that fit agree with each other by construction.
+        let Some(heads) = sql::first_heads(&passing) else {
+            return Attempt::Split(moved_between());
+        };
+        match self.write_statement(&passing, &heads).await {
+            Ok(true) => Attempt::Answered(answers),
+            Ok(false) => Attempt::Split(moved_between()),
+            Err(conflict @ AppendError::Conflict(_)) => Attempt::Split(conflict),
+            Err(other) => Attempt::Answered(sql::failed(answers, &other)),
+        }
+    }
 }
 
-/// One column of rows, bound as an array for `unnest`.
-fn column<'a, Row, Value>(rows: &'a [Row], value: impl Fn(&'a Row) -> Value) -> Vec<Value> {
-    rows.iter().map(value).collect()
+fn moved_between() -> AppendError {
+    AppendError::Conflict("an account's stream does not end right before the commit".to_owned())
+}
+
+impl BatchWriter for PostgresStore {
+    /// Optimistic first: members that agree with each other are written in
+    /// one statement without reading anything, which is the whole cost of a
+    /// batch that fits. Only when that statement refuses (a head moved, a
+    /// transactionId taken) are the stored heads and records read to decide
+    /// member by member.
+    async fn write(&self, members: &[&Commit]) -> Attempt {
+        if let Some(heads) = sql::first_heads(members) {
+            match self.write_statement(members, &heads).await {
+                Ok(true) => return Attempt::Answered(vec![Ok(()); members.len()]),
+                Ok(false) if members.len() == 1 => return Attempt::Split(moved_between()),
+                Err(conflict @ AppendError::Conflict(_)) if members.len() == 1 => {
+                    return Attempt::Split(conflict);
+                }
+                Ok(false) | Err(AppendError::Conflict(_)) => {}
+                Err(other) => return Attempt::Answered(vec![Err(other); members.len()]),
+            }
+        }
+        self.write_checked(members).await
+    }
+}
+
+/// The batch as one array per column, for `unnest`.
+#[derive(Default)]
+struct Columns<'a> {
+    head_accounts: Vec<Uuid>,
+    heads: Vec<i64>,
+    event_accounts: Vec<Uuid>,
+    sequences: Vec<i64>,
+    event_transactions: Vec<Uuid>,
+    event_types: Vec<&'static str>,
+    payloads: Vec<Json<&'a Event>>,
+    recorded_at_ms: Vec<i64>,
+    record_accounts: Vec<Uuid>,
+    record_transactions: Vec<Uuid>,
+    fingerprints: Vec<&'a str>,
+    snapshot_accounts: Vec<Uuid>,
+    snapshot_sequences: Vec<i64>,
+    states: Vec<Json<&'a Account>>,
+    recorded_until_ms: Vec<Option<i64>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(members: &[&'a Commit], heads: &[Head]) -> Result<Columns<'a>, AppendError> {
+        let mut columns = Columns::default();
+        for head in heads {
+            columns.head_accounts.push(*head.account_id.as_uuid());
+            columns
+                .heads
+                .push(sql::sequence_to_sql(head.sequence_number)?);
+        }
+        for member in members {
+            for event in &member.events {
+                columns.event_accounts.push(*event.account_id.as_uuid());
+                columns
+                    .sequences
+                    .push(sql::sequence_to_sql(event.sequence_number)?);
+                columns
+                    .event_transactions
+                    .push(*event.transaction_id.as_uuid());
+                columns.event_types.push(event.event.type_name());
+                columns.payloads.push(Json(&event.event));
+                columns.recorded_at_ms.push(event.recorded_at.unix_millis());
+            }
+            for record in &member.transactions {
+                columns.record_accounts.push(*record.account_id.as_uuid());
+                columns
+                    .record_transactions
+                    .push(*record.transaction_id.as_uuid());
+                columns.fingerprints.push(record.fingerprint.0.as_str());
+            }
+            for snapshot in &member.snapshots {
+                columns
+                    .snapshot_accounts
+                    .push(*snapshot.account_id.as_uuid());
+                columns
+                    .snapshot_sequences
+                    .push(sql::sequence_to_sql(snapshot.sequence_number)?);
+                columns.states.push(Json(&snapshot.state));
+                columns
+                    .recorded_until_ms
+                    .push(snapshot.recorded_until.map(Timestamp::unix_millis));
+            }
+        }
+        Ok(columns)
+    }
+}
+
+fn corrupt(what: String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+fn sequence(row: &PgRow) -> Result<u64, StoreError> {
+    let sequence: i64 = row.try_get("sequence_number").map_err(sql::read_error)?;
+    u64::try_from(sequence)
+        .map_err(|_| StoreError::Corrupt(format!("negative sequence number {sequence}")))
+}
+
+/// One row of a load query, by its kind.
+fn add_load_row(loaded: &mut Loaded, account: AccountId, row: &PgRow) -> Result<(), StoreError> {
+    let kind: i8 = row.try_get("kind").map_err(sql::read_error)?;
+    match kind as u8 {
+        b's' => {
+            let Json(state): Json<Account> = row
+                .try_get("payload")
+                .map_err(corrupt(format!("snapshot of account {account}")))?;
+            let recorded_until: Option<i64> =
+                row.try_get("recorded_at_ms").map_err(sql::read_error)?;
+            loaded.snapshot = Some(Snapshot {
+                account_id: account,
+                sequence_number: sequence(row)?,
+                state,
+                recorded_until: recorded_until.map(Timestamp::from_unix_millis),
+            });
+        }
+        b'e' => loaded.events.push(event_of(account, row)?),
+        b't' => {
+            let transaction: Uuid = row.try_get("transaction_id").map_err(sql::read_error)?;
+            let fingerprint: String = row.try_get("fingerprint").map_err(sql::read_error)?;
+            loaded.transaction = Some(TransactionRecord {
+                account_id: account,
+                transaction_id: TransactionId::from_uuid(transaction),
+                fingerprint: Fingerprint(fingerprint),
+            });
+        }
+        other => return Err(StoreError::Corrupt(format!("unknown row kind {other}"))),
+    }
+    Ok(())
+}
+
+/// An event row: `sequence_number`, `transaction_id`, `payload` (decoded
+/// from the `jsonb` bytes) and `recorded_at_ms`.
+fn event_of(account: AccountId, row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let sequence_number = sequence(row)?;
+    let Json(event): Json<Event> = row.try_get("payload").map_err(corrupt(format!(
+        "event {sequence_number} of account {account}"
+    )))?;
+    let transaction: Uuid = row.try_get("transaction_id").map_err(sql::read_error)?;
+    let recorded_at_ms: i64 = row.try_get("recorded_at_ms").map_err(sql::read_error)?;
+    Ok(RecordedEvent {
+        account_id: account,
+        sequence_number,
+        transaction_id: TransactionId::from_uuid(transaction),
+        event,
+        recorded_at: Timestamp::from_unix_millis(recorded_at_ms),
+    })
 }
 
 #[async_trait]
@@ -114,10 +451,19 @@ impl EventStore for PostgresStore {
         account: AccountId,
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError> {
-        let query = sqlx::query_as(LOAD)
-            .bind(account.to_string())
-            .bind(transaction.map(|id| id.to_string()));
-        sql::load(&self.pool, account, query).await
+        let query = sqlx::query(LOAD)
+            .bind(*account.as_uuid())
+            .bind(transaction.map(|id| *id.as_uuid()));
+        self.query_loaded(account, query).await
+    }
+
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+        let (query, bound) = match at {
+            PointInTime::Version(version) => (LOAD_AT_VERSION, sql::bigint(version)),
+            PointInTime::Time(time) => (LOAD_AT_TIME, time.unix_millis()),
+        };
+        let query = sqlx::query(query).bind(*account.as_uuid()).bind(bound);
+        self.query_loaded(account, query).await
     }
 
     async fn events(
@@ -126,47 +472,39 @@ impl EventStore for PostgresStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        sql::events(&self.pool, EVENTS, account, from, limit).await
+        let rows = sqlx::query(EVENTS)
+            .bind(*account.as_uuid())
+            .bind(sql::bigint(from))
+            .bind(sql::bigint(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql::read_error)?;
+        rows.iter().map(|row| event_of(account, row)).collect()
     }
 
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        let Some(values) = sql::commit_values(commit)? else {
-            return Ok(());
-        };
-        // Nothing is sent before the connection is ours: failing here is
-        // an outage, never an unknown outcome.
-        let mut connection = self
-            .pool
-            .acquire()
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        let rows = sqlx::query(FEED)
+            .bind(sql::bigint(after))
+            .bind(sql::bigint(limit))
+            .fetch_all(&self.pool)
             .await
-            .map_err(|error| AppendError::Store(sql::unavailable(error)))?;
-        let (events, heads) = (&values.events, &values.heads);
-        let (transactions, snapshots) = (&values.transactions, &values.snapshots);
-        let fits: Option<bool> = sqlx::query_scalar(APPEND)
-            .bind(column(events, |e| e.account_id.as_str()))
-            .bind(column(events, |e| e.sequence_number))
-            .bind(column(events, |e| e.transaction_id.as_str()))
-            .bind(column(events, |e| e.event_type))
-            .bind(column(events, |e| e.payload.as_str()))
-            .bind(column(events, |e| e.recorded_at_ms))
-            .bind(column(heads, |(account, _)| account.as_str()))
-            .bind(column(heads, |(_, head)| *head))
-            .bind(column(transactions, |t| t.account_id.as_str()))
-            .bind(column(transactions, |t| t.transaction_id.as_str()))
-            .bind(column(transactions, |t| t.fingerprint.as_str()))
-            .bind(column(snapshots, |s| s.account_id.as_str()))
-            .bind(column(snapshots, |s| s.sequence_number))
-            .bind(column(snapshots, |s| s.state.as_str()))
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(|error| sql::at_commit(error, is_conflict))?;
-        if fits == Some(true) {
-            Ok(())
-        } else {
-            Err(AppendError::Conflict(
-                "an account's stream does not end right before the commit".to_owned(),
-            ))
-        }
+            .map_err(sql::read_error)?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get("position").map_err(sql::read_error)?;
+                let account: Uuid = row.try_get("account_id").map_err(sql::read_error)?;
+                Ok(FeedEvent {
+                    position: u64::try_from(position).map_err(|_| {
+                        StoreError::Corrupt(format!("negative position {position}"))
+                    })?,
+                    event: event_of(AccountId::from_uuid(account), row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
+        sql::append_batch(self, commits).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@
 //! types differ, and its own idea of a conflict; everything here is generic
 //! over the sqlx `Database`, so one piece of code serves all three.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
@@ -20,8 +20,8 @@ use sqlx::{
 };
 
 use super::{
-    AppendError, Commit, Head, Loaded, OpenError, RecordedEvent, Snapshot, StoreError,
-    StoreOptions, TransactionRecord,
+    AppendError, Commit, FeedEvent, Head, Loaded, OpenError, RecordedEvent, Snapshot, StoreError,
+    StoreOptions, TransactionRecord, chained_onto, check_batch,
 };
 use crate::domain::{AccountId, Event, Fingerprint, Timestamp, TransactionId};
 
@@ -40,6 +40,7 @@ pub(super) struct LoadRow {
     pub transaction_id: Option<String>,
     /// Event JSON, snapshot state JSON, or the fingerprint.
     pub payload: Option<String>,
+    /// An event's time, or a snapshot's `recorded_until`.
     pub recorded_at_ms: Option<i64>,
 }
 
@@ -52,7 +53,18 @@ pub(super) struct EventRow {
     pub recorded_at_ms: i64,
 }
 
-/// An event ready to be bound into an INSERT.
+/// One row of the feed query.
+#[derive(FromRow)]
+pub(super) struct FeedRow {
+    pub position: i64,
+    pub account_id: String,
+    pub sequence_number: i64,
+    pub transaction_id: String,
+    pub payload: String,
+    pub recorded_at_ms: i64,
+}
+
+/// An event ready to be bound into an INSERT as text.
 pub(super) struct EventValues {
     pub account_id: String,
     pub sequence_number: i64,
@@ -66,6 +78,7 @@ pub(super) struct SnapshotValues {
     pub account_id: String,
     pub sequence_number: i64,
     pub state: String,
+    pub recorded_until_ms: Option<i64>,
 }
 
 pub(super) struct TransactionValues {
@@ -74,12 +87,10 @@ pub(super) struct TransactionValues {
     pub fingerprint: String,
 }
 
-/// A commit as the values the INSERTs bind, plus the sequence number each
-/// account's stream must currently end at.
-pub(super) struct CommitValues {
-    /// (account, last stored sequence number it must have), in canonical
-    /// account order.
-    pub heads: Vec<(String, i64)>,
+/// The rows of several commits, as the text-bound INSERTs of MariaDB and
+/// SQLite bind them; events in commit order, which is position order.
+#[derive(Default)]
+pub(super) struct RowValues {
     pub events: Vec<EventValues>,
     pub transactions: Vec<TransactionValues>,
     pub snapshots: Vec<SnapshotValues>,
@@ -95,29 +106,35 @@ fn sequence_from_sql(sequence: i64) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("negative sequence number {sequence}")))
 }
 
-/// Checks the commit's shape (the rules every store shares, see
-/// [`Commit::check_shape`]) and turns it into bindable values. The database
-/// then enforces the rest: the first event of each account at exactly its
-/// head + 1, and no (account, sequence) or (account, transactionId) taken.
-///
-/// `None`: a valid commit with neither events nor idempotency records,
-/// which writes nothing.
-pub(super) fn commit_values(commit: &Commit) -> Result<Option<CommitValues>, AppendError> {
-    let heads = commit
-        .check_shape()?
-        .into_iter()
-        .map(|head| {
-            Ok((
-                head.account_id.to_string(),
-                sequence_to_sql(head.sequence_number)?,
-            ))
-        })
-        .collect::<Result<_, AppendError>>()?;
-    let events = commit
-        .events
-        .iter()
-        .map(|event| {
-            Ok(EventValues {
+/// A bound for a page size or a position as SQL's BIGINT.
+pub(super) fn bigint(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+/// The checks a commit must pass before any database is asked: its shape
+/// (the rules every store shares, see [`Commit::check_shape`]) and sequence
+/// numbers that fit a BIGINT. The database then enforces the rest: the first
+/// event of each account at exactly its head + 1, and no (account, sequence)
+/// or (account, transactionId) taken. `Ok(false)`: a valid commit with
+/// neither events nor idempotency records, which writes nothing.
+pub(super) fn check_commit(commit: &Commit) -> Result<bool, AppendError> {
+    for head in commit.check_shape()? {
+        sequence_to_sql(head.sequence_number)?;
+    }
+    for event in &commit.events {
+        sequence_to_sql(event.sequence_number)?;
+    }
+    Ok(!(commit.events.is_empty() && commit.transactions.is_empty()))
+}
+
+/// The rows of `commits` as text binds.
+pub(super) fn row_values<'c>(
+    commits: impl IntoIterator<Item = &'c Commit>,
+) -> Result<RowValues, AppendError> {
+    let mut rows = RowValues::default();
+    for commit in commits {
+        for event in &commit.events {
+            rows.events.push(EventValues {
                 account_id: event.account_id.to_string(),
                 sequence_number: sequence_to_sql(event.sequence_number)?,
                 transaction_id: event.transaction_id.to_string(),
@@ -126,38 +143,25 @@ pub(super) fn commit_values(commit: &Commit) -> Result<Option<CommitValues>, App
                 event_type: event.event.type_name(),
                 payload: serde_json::to_string(&event.event).map_err(corrupt_json)?,
                 recorded_at_ms: event.recorded_at.unix_millis(),
-            })
-        })
-        .collect::<Result<Vec<_>, AppendError>>()?;
-    let transactions: Vec<TransactionValues> = commit
-        .transactions
-        .iter()
-        .map(|record| TransactionValues {
-            account_id: record.account_id.to_string(),
-            transaction_id: record.transaction_id.to_string(),
-            fingerprint: record.fingerprint.0.clone(),
-        })
-        .collect();
-    let snapshots = commit
-        .snapshots
-        .iter()
-        .map(|snapshot| {
-            Ok(SnapshotValues {
+            });
+        }
+        for record in &commit.transactions {
+            rows.transactions.push(TransactionValues {
+                account_id: record.account_id.to_string(),
+                transaction_id: record.transaction_id.to_string(),
+                fingerprint: record.fingerprint.0.clone(),
+            });
+        }
+        for snapshot in &commit.snapshots {
+            rows.snapshots.push(SnapshotValues {
                 account_id: snapshot.account_id.to_string(),
                 sequence_number: sequence_to_sql(snapshot.sequence_number)?,
                 state: serde_json::to_string(&snapshot.state).map_err(corrupt_json)?,
-            })
-        })
-        .collect::<Result<Vec<_>, AppendError>>()?;
-    if events.is_empty() && transactions.is_empty() {
-        return Ok(None);
+                recorded_until_ms: snapshot.recorded_until.map(Timestamp::unix_millis),
+            });
+        }
     }
-    Ok(Some(CommitValues {
-        heads,
-        events,
-        transactions,
-        snapshots,
-    }))
+    Ok(rows)
 }
 
 fn corrupt_json(error: serde_json::Error) -> AppendError {
@@ -167,6 +171,10 @@ fn corrupt_json(error: serde_json::Error) -> AppendError {
 fn parse_transaction(text: &str) -> Result<TransactionId, StoreError> {
     TransactionId::parse(text)
         .map_err(|_| StoreError::Corrupt(format!("bad transaction id {text:?}")))
+}
+
+fn parse_account(text: &str) -> Result<AccountId, StoreError> {
+    AccountId::parse(text).map_err(|_| StoreError::Corrupt(format!("bad account id {text:?}")))
 }
 
 pub(super) fn decode_event(account: AccountId, row: EventRow) -> Result<RecordedEvent, StoreError> {
@@ -182,6 +190,23 @@ pub(super) fn decode_event(account: AccountId, row: EventRow) -> Result<Recorded
         transaction_id: parse_transaction(&row.transaction_id)?,
         event,
         recorded_at: Timestamp::from_unix_millis(row.recorded_at_ms),
+    })
+}
+
+pub(super) fn decode_feed(row: FeedRow) -> Result<FeedEvent, StoreError> {
+    let account = parse_account(&row.account_id)?;
+    Ok(FeedEvent {
+        position: u64::try_from(row.position)
+            .map_err(|_| StoreError::Corrupt(format!("negative position {}", row.position)))?,
+        event: decode_event(
+            account,
+            EventRow {
+                sequence_number: row.sequence_number,
+                transaction_id: row.transaction_id,
+                payload: row.payload,
+                recorded_at_ms: row.recorded_at_ms,
+            },
+        )?,
     })
 }
 
@@ -203,6 +228,7 @@ pub(super) fn assemble(account: AccountId, rows: Vec<LoadRow>) -> Result<Loaded,
                     state: serde_json::from_str(&state).map_err(|error| {
                         StoreError::Corrupt(format!("snapshot of account {account}: {error}"))
                     })?,
+                    recorded_until: row.recorded_at_ms.map(Timestamp::from_unix_millis),
                 });
             }
             KIND_EVENT => loaded.events.push(decode_event(
@@ -428,14 +454,38 @@ where
 {
     let rows: Vec<EventRow> = sqlx::query_as(query)
         .bind(account.to_string())
-        .bind(i64::try_from(from).unwrap_or(i64::MAX))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(bigint(from))
+        .bind(bigint(limit))
         .fetch_all(pool)
         .await
         .map_err(read_error)?;
     rows.into_iter()
         .map(|row| decode_event(account, row))
         .collect()
+}
+
+/// Reads a page of the feed with `query`, whose two parameters are the
+/// position to start after and the limit.
+pub(super) async fn feed<DB>(
+    pool: &Pool<DB>,
+    query: &'static str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<FeedEvent>, StoreError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    FeedRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let rows: Vec<FeedRow> = sqlx::query_as(query)
+        .bind(bigint(after))
+        .bind(bigint(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(read_error)?;
+    rows.into_iter().map(decode_feed).collect()
 }
 
 pub(super) async fn ping<DB>(pool: &Pool<DB>) -> Result<(), StoreError>
@@ -451,13 +501,347 @@ where
         .map_err(unavailable)
 }
 
-/// The append as plain statements in one transaction, begun by the caller
-/// (each database begins it its own way and says why the head it reads
-/// cannot move before COMMIT): the gap check, one multi-row INSERT per
-/// table, then COMMIT.
-pub(super) async fn append_in_transaction<DB>(
-    mut transaction: Transaction<'static, DB>,
-    values: &CommitValues,
+// ------------------------------------------------------------ group commit
+
+/// How one attempt to write several members ended.
+pub(super) enum Attempt {
+    /// Each member's answer, in order.
+    Answered(Vec<Result<(), AppendError>>),
+    /// A constraint refused rows that the check let through: another writer
+    /// changed the data in between. Nothing was written; the members are to
+    /// be tried one by one, so that only the one in the way is refused.
+    Split(AppendError),
+}
+
+/// A database's way of writing the members of a batch that fit, in one
+/// transaction (see [`append_batch`]).
+pub(super) trait BatchWriter: Sync {
+    fn write<'a>(&'a self, members: &'a [&'a Commit]) -> impl Future<Output = Attempt> + Send + 'a;
+}
+
+/// Group commit on a SQL store: the members that cannot be written at all
+/// are answered first ([`check_commit`], and members chained onto those),
+/// the others go to the writer in one attempt, and — when a concurrent
+/// writer got in the way of that attempt — one by one, each in its own
+/// transaction, so that only the member in the way is refused (and the
+/// members chained onto it: [`chained_onto`]).
+pub(super) async fn append_batch(
+    writer: &impl BatchWriter,
+    commits: &[Commit],
+) -> Vec<Result<(), AppendError>> {
+    let chains = chained_onto(&commits.iter().collect::<Vec<_>>());
+    let mut results: Vec<Option<Result<(), AppendError>>> = vec![None; commits.len()];
+    let mut members: Vec<usize> = Vec::new();
+    for (index, commit) in commits.iter().enumerate() {
+        results[index] = match check_commit(commit) {
+            Ok(true) => match refused_before(&chains[index], &results) {
+                Some(refused) => Some(Err(refused)),
+                None => {
+                    members.push(index);
+                    None
+                }
+            },
+            Ok(false) => Some(Ok(())),
+            Err(error) => Some(Err(error)),
+        };
+    }
+    let batch: Vec<&Commit> = members.iter().map(|&index| &commits[index]).collect();
+    if !batch.is_empty() {
+        match writer.write(&batch).await {
+            Attempt::Answered(answers) => {
+                debug_assert_eq!(answers.len(), members.len());
+                for (&index, answer) in members.iter().zip(answers) {
+                    results[index] = Some(answer);
+                }
+            }
+            Attempt::Split(error) if members.len() == 1 => results[members[0]] = Some(Err(error)),
+            Attempt::Split(_) => {
+                for &index in &members {
+                    let answer = match refused_before(&chains[index], &results) {
+                        Some(refused) => Err(refused),
+                        None => write_alone(writer, &commits[index]).await,
+                    };
+                    results[index] = Some(answer);
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| {
+                Err(AppendError::Store(StoreError::Corrupt(
+                    "a batch member was left unanswered".to_owned(),
+                )))
+            })
+        })
+        .collect()
+}
+
+/// The conflict of a member chained onto an earlier member already refused.
+fn refused_before(
+    chain: &[usize],
+    results: &[Option<Result<(), AppendError>>],
+) -> Option<AppendError> {
+    let refused = chain
+        .iter()
+        .find(|&&earlier| matches!(results[earlier], Some(Err(_))))?;
+    Some(AppendError::Conflict(format!(
+        "chained onto member {refused} of the batch, which was refused"
+    )))
+}
+
+async fn write_alone(writer: &impl BatchWriter, member: &Commit) -> Result<(), AppendError> {
+    match writer.write(&[member]).await {
+        Attempt::Answered(mut answers) => answers.pop().unwrap_or(Ok(())),
+        Attempt::Split(error) => Err(error),
+    }
+}
+
+/// What the store holds for the accounts and transactionIds of a batch.
+#[derive(Default)]
+pub(super) struct Stored {
+    pub heads: HashMap<AccountId, u64>,
+    pub records: HashSet<(AccountId, TransactionId)>,
+}
+
+impl Stored {
+    /// Every member's answer if the members that fit are written.
+    pub fn check(&self, members: &[&Commit]) -> Vec<Result<(), AppendError>> {
+        check_batch(
+            members.iter().copied(),
+            |account| self.heads.get(&account).copied().unwrap_or(0),
+            |account, transaction| self.records.contains(&(account, transaction)),
+        )
+    }
+
+    /// Adds a row of the stored-state query: `head` set for an account's
+    /// last sequence number, `transaction_id` for a recorded transactionId.
+    pub fn add(
+        &mut self,
+        account: AccountId,
+        head: Option<i64>,
+        transaction: Option<TransactionId>,
+    ) -> Result<(), StoreError> {
+        if let Some(head) = head {
+            self.heads.insert(account, sequence_from_sql(head)?);
+        }
+        if let Some(transaction) = transaction {
+            self.records.insert((account, transaction));
+        }
+        Ok(())
+    }
+}
+
+/// Each account's head as the first member touching it expects it, in
+/// canonical account order, if every later member chains onto the ones
+/// before and no transactionId repeats — then writing them all needs only
+/// these heads to hold. `None` when the members contradict each other.
+pub(super) fn first_heads(members: &[&Commit]) -> Option<Vec<Head>> {
+    let mut first: HashMap<AccountId, u64> = HashMap::new();
+    for member in members {
+        for head in member.check_shape().ok()? {
+            first.entry(head.account_id).or_insert(head.sequence_number);
+        }
+    }
+    let consistent = check_batch(
+        members.iter().copied(),
+        |account| first.get(&account).copied().unwrap_or(0),
+        |_, _| false,
+    );
+    if consistent.iter().any(Result::is_err) {
+        return None;
+    }
+    let mut heads: Vec<Head> = first
+        .into_iter()
+        .map(|(account_id, sequence_number)| Head {
+            account_id,
+            sequence_number,
+        })
+        .collect();
+    heads.sort_by_key(|head| head.account_id);
+    Some(heads)
+}
+
+/// The members whose answer is `Ok`.
+pub(super) fn passing<'a>(
+    members: &[&'a Commit],
+    answers: &[Result<(), AppendError>],
+) -> Vec<&'a Commit> {
+    members
+        .iter()
+        .zip(answers)
+        .filter(|(_, answer)| answer.is_ok())
+        .map(|(member, _)| *member)
+        .collect()
+}
+
+/// `answers` with every `Ok` (a member that was to be written) replaced by
+/// `error`: what a failed write means for them.
+pub(super) fn failed(
+    mut answers: Vec<Result<(), AppendError>>,
+    error: &AppendError,
+) -> Vec<Result<(), AppendError>> {
+    for answer in &mut answers {
+        if answer.is_ok() {
+            *answer = Err(error.clone());
+        }
+    }
+    answers
+}
+
+/// Takes `count` feed positions inside an append's transaction and returns
+/// the first: the database's own way, the last statement before the events
+/// are inserted and COMMIT is sent.
+pub(super) type Reserve<DB> = for<'t> fn(
+    &'t mut <DB as Database>::Connection,
+    i64,
+) -> std::pin::Pin<
+    Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + 't>,
+>;
+
+/// The write of MariaDB and SQLite, in one transaction begun by the caller
+/// (each database begins it its own way and says why the heads it reads
+/// cannot move unnoticed before COMMIT): what the store holds for the
+/// batch, in one query; which members fit; their idempotency records and
+/// snapshots, one multi-row INSERT per table; the positions; the events; and
+/// COMMIT.
+pub(super) async fn write_in_transaction<DB>(
+    begun: Result<Transaction<'static, DB>, sqlx::Error>,
+    members: &[&Commit],
+    reserve: Reserve<DB>,
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> Attempt
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    (String, Option<i64>, Option<String>): for<'r> FromRow<'r, DB::Row>,
+{
+    let everyone = |error: AppendError| Attempt::Answered(vec![Err(error); members.len()]);
+    let mut transaction = match begun {
+        Ok(transaction) => transaction,
+        Err(error) => return everyone(before_commit(error, is_conflict)),
+    };
+    let stored = match read_stored(&mut transaction, members, is_conflict).await {
+        Ok(stored) => stored,
+        Err(error) => return everyone(error),
+    };
+    let answers = stored.check(members);
+    let passing = passing(members, &answers);
+    if passing.is_empty() {
+        // Dropping the transaction rolls it back.
+        return Attempt::Answered(answers);
+    }
+    if let Err(error) = insert_rows(&mut transaction, &passing, reserve, is_conflict).await {
+        return match error {
+            AppendError::Conflict(_) => Attempt::Split(error),
+            other => Attempt::Answered(failed(answers, &other)),
+        };
+    }
+    match transaction.commit().await {
+        Ok(()) => Attempt::Answered(answers),
+        Err(error) => match at_commit(error, is_conflict) {
+            conflict @ AppendError::Conflict(_) => Attempt::Split(conflict),
+            other => Attempt::Answered(failed(answers, &other)),
+        },
+    }
+}
+
+/// The heads of the members' accounts and which of their transactionIds are
+/// recorded, in one query.
+async fn read_stored<DB>(
+    transaction: &mut Transaction<'static, DB>,
+    members: &[&Commit],
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> Result<Stored, AppendError>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String, Option<i64>, Option<String>): for<'r> FromRow<'r, DB::Row>,
+{
+    let text = |ids: BTreeSet<String>| ids.into_iter().collect::<Vec<_>>();
+    let accounts = text(
+        members
+            .iter()
+            .flat_map(|member| member.events.iter().map(|e| e.account_id.to_string()))
+            .collect(),
+    );
+    let recorded_accounts = text(
+        members
+            .iter()
+            .flat_map(|member| member.transactions.iter().map(|t| t.account_id.to_string()))
+            .collect(),
+    );
+    let transactions = text(
+        members
+            .iter()
+            .flat_map(|m| m.transactions.iter().map(|t| t.transaction_id.to_string()))
+            .collect(),
+    );
+    let mut query = QueryBuilder::<DB>::new("");
+    if !accounts.is_empty() {
+        query.push(
+            "SELECT account_id, MAX(sequence_number), CAST(NULL AS CHAR) \
+             FROM events WHERE account_id IN ",
+        );
+        push_list(&mut query, &accounts);
+        query.push(" GROUP BY account_id");
+    }
+    if !transactions.is_empty() {
+        if !accounts.is_empty() {
+            query.push(" UNION ALL ");
+        }
+        // Every pair of the two lists: a superset of the records asked
+        // for, through the primary key; the exact pairs are kept below.
+        query.push(
+            "SELECT account_id, CAST(NULL AS SIGNED), CAST(transaction_id AS CHAR) \
+             FROM applied_transactions WHERE account_id IN ",
+        );
+        push_list(&mut query, &recorded_accounts);
+        query.push(" AND transaction_id IN ");
+        push_list(&mut query, &transactions);
+    }
+    let rows = query
+        .build_query_as::<(String, Option<i64>, Option<String>)>()
+        .fetch_all(&mut **transaction)
+        .await
+        .map_err(|error| before_commit(error, is_conflict))?;
+    let mut stored = Stored::default();
+    for (account, head, transaction) in rows {
+        let transaction = transaction.as_deref().map(parse_transaction).transpose()?;
+        stored.add(parse_account(&account)?, head, transaction)?;
+    }
+    Ok(stored)
+}
+
+/// `(?, ?, …)` binding `values`.
+fn push_list<DB>(query: &mut QueryBuilder<DB>, values: &[String])
+where
+    DB: Database,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    query.push("(");
+    let mut separated = query.separated(", ");
+    for value in values {
+        separated.push_bind(value.as_str());
+    }
+    query.push(")");
+}
+
+/// The rows of the members that fit: idempotency records and snapshots in
+/// canonical account order (so that two batches never wait on each other's
+/// rows in opposite orders), then the positions, then the events in
+/// position order.
+async fn insert_rows<DB>(
+    transaction: &mut Transaction<'static, DB>,
+    passing: &[&Commit],
+    reserve: Reserve<DB>,
     is_conflict: fn(&dyn DatabaseError) -> bool,
 ) -> Result<(), AppendError>
 where
@@ -466,30 +850,19 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
-    (String, i64): for<'r> FromRow<'r, DB::Row>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
 {
-    if !values.heads.is_empty() {
-        check_heads(&mut transaction, &values.heads, is_conflict).await?;
-    }
+    let mut rows = row_values(passing.iter().copied())?;
+    rows.transactions.sort_by(|a, b| {
+        (&a.account_id, &a.transaction_id).cmp(&(&b.account_id, &b.transaction_id))
+    });
+    rows.snapshots.sort_by(|a, b| {
+        (&a.account_id, a.sequence_number).cmp(&(&b.account_id, b.sequence_number))
+    });
     insert(
-        &mut transaction,
-        "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms) ",
-        &values.events,
-        |mut row, event| {
-            row.push_bind(event.account_id.as_str())
-                .push_bind(event.sequence_number)
-                .push_bind(event.transaction_id.as_str())
-                .push_bind(event.event_type)
-                .push_bind(event.payload.as_str())
-                .push_bind(event.recorded_at_ms);
-        },
-        is_conflict,
-    )
-    .await?;
-    insert(
-        &mut transaction,
+        transaction,
         "INSERT INTO applied_transactions (account_id, transaction_id, fingerprint) ",
-        &values.transactions,
+        &rows.transactions,
         |mut row, record| {
             row.push_bind(record.account_id.as_str())
                 .push_bind(record.transaction_id.as_str())
@@ -499,61 +872,42 @@ where
     )
     .await?;
     insert(
-        &mut transaction,
-        "INSERT INTO snapshots (account_id, sequence_number, state) ",
-        &values.snapshots,
+        transaction,
+        "INSERT INTO snapshots (account_id, sequence_number, state, recorded_until_ms) ",
+        &rows.snapshots,
         |mut row, snapshot| {
             row.push_bind(snapshot.account_id.as_str())
                 .push_bind(snapshot.sequence_number)
-                .push_bind(snapshot.state.as_str());
+                .push_bind(snapshot.state.as_str())
+                .push_bind(snapshot.recorded_until_ms);
         },
         is_conflict,
     )
     .await?;
-    transaction
-        .commit()
-        .await
-        .map_err(|error| at_commit(error, is_conflict))
-}
-
-/// The gap check: each account's stream must end right before the commit's
-/// first event. Accounts without events are absent from the result (head
-/// 0). A commit starting at or below the head would also fail on the
-/// primary key, but is refused here first.
-async fn check_heads<DB>(
-    transaction: &mut Transaction<'static, DB>,
-    expected: &[(String, i64)],
-    is_conflict: fn(&dyn DatabaseError) -> bool,
-) -> Result<(), AppendError>
-where
-    DB: Database,
-    DB::Arguments: IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    (String, i64): for<'r> FromRow<'r, DB::Row>,
-{
-    let mut heads = QueryBuilder::<DB>::new(
-        "SELECT account_id, MAX(sequence_number) FROM events WHERE account_id IN (",
-    );
-    let mut separated = heads.separated(", ");
-    for (account, _) in expected {
-        separated.push_bind(account.as_str());
+    if rows.events.is_empty() {
+        return Ok(());
     }
-    heads.push(") GROUP BY account_id");
-    let stored: HashMap<String, i64> = heads
-        .build_query_as::<(String, i64)>()
-        .fetch_all(&mut **transaction)
+    let first = reserve(&mut **transaction, bigint(rows.events.len()))
         .await
-        .map_err(|error| before_commit(error, is_conflict))?
-        .into_iter()
-        .collect();
-    for (account, head) in expected {
-        let actual = stored.get(account).copied().unwrap_or(0);
-        if actual != *head {
-            return Err(Head::moved_at(account, actual, *head));
-        }
-    }
-    Ok(())
+        .map_err(|error| before_commit(error, is_conflict))?;
+    let positioned: Vec<(i64, &EventValues)> = (first..).zip(&rows.events).collect();
+    insert(
+        transaction,
+        "INSERT INTO events \
+         (position, account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms) ",
+        &positioned,
+        |mut row, (position, event)| {
+            row.push_bind(*position)
+                .push_bind(event.account_id.as_str())
+                .push_bind(event.sequence_number)
+                .push_bind(event.transaction_id.as_str())
+                .push_bind(event.event_type)
+                .push_bind(event.payload.as_str())
+                .push_bind(event.recorded_at_ms);
+        },
+        is_conflict,
+    )
+    .await
 }
 
 /// One multi-row INSERT of `rows` (none: no statement), `push_row` binding

@@ -2,18 +2,26 @@
 //! readers never wait for the writer. Writes take the database's single
 //! write lock up front (BEGIN IMMEDIATE), which serialises appends instead
 //! of failing them half-way on a lock upgrade.
+//!
+//! That single writer is also what makes feed positions safe: a batch takes
+//! `MAX(position) + 1` onwards under the write lock, so positions are handed
+//! out in commit order and no reader can see a later one before an earlier
+//! one commits.
+
+use std::pin::Pin;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqliteSynchronous,
 };
 
-use super::sql;
+use super::sql::{self, Attempt, BatchWriter};
 use super::{
-    AppendError, Commit, EventStore, Loaded, OpenError, PoolStatus, RecordedEvent, StoreError,
-    StoreOptions,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, OpenError, PointInTime, PoolStatus,
+    RecordedEvent, StoreError, StoreOptions,
 };
 use crate::domain::{AccountId, TransactionId};
 
@@ -34,12 +42,12 @@ fn is_conflict(error: &dyn DatabaseError) -> bool {
 
 const LOAD: &str = "
 WITH snapshot AS (
-    SELECT sequence_number, state FROM snapshots
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
     WHERE account_id = ?1
     ORDER BY sequence_number DESC LIMIT 1
 )
 SELECT 's' AS kind, sequence_number, NULL AS transaction_id,
-       state AS payload, NULL AS recorded_at_ms
+       state AS payload, recorded_until_ms AS recorded_at_ms
 FROM snapshot
 UNION ALL
 SELECT 'e', sequence_number, transaction_id, payload, recorded_at_ms
@@ -57,6 +65,60 @@ FROM events
 WHERE account_id = ?1 AND sequence_number >= ?2
 ORDER BY sequence_number
 LIMIT ?3";
+
+/// The latest snapshot at or before version ?2 and the events after it up to
+/// the version.
+const LOAD_AT_VERSION: &str = "
+WITH snapshot AS (
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
+    WHERE account_id = ?1 AND sequence_number <= ?2
+    ORDER BY sequence_number DESC LIMIT 1
+)
+SELECT 's' AS kind, sequence_number, NULL AS transaction_id,
+       state AS payload, recorded_until_ms AS recorded_at_ms
+FROM snapshot
+UNION ALL
+SELECT 'e', sequence_number, transaction_id, payload, recorded_at_ms
+FROM events
+WHERE account_id = ?1
+  AND sequence_number > COALESCE((SELECT sequence_number FROM snapshot), 0)
+  AND sequence_number <= ?2";
+
+/// The latest snapshot whose `recorded_until` is known and at or before time
+/// ?2, then the events after it up to the first one recorded after the time
+/// (an index range scan that stops at that event).
+const LOAD_AT_TIME: &str = "
+WITH snapshot AS (
+    SELECT sequence_number, state, recorded_until_ms FROM snapshots
+    WHERE account_id = ?1 AND recorded_until_ms <= ?2
+    ORDER BY sequence_number DESC LIMIT 1
+),
+start AS (
+    SELECT COALESCE((SELECT sequence_number FROM snapshot), 0) AS after_sequence
+),
+stop AS (
+    SELECT COALESCE((
+        SELECT sequence_number FROM events
+        WHERE account_id = ?1 AND sequence_number > (SELECT after_sequence FROM start)
+          AND recorded_at_ms > ?2
+        ORDER BY sequence_number LIMIT 1), 9223372036854775807) AS at_sequence
+)
+SELECT 's' AS kind, sequence_number, NULL AS transaction_id,
+       state AS payload, recorded_until_ms AS recorded_at_ms
+FROM snapshot
+UNION ALL
+SELECT 'e', sequence_number, transaction_id, payload, recorded_at_ms
+FROM events
+WHERE account_id = ?1
+  AND sequence_number > (SELECT after_sequence FROM start)
+  AND sequence_number < (SELECT at_sequence FROM stop)";
+
+const FEED: &str = "
+SELECT position, account_id, sequence_number, transaction_id, payload, recorded_at_ms
+FROM events
+WHERE position > ?1
+ORDER BY position
+LIMIT ?2";
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -84,6 +146,30 @@ impl SqliteStore {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// Positions after the largest stored one (through its unique index), read
+/// under the write lock that BEGIN IMMEDIATE took: no other writer can take
+/// the same range or commit in between.
+fn reserve_positions(
+    connection: &mut SqliteConnection,
+    _count: i64,
+) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(connection)
+            .await?;
+        Ok(last + 1)
+    })
+}
+
+impl BatchWriter for SqliteStore {
+    /// The transaction takes the write lock up front, so the heads it reads
+    /// cannot move before it commits.
+    async fn write(&self, members: &[&Commit]) -> Attempt {
+        let begun = self.pool.begin_with("BEGIN IMMEDIATE").await;
+        sql::write_in_transaction(begun, members, reserve_positions, is_conflict).await
     }
 }
 
@@ -156,6 +242,15 @@ impl EventStore for SqliteStore {
         sql::load(&self.pool, account, query).await
     }
 
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+        let (query, bound) = match at {
+            PointInTime::Version(version) => (LOAD_AT_VERSION, sql::bigint(version)),
+            PointInTime::Time(time) => (LOAD_AT_TIME, time.unix_millis()),
+        };
+        let query = sqlx::query_as(query).bind(account.to_string()).bind(bound);
+        sql::load(&self.pool, account, query).await
+    }
+
     async fn events(
         &self,
         account: AccountId,
@@ -165,18 +260,12 @@ impl EventStore for SqliteStore {
         sql::events(&self.pool, EVENTS, account, from, limit).await
     }
 
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        let Some(values) = sql::commit_values(commit)? else {
-            return Ok(());
-        };
-        // The transaction takes the write lock up front, so the heads the
-        // gap check reads cannot move before we commit.
-        let transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|error| sql::before_commit(error, is_conflict))?;
-        sql::append_in_transaction(transaction, &values, is_conflict).await
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        sql::feed(&self.pool, FEED, after, limit).await
+    }
+
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
+        sql::append_batch(self, commits).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

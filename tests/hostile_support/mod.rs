@@ -15,7 +15,8 @@ use accounts::domain::{AccountId, TransactionId};
 use accounts::engine::EngineConfig;
 use accounts::http::{AppState, ErrorBody, Limits, ServeConfig, router, serve};
 use accounts::store::{
-    AppendError, Commit, EventStore, Loaded, MemoryStore, RecordedEvent, StoreError,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, MemoryStore, PointInTime, RecordedEvent,
+    StoreError,
 };
 use async_trait::async_trait;
 use axum::body::Body;
@@ -94,6 +95,11 @@ impl EventStore for TestStore {
         self.inner.load(account, transaction).await
     }
 
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+        TestStore::pause(self.read_delay).await;
+        self.inner.load_at(account, at).await
+    }
+
     async fn events(
         &self,
         account: AccountId,
@@ -104,17 +110,23 @@ impl EventStore for TestStore {
         self.inner.events(account, from, limit).await
     }
 
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        TestStore::pause(self.read_delay).await;
+        self.inner.feed(after, limit).await
+    }
+
+    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
         TestStore::pause(self.append_delay).await;
-        self.appends_attempted.fetch_add(1, Ordering::SeqCst);
+        self.appends_attempted
+            .fetch_add(commits.len(), Ordering::SeqCst);
         if self.always_conflict {
-            return Err(AppendError::Conflict(
-                "this test store always conflicts".into(),
-            ));
+            let conflict = AppendError::Conflict("this test store always conflicts".into());
+            return vec![Err(conflict); commits.len()];
         }
-        self.inner.append(commit).await?;
-        self.appends_applied.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        let results = self.inner.append_batch(commits).await;
+        let applied = results.iter().filter(|result| result.is_ok()).count();
+        self.appends_applied.fetch_add(applied, Ordering::SeqCst);
+        results
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
