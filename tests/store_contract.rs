@@ -4,8 +4,6 @@
 //! ACCOUNTS_TEST_POSTGRES_URL / ACCOUNTS_TEST_MYSQL_URL (a server where the
 //! tests may create and drop databases) and are ignored without them.
 
-mod store_support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,7 +15,7 @@ use accounts::engine::{Engine, EngineError, Entropy, Outcome, Request, SeededEnt
 use accounts::store::{
     AppendError, Commit, EventStore, RecordedEvent, Snapshot, TransactionRecord,
 };
-use store_support::{Backend, TestStore};
+use testkit::{Backend, TestStore};
 
 /// One test function per contract case and store.
 macro_rules! contract_suite {
@@ -559,18 +557,20 @@ async fn open_account(engine: &Engine, id: AccountId) {
 }
 
 /// Sends a request until it gets a final answer, as a client retrying 409
-/// and 503 with the same transactionId does.
+/// with the same transactionId does. Contention may exhaust the engine's
+/// own retries (409, "retrying can succeed"); a healthy store never makes it
+/// answer 503, so an outage fails the test instead of being retried away.
 async fn execute_until_final(engine: &Engine, request: Request) -> Result<Outcome, EngineError> {
-    let mut attempts = 0;
-    loop {
+    for _ in 0..100 {
         match engine.execute(request.clone()).await {
-            Err(EngineError::Conflict(_) | EngineError::Store(_)) if attempts < 100 => {
-                attempts += 1;
+            Err(EngineError::Conflict(_)) => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
+            Err(EngineError::Store(error)) => panic!("a healthy store answered 503: {error}"),
             answer => return answer,
         }
     }
+    panic!("still 409 after 100 client retries of {request:?}");
 }
 
 fn deposit(id: AccountId, amount: i64, tx: TransactionId) -> Request {

@@ -1,0 +1,38 @@
+//! The one test kit of accounts, used by `tests/`, `sim/`, `fuzz/` and the
+//! end-to-end harness:
+//! - [`instance`]: an instance wired by the library's `InstanceBuilder` with
+//!   a fixed clock and seeded entropy, in-process or on a loopback socket;
+//! - [`client`]: one typed API client (both URL styles, every operation,
+//!   the read side, raw requests) over pluggable [`Transport`]s, built on
+//!   [`api`] (every URL, once) and returning [`Answer`]s with their
+//!   assertions;
+//! - [`stores`]: wrapper stores — slow, held, failing, conflicting,
+//!   ambiguous, counting;
+//! - [`database`]: a fresh store of every kind per test, and connection
+//!   kills;
+//! - [`process`]: the real binary as a child; [`raw`]: bytes on a socket;
+//!   [`history`]: the scripted history behind the pinned event streams.
+//!
+//! The library's own unit tests cannot use the kit (it depends on the
+//! library, so in `cargo test --lib` its types would be another crate's).
+
+pub mod answer;
+pub mod api;
+pub mod client;
+pub mod database;
+pub mod history;
+pub mod ids;
+pub mod instance;
+pub mod metrics;
+pub mod process;
+pub mod raw;
+pub mod stores;
+
+pub use answer::{Answer, NoAnswer, Reply};
+pub use api::{ApiRequest, Style};
+pub use axum::http::{Method, StatusCode};
+pub use client::{Call, Client, InProcess, Socket, Transport};
+pub use database::{Backend, TestStore};
+pub use ids::{fresh_id, id};
+pub use instance::{Served, TestInstance};
+pub use stores::{Decorated, Decorator, Fault, InstrumentedStore};

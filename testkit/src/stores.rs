@@ -1,0 +1,380 @@
+//! Stores that wrap another store: [`Decorator`] (write only what a wrapper
+//! changes; every other call goes through — the one place that grows when
+//! the store contract grows) and [`InstrumentedStore`], the knobs tests turn:
+//! delays, held calls, scripted faults, and counts of what reached the store.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use accounts::domain::{AccountId, TransactionId};
+use accounts::store::{
+    AppendError, Commit, EventStore, Loaded, MemoryStore, PoolStatus, RecordedEvent, StoreError,
+};
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A store that wraps `inner()`: each method passes the call through unless
+/// the decorator overrides it. Wrap it in [`Decorated`] to use it as an
+/// `EventStore`.
+#[async_trait]
+pub trait Decorator: Send + Sync + 'static {
+    fn inner(&self) -> &dyn EventStore;
+
+    async fn load(
+        &self,
+        account: AccountId,
+        transaction: Option<TransactionId>,
+    ) -> Result<Loaded, StoreError> {
+        self.inner().load(account, transaction).await
+    }
+
+    async fn events(
+        &self,
+        account: AccountId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner().events(account, from, limit).await
+    }
+
+    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+        self.inner().append(commit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner().ping().await
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        self.inner().pool_status()
+    }
+}
+
+/// A [`Decorator`] as an `EventStore` (the orphan rule forbids implementing
+/// the library's trait for every decorator directly).
+pub struct Decorated<D>(pub D);
+
+impl<D> std::ops::Deref for Decorated<D> {
+    type Target = D;
+
+    fn deref(&self) -> &D {
+        &self.0
+    }
+}
+
+#[async_trait]
+impl<D: Decorator> EventStore for Decorated<D> {
+    async fn load(
+        &self,
+        account: AccountId,
+        transaction: Option<TransactionId>,
+    ) -> Result<Loaded, StoreError> {
+        self.0.load(account, transaction).await
+    }
+
+    async fn events(
+        &self,
+        account: AccountId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.0.events(account, from, limit).await
+    }
+
+    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+        self.0.append(commit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.0.ping().await
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        self.0.pool_status()
+    }
+}
+
+/// What an [`InstrumentedStore`] does to one call instead of (or before)
+/// passing it through.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Another writer got there first: refused, nothing written.
+    Conflict,
+    /// The store cannot be reached: nothing written.
+    Unavailable,
+    /// The commit is written, but the caller is told the outcome is unknown.
+    AmbiguousLanded,
+    /// Nothing is written, and the caller is told the outcome is unknown.
+    AmbiguousLost,
+    /// This commit of another writer is written first; then the call goes
+    /// through (and the store itself decides whether it still fits).
+    OtherWriterFirst(Box<Commit>),
+    /// The call never answers.
+    Hang,
+}
+
+/// The knobs of one kind of call (reads or appends).
+#[derive(Default)]
+struct Knobs {
+    delay: Duration,
+    /// Faults for the next calls, one each, in order.
+    script: VecDeque<Fault>,
+    /// The fault of every call once the script is used up.
+    always: Option<Fault>,
+}
+
+impl Knobs {
+    fn next_fault(&mut self) -> Option<Fault> {
+        self.script.pop_front().or_else(|| self.always.clone())
+    }
+}
+
+/// One kind of call's knobs and counts, and the gate that holds it.
+struct Calls {
+    knobs: Mutex<Knobs>,
+    /// Calls that reached the store (before any gate or delay).
+    entered: watch::Sender<usize>,
+    /// Whether calls may proceed past the gate.
+    open: watch::Sender<bool>,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            knobs: Mutex::default(),
+            entered: watch::Sender::new(0),
+            open: watch::Sender::new(true),
+        }
+    }
+}
+
+impl Calls {
+    fn knobs(&self) -> MutexGuard<'_, Knobs> {
+        self.knobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts the call in, waits at the gate and for the delay, and returns
+    /// the fault to inject, if any.
+    async fn enter(&self) -> Option<Fault> {
+        self.entered.send_modify(|n| *n += 1);
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+        let (delay, fault) = {
+            let mut knobs = self.knobs();
+            (knobs.delay, knobs.next_fault())
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(Fault::Hang) = fault {
+            std::future::pending::<()>().await;
+        }
+        fault
+    }
+
+    async fn reached(&self, count: usize) {
+        let mut entered = self.entered.subscribe();
+        let _ = entered.wait_for(|n| *n >= count).await;
+    }
+}
+
+/// One append that reached the store: when, and what it asked to write.
+#[derive(Clone, Debug)]
+pub struct AppendCall {
+    pub at: Instant,
+    pub commit: Commit,
+}
+
+/// A store (by default a fresh `MemoryStore`) with knobs for tests, all
+/// settable while it serves: delays before reads or appends (before the
+/// write, so a caller that gives up cancels it), calls held until released,
+/// faults scripted per call or for every call, and counts of what reached it.
+pub struct InstrumentedStore {
+    inner: Arc<dyn EventStore>,
+    reads: Calls,
+    appends: Calls,
+    appends_applied: AtomicUsize,
+    append_log: Mutex<Vec<AppendCall>>,
+}
+
+impl InstrumentedStore {
+    pub fn new() -> Arc<Decorated<InstrumentedStore>> {
+        InstrumentedStore::over(Arc::new(MemoryStore::new()))
+    }
+
+    pub fn over(inner: Arc<dyn EventStore>) -> Arc<Decorated<InstrumentedStore>> {
+        Arc::new(Decorated(InstrumentedStore {
+            inner,
+            reads: Calls::default(),
+            appends: Calls::default(),
+            appends_applied: AtomicUsize::new(0),
+            append_log: Mutex::default(),
+        }))
+    }
+
+    /// The wrapped store, reached without any knob.
+    pub fn bypass(&self) -> &Arc<dyn EventStore> {
+        &self.inner
+    }
+
+    pub fn delay_reads(&self, delay: Duration) {
+        self.reads.knobs().delay = delay;
+    }
+
+    pub fn delay_appends(&self, delay: Duration) {
+        self.appends.knobs().delay = delay;
+    }
+
+    /// The next reads (loads, event pages, pings) suffer these faults, one each.
+    pub fn script_reads(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.reads.knobs().script.extend(faults);
+    }
+
+    /// The next appends suffer these faults, one each.
+    pub fn script_appends(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.appends.knobs().script.extend(faults);
+    }
+
+    /// Every read after the script suffers `fault` (`None`: none).
+    pub fn fail_reads(&self, fault: Option<Fault>) {
+        self.reads.knobs().always = fault;
+    }
+
+    /// Every append after the script suffers `fault` (`None`: none).
+    pub fn fail_appends(&self, fault: Option<Fault>) {
+        self.appends.knobs().always = fault;
+    }
+
+    /// Reads wait (after being counted) until [`InstrumentedStore::release_reads`].
+    pub fn hold_reads(&self) {
+        self.reads.open.send_replace(false);
+    }
+
+    pub fn release_reads(&self) {
+        self.reads.open.send_replace(true);
+    }
+
+    /// Appends wait (after being counted, before writing) until
+    /// [`InstrumentedStore::release_appends`].
+    pub fn hold_appends(&self) {
+        self.appends.open.send_replace(false);
+    }
+
+    pub fn release_appends(&self) {
+        self.appends.open.send_replace(true);
+    }
+
+    /// Reads that reached the store so far.
+    pub fn reads(&self) -> usize {
+        *self.reads.entered.borrow()
+    }
+
+    /// Appends that reached the store so far (held, failed or written).
+    pub fn appends_attempted(&self) -> usize {
+        *self.appends.entered.borrow()
+    }
+
+    /// Appends the wrapped store accepted.
+    pub fn appends_applied(&self) -> usize {
+        self.appends_applied.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `count` reads have reached the store.
+    pub async fn reads_reached(&self, count: usize) {
+        self.reads.reached(count).await;
+    }
+
+    /// Waits until `count` appends have reached the store.
+    pub async fn appends_reached(&self, count: usize) {
+        self.appends.reached(count).await;
+    }
+
+    /// Every append that got past the gate and delay, in order.
+    pub fn append_calls(&self) -> Vec<AppendCall> {
+        self.append_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn write(&self, commit: &Commit) -> Result<(), AppendError> {
+        self.inner.append(commit).await?;
+        self.appends_applied.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable("injected by the test".to_owned())
+}
+
+/// A fault on a read: anything but `Unavailable` (or `Hang`, already
+/// waited out) lets the read through.
+fn read_fault(fault: Option<Fault>) -> Result<(), StoreError> {
+    match fault {
+        Some(Fault::Unavailable) => Err(unavailable()),
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Decorator for InstrumentedStore {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
+    async fn load(
+        &self,
+        account: AccountId,
+        transaction: Option<TransactionId>,
+    ) -> Result<Loaded, StoreError> {
+        read_fault(self.reads.enter().await)?;
+        self.inner.load(account, transaction).await
+    }
+
+    async fn events(
+        &self,
+        account: AccountId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_fault(self.reads.enter().await)?;
+        self.inner.events(account, from, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        read_fault(self.reads.enter().await)?;
+        self.inner.ping().await
+    }
+
+    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
+        let fault = self.appends.enter().await;
+        self.append_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(AppendCall {
+                at: Instant::now(),
+                commit: commit.clone(),
+            });
+        match fault {
+            None | Some(Fault::Hang) => self.write(commit).await,
+            Some(Fault::Conflict) => Err(AppendError::Conflict("injected by the test".into())),
+            Some(Fault::Unavailable) => Err(unavailable().into()),
+            Some(Fault::AmbiguousLost) => Err(AppendError::Ambiguous("injected: lost".into())),
+            Some(Fault::AmbiguousLanded) => {
+                self.write(commit).await?;
+                Err(AppendError::Ambiguous("injected: landed".into()))
+            }
+            Some(Fault::OtherWriterFirst(other)) => {
+                self.inner
+                    .append(&other)
+                    .await
+                    .expect("the other writer's commit fits");
+                self.write(commit).await
+            }
+        }
+    }
+}
