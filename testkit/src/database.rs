@@ -203,22 +203,51 @@ impl TestDatabase {
         AdminConnection::connect(self.backend, &self.admin_url).await
     }
 
-    /// Closes connections to this database other than the caller's, as an
-    /// operator or a failing network would (`pg_terminate_backend`, `KILL`):
-    /// every one, or only those writing an append or committing — the
-    /// kills that leave a commit's outcome unknown. Returns how many.
-    pub async fn kill_connections(&self, which: Connections) -> usize {
-        let Ok(admin) = self.admin().await else {
-            return 0;
-        };
-        match admin {
-            AdminConnection::Postgres(admin) => kill_postgres(admin, &self.name, which).await,
-            AdminConnection::Mysql(admin) => kill_mysql(admin, &self.name, which).await,
+    /// An administrator that closes connections to this database.
+    pub async fn killer(&self) -> Killer {
+        Killer {
+            backend: self.backend,
+            name: self.name.clone(),
+            admin_url: self.admin_url.clone(),
+            admin: self.admin().await.expect("an admin connection"),
         }
     }
 }
 
-/// Which connections [`TestDatabase::kill_connections`] kills.
+/// Closes connections to a test database other than its own, as an operator
+/// or a failing network would (`pg_terminate_backend`, `KILL`), over one
+/// kept connection so that it can do so many times a second.
+pub struct Killer {
+    backend: Backend,
+    name: String,
+    admin_url: String,
+    admin: AdminConnection,
+}
+
+impl Killer {
+    /// Kills every connection, or only those writing an append or
+    /// committing — the kills that leave a commit's outcome unknown.
+    /// Returns how many were killed.
+    pub async fn kill(&mut self, which: Connections) -> usize {
+        let name = &self.name;
+        let killed = match &mut self.admin {
+            AdminConnection::Postgres(admin) => kill_postgres(admin, name, which).await,
+            AdminConnection::Mysql(admin) => kill_mysql(admin, name, which).await,
+        };
+        match killed {
+            Ok(killed) => killed,
+            Err(error) => {
+                eprintln!("killing connections failed ({error}); reconnecting");
+                if let Ok(admin) = AdminConnection::connect(self.backend, &self.admin_url).await {
+                    self.admin = admin;
+                }
+                0
+            }
+        }
+    }
+}
+
+/// Which connections [`Killer::kill`] kills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Connections {
     All,
@@ -227,7 +256,11 @@ pub enum Connections {
     Committing,
 }
 
-async fn kill_postgres(mut admin: sqlx::PgConnection, database: &str, which: Connections) -> usize {
+async fn kill_postgres(
+    admin: &mut sqlx::PgConnection,
+    database: &str,
+    which: Connections,
+) -> Result<usize, sqlx::Error> {
     let only_committing = which == Connections::Committing;
     // The PostgreSQL append is one statement that commits on its own; in a
     // transaction, its COMMIT shows as the active query.
@@ -239,13 +272,16 @@ async fn kill_postgres(mut admin: sqlx::PgConnection, database: &str, which: Con
     )
     .bind(database)
     .bind(only_committing)
-    .fetch_all(&mut admin)
-    .await
-    .expect("listing the connections to kill");
-    killed.into_iter().filter(|(done,)| *done).count()
+    .fetch_all(admin)
+    .await?;
+    Ok(killed.into_iter().filter(|(done,)| *done).count())
 }
 
-async fn kill_mysql(mut admin: sqlx::MySqlConnection, database: &str, which: Connections) -> usize {
+async fn kill_mysql(
+    admin: &mut sqlx::MySqlConnection,
+    database: &str,
+    which: Connections,
+) -> Result<usize, sqlx::Error> {
     // The MariaDB append is a transaction: killed while it is in COMMIT, or
     // between its last INSERT and the COMMIT, its outcome is unknown.
     let query = match which {
@@ -263,17 +299,17 @@ async fn kill_mysql(mut admin: sqlx::MySqlConnection, database: &str, which: Con
     };
     let ids: Vec<(i64,)> = sqlx::query_as(query)
         .bind(database)
-        .fetch_all(&mut admin)
-        .await
-        .expect("listing the connections to kill");
+        .fetch_all(&mut *admin)
+        .await?;
     let mut killed = 0;
     for (id,) in ids {
+        // The connection may have ended by itself meanwhile.
         let kill = sqlx::raw_sql(AssertSqlSafe(format!("KILL {id}")));
-        if kill.execute(&mut admin).await.is_ok() {
+        if kill.execute(&mut *admin).await.is_ok() {
             killed += 1;
         }
     }
-    killed
+    Ok(killed)
 }
 
 impl Drop for TestDatabase {

@@ -92,6 +92,11 @@ impl TestBuilder {
         self
     }
 
+    /// The metrics the instance will export, to read from outside.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
     pub fn build(self) -> TestInstance {
         let instance = self.builder.build();
         TestInstance {
