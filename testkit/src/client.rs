@@ -371,6 +371,15 @@ impl<T: Transport> Client<T> {
         answer.json().as_array().expect("an array").clone()
     }
 
+    /// What a client can observe of an account: its state answer's body
+    /// and its whole event stream's, to compare before and after a request
+    /// that must change nothing.
+    pub async fn observe(&self, account: impl Display) -> (String, String) {
+        let state = self.state(&account).await.body;
+        let events = self.events_page(&account, None, Some(10_000)).await.body;
+        (state, events)
+    }
+
     /// The whole event stream, following `Link: <…>; rel="next"`.
     pub async fn all_events(&self, account: impl Display) -> Vec<Value> {
         let mut events = Vec::new();

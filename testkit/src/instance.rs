@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::{Client, InProcess, Socket};
+use crate::stores::{Instrumented, InstrumentedStore};
 
 /// 2026-11-26T10:00:00.000Z: where every test instance's clock starts.
 pub const START_MILLIS: i64 = 1_795_687_200_000;
@@ -97,6 +98,13 @@ impl TestBuilder {
         self.metrics.clone()
     }
 
+    /// Builds over a fresh [`InstrumentedStore`] (over memory), returned
+    /// too so the test can turn its knobs and read its counts.
+    pub fn instrumented(self) -> (Instrumented, TestInstance) {
+        let store = InstrumentedStore::new();
+        (store.clone(), self.store(store).build())
+    }
+
     pub fn build(self) -> TestInstance {
         let instance = self.builder.build();
         TestInstance {
@@ -137,6 +145,12 @@ impl TestInstance {
     /// An instance over the memory store, with every default.
     pub fn new() -> TestInstance {
         TestInstance::default()
+    }
+
+    /// An instance over a fresh [`InstrumentedStore`], otherwise with
+    /// every default.
+    pub fn instrumented() -> (Instrumented, TestInstance) {
+        TestInstance::builder().instrumented()
     }
 
     /// An instance over `store`, otherwise with every default.

@@ -35,4 +35,4 @@ pub use client::{Call, Client, InProcess, Socket, Transport};
 pub use database::{Backend, TestStore};
 pub use ids::{fresh_id, id};
 pub use instance::{Served, TestInstance};
-pub use stores::{Decorated, Decorator, Fault, InstrumentedStore};
+pub use stores::{Decorated, Decorator, Fault, Instrumented, InstrumentedStore};

@@ -188,6 +188,10 @@ pub struct AppendCall {
     pub commit: Commit,
 }
 
+/// An [`InstrumentedStore`] as tests hold it: usable as an `EventStore`,
+/// its knobs reached through `Deref`.
+pub type Instrumented = Arc<Decorated<InstrumentedStore>>;
+
 /// A store (by default a fresh `MemoryStore`) with knobs for tests, all
 /// settable while it serves: delays before reads or appends (before the
 /// write, so a caller that gives up cancels it), calls held until released,
@@ -201,11 +205,11 @@ pub struct InstrumentedStore {
 }
 
 impl InstrumentedStore {
-    pub fn new() -> Arc<Decorated<InstrumentedStore>> {
+    pub fn new() -> Instrumented {
         InstrumentedStore::over(Arc::new(MemoryStore::new()))
     }
 
-    pub fn over(inner: Arc<dyn EventStore>) -> Arc<Decorated<InstrumentedStore>> {
+    pub fn over(inner: Arc<dyn EventStore>) -> Instrumented {
         Arc::new(Decorated(InstrumentedStore {
             inner,
             reads: Calls::default(),
