@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::store::{
-    AppendError, Commit, EventStore, Loaded, PoolStatus, RecordedEvent, Snapshot, StoreError,
+    AppendError, Commit, EventStore, Loaded, RecordedEvent, Snapshot, StoreError,
 };
 use async_trait::async_trait;
+use testkit::{Decorated, Decorator};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PlantedBug {
@@ -44,11 +45,11 @@ impl PlantedBug {
 
 /// The store an instance with `bug` planted sees.
 pub fn plant(bug: PlantedBug, store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
-    Arc::new(BuggyStore {
+    Arc::new(Decorated(BuggyStore {
         inner: store,
         bug,
         served: Mutex::default(),
-    })
+    }))
 }
 
 struct BuggyStore {
@@ -157,7 +158,11 @@ fn state_before(after: &Account, event: &Event) -> Account {
 }
 
 #[async_trait]
-impl EventStore for BuggyStore {
+impl Decorator for BuggyStore {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
     async fn load(
         &self,
         account: AccountId,
@@ -172,15 +177,6 @@ impl EventStore for BuggyStore {
             _ => {}
         }
         Ok(loaded)
-    }
-
-    async fn events(
-        &self,
-        account: AccountId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.events(account, from, limit).await
     }
 
     async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
@@ -198,14 +194,6 @@ impl EventStore for BuggyStore {
             }
             PlantedBug::SkipIdempotencyCheck => self.inner.append(commit).await,
         }
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    fn pool_status(&self) -> Option<PoolStatus> {
-        self.inner.pool_status()
     }
 }
 

@@ -2,6 +2,11 @@
 //! instance like a database outside the hosts (it survives their crashes),
 //! seen through a wrapper that adds latency, errors and ambiguous commits in
 //! the plan's time windows.
+//!
+//! It stays here rather than in the test kit: its faults are drawn from the
+//! run's seed, placed in virtual-time windows and written to the run's
+//! trace — the simulation's own machinery. It is written as the kit's
+//! `Decorator`, so calls it leaves alone pass through by themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +19,7 @@ use accounts::store::{
 use async_trait::async_trait;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use testkit::{Decorated, Decorator};
 
 use crate::plan::{StoreFaultKind, StoreWindow, mix};
 use crate::trace::Trace;
@@ -52,15 +58,15 @@ impl FaultyStore {
         base_latency: Duration,
         seed: u64,
         trace: Trace,
-    ) -> FaultyStore {
-        FaultyStore {
+    ) -> Arc<Decorated<FaultyStore>> {
+        Arc::new(Decorated(FaultyStore {
             inner,
             windows,
             base_latency,
             rng: Mutex::new(Xoshiro256PlusPlus::seed_from_u64(mix(seed, 4, 0))),
             trace,
             injected: Injected::default(),
-        }
+        }))
     }
 
     /// Draws the faults for a call made now. Calls are made in a
@@ -119,7 +125,11 @@ pub fn short(id: &impl std::fmt::Display) -> String {
 }
 
 #[async_trait]
-impl EventStore for FaultyStore {
+impl Decorator for FaultyStore {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
     async fn load(
         &self,
         account: AccountId,
@@ -187,9 +197,5 @@ impl EventStore for FaultyStore {
             ));
         }
         result
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
     }
 }
