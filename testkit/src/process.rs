@@ -46,10 +46,10 @@ impl Service {
         std::thread::spawn(move || {
             let mut sender = Some(sender);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listening on ").nth(1)
+                if let Some(address) = line.split("listening on ").nth(1).map(address_prefix)
                     && let Some(sender) = sender.take()
                 {
-                    let _ = sender.send(address.trim().to_owned());
+                    let _ = sender.send(address.to_owned());
                 }
                 lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
@@ -109,6 +109,14 @@ impl Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The socket address at the start of `text`, in a text or a JSON log line.
+fn address_prefix(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
 impl Drop for Service {
