@@ -788,7 +788,7 @@ async fn ping_ready_and_metrics() {
             .starts_with("text/plain")
     );
     assert_eq!(app.get("/ready").await.status, StatusCode::OK);
-    app.open(&id(1), &id(OWNER)).await;
+    app.open_ok(id(1), id(OWNER)).await;
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(

@@ -426,7 +426,7 @@ fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
                 };
                 let before = (api.observe(&a).await, api.observe(&b).await);
                 let applied = store.appends_applied();
-                let answer = api.send(method.clone(), &uri.to_string()).await;
+                let answer = api.send(method.clone(), uri.to_string()).await;
                 tally.borrow_mut().add(answer.status);
                 if std::env::var_os("HOSTILE_DEBUG").is_some() {
                     println!("{method} {uri} -> {}", answer.status);
@@ -839,9 +839,7 @@ async fn documented_edge_cases_get_their_documented_answers() {
             answer.body
         );
     }
-    let answer = api
-        .send(Method::GET, &format!("/api/account/{upper}"))
-        .await;
+    let answer = api.state(&upper).await;
     assert_eq!(answer.json()["balance"], 100 + 5 + 5 + 4);
     assert_eq!(answer.json()["accountId"], account.as_str());
 }
@@ -854,7 +852,7 @@ async fn head_and_options_are_sane() {
     let account = fresh_id();
     api.open_funded(&account, fresh_id(), 1, fresh_id()).await;
     let head = api
-        .send(Method::HEAD, &format!("/api/account/{account}"))
+        .send(Method::HEAD, format!("/api/account/{account}"))
         .await;
     assert_eq!(head.status, StatusCode::OK);
     assert!(head.body.is_empty());
@@ -867,7 +865,7 @@ async fn head_and_options_are_sane() {
         Method::from_bytes(b"FROB").expect("a method name"),
     ] {
         let answer = api
-            .send(method.clone(), &format!("/api/account/{account}"))
+            .send(method.clone(), format!("/api/account/{account}"))
             .await;
         assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert_eq!(answer.headers["allow"], "GET,HEAD,POST,PUT,DELETE");
