@@ -309,86 +309,81 @@ async fn the_size_limits_snapshot_interval_and_log_format_flags_reach_the_server
     }
 }
 
+/// A service on a fresh SQLite file started with `flags`, and the answer
+/// to a deposit sent while the test holds the write lock (released once the
+/// answer is in).
+struct Blocked {
+    answer: testkit::Answer,
+    api: Client<Socket>,
+    account: String,
+    _service: Service,
+    _file: TempFile,
+}
+
+async fn deposit_under_the_write_lock(flags: &[&str]) -> Blocked {
+    let file = TempFile::new("db");
+    let service = serve_sqlite(&file, flags);
+    let api = service.client();
+    let account = funded(&api).await;
+    let lock = WriteLock::take(&file.sqlite_url()).await;
+    let answer = api
+        .deposit(&account, 5, fresh_id())
+        .timeout(BOUND)
+        .reply()
+        .await
+        .expect("answered within the bound, as the flags say");
+    lock.release().await;
+    Blocked {
+        answer,
+        api,
+        account,
+        _service: service,
+        _file: file,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_timeout_flag_reaches_the_server() {
-    let file = TempFile::new("db");
-    let service = serve_sqlite(
-        &file,
-        &[
-            "--request-timeout-ms",
-            "200",
-            "--acquire-timeout-ms",
-            "60000",
-            "--store-timeout-ms",
-            "60000",
-        ],
-    );
-    let api = service.client();
-    let account = funded(&api).await;
-    let lock = WriteLock::take(&file.sqlite_url()).await;
-    let answer = api
-        .deposit(&account, 5, fresh_id())
-        .timeout(BOUND)
-        .reply()
-        .await
-        .expect("answered by the request timeout");
-    answer.assert_error_code("request_timeout");
-    lock.release().await;
-    assert_eq!(api.balance(&account).await, 1);
+    let blocked = deposit_under_the_write_lock(&[
+        "--request-timeout-ms",
+        "200",
+        "--acquire-timeout-ms",
+        "60000",
+        "--store-timeout-ms",
+        "60000",
+    ])
+    .await;
+    blocked.answer.assert_error_code("request_timeout");
+    assert_eq!(blocked.api.balance(&blocked.account).await, 1);
 }
 
+/// Each append outlives the store timeout (ambiguous), then the retries
+/// run out: 409.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_timeout_and_retries_flags_reach_the_server() {
-    let file = TempFile::new("db");
-    let service = serve_sqlite(
-        &file,
-        &[
-            "--store-timeout-ms",
-            "200",
-            "--retries-max",
-            "2",
-            "--acquire-timeout-ms",
-            "60000",
-        ],
-    );
-    let api = service.client();
-    let account = funded(&api).await;
-    let lock = WriteLock::take(&file.sqlite_url()).await;
-    // Each append outlives the store timeout (ambiguous), then the retries
-    // run out: 409.
-    let answer = api
-        .deposit(&account, 5, fresh_id())
-        .timeout(BOUND)
-        .reply()
-        .await
-        .expect("answered once the retries ran out");
-    answer.assert_error_code("conflict");
-    assert_eq!(metric(&api, "accounts_ambiguous_commits_total").await, 3.0);
-    assert_eq!(metric(&api, "accounts_retries_total").await, 2.0);
-    lock.release().await;
+    let blocked = deposit_under_the_write_lock(&[
+        "--store-timeout-ms",
+        "200",
+        "--retries-max",
+        "2",
+        "--acquire-timeout-ms",
+        "60000",
+    ])
+    .await;
+    blocked.answer.assert_error_code("conflict");
+    let api = &blocked.api;
+    assert_eq!(metric(api, "accounts_ambiguous_commits_total").await, 3.0);
+    assert_eq!(metric(api, "accounts_retries_total").await, 2.0);
 }
 
+/// SQLite waits for its write lock as long as the acquire timeout, then
+/// answers busy: a conflict, retried once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_acquire_timeout_flag_reaches_the_server() {
-    let file = TempFile::new("db");
-    let service = serve_sqlite(
-        &file,
-        &["--acquire-timeout-ms", "100", "--retries-max", "1"],
-    );
-    let api = service.client();
-    let account = funded(&api).await;
-    let lock = WriteLock::take(&file.sqlite_url()).await;
-    // SQLite waits for its write lock as long as the acquire timeout, then
-    // answers busy: a conflict, retried once.
-    let answer = api
-        .deposit(&account, 5, fresh_id())
-        .timeout(BOUND)
-        .reply()
-        .await
-        .expect("answered once the lock waits gave up");
-    answer.assert_error_code("conflict");
-    assert_eq!(metric(&api, "accounts_conflicts_total").await, 2.0);
-    lock.release().await;
+    let blocked =
+        deposit_under_the_write_lock(&["--acquire-timeout-ms", "100", "--retries-max", "1"]).await;
+    blocked.answer.assert_error_code("conflict");
+    assert_eq!(metric(&blocked.api, "accounts_conflicts_total").await, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,22 +12,13 @@ use accounts::domain::{
     Account, AccountId, Amount, Command, Effects, Event, OwnerId, Refusal, decide, evolve, replay,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+use testkit::properties::runner;
 use uuid::Uuid;
 
 const ACCOUNTS: u128 = 3;
 
 fn account(n: u128) -> AccountId {
     AccountId::from_uuid(Uuid::from_u128(n + 1))
-}
-
-fn runner(cases: u32, seed: u64) -> TestRunner {
-    TestRunner::new(Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    })
 }
 
 /// Amounts cluster where the rules bite: zero, small values, and values near

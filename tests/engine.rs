@@ -136,6 +136,27 @@ fn assert_waited(calls: &[AppendCall], expected: &[Duration]) {
     }
 }
 
+/// Opens an account with `config` against a store whose every append
+/// conflicts: the retries run out. Checks the waits between the appends
+/// and returns the metrics.
+async fn open_against_conflicts(config: &EngineConfig) -> EngineMetrics {
+    let store = InstrumentedStore::new();
+    store.fail_appends(Some(Fault::Conflict));
+    let (engine, metrics) = engine(&store, config.clone());
+    let started = Instant::now();
+    let outcome = engine.execute(open(id(1))).await;
+    assert_eq!(outcome, Err(EngineError::Conflict(config.retries_max)));
+    let calls = store.append_calls();
+    assert_eq!(calls[0].at, started, "the first attempt does not wait");
+    let expected = expected_waits(config, config.retries_max);
+    assert_waited(&calls, &expected);
+    assert!(
+        expected.iter().any(|wait| !wait.is_zero()),
+        "the waits are not all zero"
+    );
+    metrics
+}
+
 #[tokio::test(start_paused = true)]
 async fn retries_wait_the_backoff_drawn_from_the_injected_entropy() {
     // A cap above base · 2^21, so that the exponent's own cap shows.
@@ -145,23 +166,13 @@ async fn retries_wait_the_backoff_drawn_from_the_injected_entropy() {
         backoff_max: Duration::from_secs(10),
         ..EngineConfig::default()
     };
-    let store = InstrumentedStore::new();
-    store.fail_appends(Some(Fault::Conflict));
-    let (engine, metrics) = engine(&store, config.clone());
-    let started = Instant::now();
-    let outcome = engine.execute(open(id(1))).await;
-    assert_eq!(outcome, Err(EngineError::Conflict(24)));
-    let calls = store.append_calls();
-    assert_eq!(calls.len(), 25, "the first attempt and 24 retries");
-    assert_eq!(calls[0].at, started, "the first attempt does not wait");
-    let expected = expected_waits(&config, 24);
-    assert_waited(&calls, &expected);
-    assert!(
-        expected.iter().any(|wait| !wait.is_zero()),
-        "the waits are not all zero"
-    );
+    let metrics = open_against_conflicts(&config).await;
     assert_eq!(metrics.retries.get(), 24);
-    assert_eq!(metrics.conflicts.get(), 25);
+    assert_eq!(
+        metrics.conflicts.get(),
+        25,
+        "the first attempt and 24 retries"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -172,15 +183,8 @@ async fn the_backoff_is_capped() {
         backoff_max: Duration::from_millis(5),
         ..EngineConfig::default()
     };
-    let store = InstrumentedStore::new();
-    store.fail_appends(Some(Fault::Conflict));
-    let (engine, _) = engine(&store, config.clone());
-    assert_eq!(
-        engine.execute(open(id(1))).await,
-        Err(EngineError::Conflict(8))
-    );
+    open_against_conflicts(&config).await;
     let expected = expected_waits(&config, 8);
-    assert_waited(&store.append_calls(), &expected);
     assert!(expected.iter().all(|wait| *wait <= config.backoff_max));
 }
 

@@ -17,7 +17,10 @@ use accounts::engine::EngineConfig;
 use accounts::http::{Limits, ServeConfig};
 use testkit::instance::{SHUTDOWN_GRACE, TestBuilder};
 use testkit::raw::{request, status_of};
-use testkit::{Client, Fault, InProcess, Instrumented, StatusCode, TestInstance, fresh_id};
+use testkit::{
+    Answer, ApiRequest, Client, Fault, InProcess, Instrumented, Served, StatusCode, Style,
+    TestInstance, fresh_id,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -45,31 +48,63 @@ fn builder() -> TestBuilder {
     TestInstance::builder().engine_config(quick_retries())
 }
 
-/// An account opened with a balance of 5 (through the in-process client,
-/// before any knob is turned).
-async fn funded(api: &Client<InProcess>) -> String {
-    let account = fresh_id();
-    api.open_funded(&account, fresh_id(), 5, fresh_id()).await;
-    account
+/// A served instance over an instrumented store, with an account opened
+/// with a balance of 5 (through the in-process client, before any knob is
+/// turned) and what could be observed of it then.
+struct Funded {
+    app: TestInstance,
+    store: Instrumented,
+    api: Client<InProcess>,
+    account: String,
+    before: (String, String),
+    applied: usize,
+    attempted: usize,
+    server: Served,
 }
 
-/// The request under `transaction` changed nothing: the account reads as
-/// `before`, no append was written, and the transactionId is still free (a
-/// deposit of another amount under it is applied, not refused as reused).
-async fn changed_nothing(
-    api: &Client<InProcess>,
-    store: &Instrumented,
-    account: &str,
-    transaction: &str,
-    before: &(String, String),
-    applied: usize,
-) {
-    assert_eq!(&api.observe(account).await, before);
-    assert_eq!(store.appends_applied(), applied);
-    api.deposit(account, 1, transaction)
-        .await
-        .assert_status(StatusCode::NO_CONTENT);
-    assert_eq!(api.balance(account).await, 6);
+impl Funded {
+    async fn start(builder: TestBuilder) -> Funded {
+        let (store, app) = builder.instrumented();
+        let api = app.client();
+        let account = fresh_id();
+        api.open_funded(&account, fresh_id(), 5, fresh_id()).await;
+        let before = api.observe(&account).await;
+        let (applied, attempted) = (store.appends_applied(), store.appends_attempted());
+        let server = app.serve().await;
+        Funded {
+            app,
+            store,
+            api,
+            account,
+            before,
+            applied,
+            attempted,
+            server,
+        }
+    }
+
+    /// A deposit of 7 under `transaction`, over the socket.
+    async fn deposit(&self, transaction: &str) -> Answer {
+        self.server
+            .client()
+            .deposit(&self.account, 7, transaction)
+            .await
+    }
+
+    /// The request under `transaction` changed nothing: the account reads
+    /// as before, no append was written, and the transactionId is still
+    /// free (a deposit of another amount under it is applied, not refused
+    /// as reused).
+    async fn changed_nothing(self, transaction: &str) {
+        let (api, account) = (&self.api, &self.account);
+        assert_eq!(api.observe(account).await, self.before);
+        assert_eq!(self.store.appends_applied(), self.applied);
+        api.deposit(account, 1, transaction)
+            .await
+            .assert_status(StatusCode::NO_CONTENT);
+        assert_eq!(api.balance(account).await, 6);
+        self.server.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,23 +113,21 @@ async fn a_body_beyond_the_limit_is_413_and_changes_nothing() {
         body_bytes_max: 1024,
         ..Limits::default()
     };
-    let (store, app) = builder().limits(limits).instrumented();
-    let api = app.client();
-    let account = funded(&api).await;
-    let (before, applied) = (api.observe(&account).await, store.appends_applied());
-    let server = app.serve().await;
+    let funded = Funded::start(builder().limits(limits)).await;
     let transaction = fresh_id();
-    let target = format!("/api/account/{account}/deposit?amount=5&transactionId={transaction}");
+    let target = ApiRequest::deposit(Style::Path, &funded.account, 5, &transaction).target;
+    let address = funded.server.address;
     let body = "x".repeat(2048);
     let extra = format!("Content-Length: 2048\r\n\r\n{body}");
-    let answer = request(server.address, "PUT", &target, &extra).await;
-    answer.assert_error_code("payload_too_large");
+    request(address, "PUT", &target, &extra)
+        .await
+        .assert_error_code("payload_too_large");
     // Only announced: refused before a byte of it is read.
     let extra = "Content-Length: 1000000000\r\n";
-    let answer = request(server.address, "PUT", &target, extra).await;
-    answer.assert_error_code("payload_too_large");
-    changed_nothing(&api, &store, &account, &transaction, &before, applied).await;
-    server.stop().await;
+    request(address, "PUT", &target, extra)
+        .await
+        .assert_error_code("payload_too_large");
+    funded.changed_nothing(&transaction).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,28 +173,18 @@ async fn a_request_not_answered_within_the_request_timeout_is_408_and_changes_no
         store_timeout: BOUND,
         ..quick_retries()
     };
-    let (store, app) = builder()
-        .limits(limits)
-        .engine_config(engine)
-        .instrumented();
-    let api = app.client();
-    let account = funded(&api).await;
-    let (before, applied) = (api.observe(&account).await, store.appends_applied());
-    let attempted = store.appends_attempted();
-    let server = app.serve().await;
+    let funded = Funded::start(builder().limits(limits).engine_config(engine)).await;
     // The append is held until after the request timed out.
-    store.hold_appends();
+    funded.store.hold_appends();
     let transaction = fresh_id();
-    let answer = server.client().deposit(&account, 7, &transaction).await;
-    answer.assert_error_code("request_timeout");
-    assert_eq!(
-        store.appends_attempted(),
-        attempted + 1,
-        "the request timed out in its append"
-    );
-    store.release_appends();
-    changed_nothing(&api, &store, &account, &transaction, &before, applied).await;
-    server.stop().await;
+    funded
+        .deposit(&transaction)
+        .await
+        .assert_error_code("request_timeout");
+    let reached = funded.store.appends_attempted();
+    assert_eq!(reached, funded.attempted + 1, "timed out in its append");
+    funded.store.release_appends();
+    funded.changed_nothing(&transaction).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,27 +193,22 @@ async fn a_store_slower_than_the_store_timeout_is_503_with_retry_after_and_chang
         store_timeout: Duration::from_millis(100),
         ..quick_retries()
     };
-    let (store, app) = builder().engine_config(engine).instrumented();
-    let api = app.client();
-    let account = funded(&api).await;
-    let (before, applied) = (api.observe(&account).await, store.appends_applied());
-    let attempted = store.appends_attempted();
-    let server = app.serve().await;
-    let remote = server.client();
-    store.hold_reads();
+    let funded = Funded::start(builder().engine_config(engine)).await;
+    let remote = funded.server.client();
+    funded.store.hold_reads();
     let transaction = fresh_id();
     for answer in [
-        remote.state(&account).await,
-        remote.events(&account).await,
-        remote.deposit(&account, 7, &transaction).await,
+        remote.state(&funded.account).await,
+        remote.events(&funded.account).await,
+        funded.deposit(&transaction).await,
     ] {
         answer.assert_error_code("unavailable");
         assert_eq!(answer.header("retry-after"), Some("1"));
     }
-    assert_eq!(store.appends_attempted(), attempted, "no load, no append");
-    store.release_reads();
-    changed_nothing(&api, &store, &account, &transaction, &before, applied).await;
-    server.stop().await;
+    let reached = funded.store.appends_attempted();
+    assert_eq!(reached, funded.attempted, "no load, no append");
+    funded.store.release_reads();
+    funded.changed_nothing(&transaction).await;
 }
 
 /// An append that outlives the store timeout may still land, so the engine
@@ -205,21 +223,18 @@ async fn an_append_slower_than_the_store_timeout_is_ambiguous_and_changes_nothin
         store_timeout: Duration::from_millis(500),
         ..quick_retries()
     };
-    let (store, app) = builder().engine_config(engine).instrumented();
-    let api = app.client();
-    let account = funded(&api).await;
-    let (before, applied) = (api.observe(&account).await, store.appends_applied());
-    let attempted = store.appends_attempted();
-    let server = app.serve().await;
-    store.hold_appends();
+    let funded = Funded::start(builder().engine_config(engine)).await;
+    funded.store.hold_appends();
     let transaction = fresh_id();
-    let answer = server.client().deposit(&account, 7, &transaction).await;
-    answer.assert_error_code("conflict");
-    assert_eq!(store.appends_attempted(), attempted + 4, "1 + retries_max");
-    assert_eq!(app.metrics.engine.ambiguous_commits.get(), 4);
-    store.release_appends();
-    changed_nothing(&api, &store, &account, &transaction, &before, applied).await;
-    server.stop().await;
+    funded
+        .deposit(&transaction)
+        .await
+        .assert_error_code("conflict");
+    let reached = funded.store.appends_attempted();
+    assert_eq!(reached, funded.attempted + 4, "1 + retries_max");
+    assert_eq!(funded.app.metrics.engine.ambiguous_commits.get(), 4);
+    funded.store.release_appends();
+    funded.changed_nothing(&transaction).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,211 +93,76 @@ fn uuid() -> String {
     testkit::ids::random_uuid().to_string()
 }
 
-// ------------------------------------------------------------ PostgreSQL
+// ------------------------------------------- PostgreSQL and MariaDB
 
-mod postgres {
-    use sqlx::PgConnection;
+mod server {
+    use testkit::database::ServerConnection;
 
     use super::*;
 
-    const DIALECT: Dialect = Dialect::Postgres;
+    /// The codes each server gives the same failures.
+    struct Codes {
+        dialect: Dialect,
+        duplicate: &'static str,
+        deadlock: &'static str,
+        check: &'static str,
+        /// A write to a row changed since this transaction's snapshot.
+        stale_write: &'static str,
+        /// Starts a transaction that reads from a snapshot and refuses to
+        /// overwrite what changed since.
+        snapshot_begin: &'static [&'static str],
+        /// Makes the next lock wait give up quickly.
+        lock_timeout: &'static str,
+        lock_timeout_code: &'static str,
+    }
 
-    async fn connect(test: &TestStore) -> PgConnection {
-        PgConnection::connect(test.url.as_deref().expect("a server database"))
+    const POSTGRES: Codes = Codes {
+        dialect: Dialect::Postgres,
+        duplicate: "23505",
+        deadlock: "40P01",
+        check: "23514",
+        stale_write: "40001",
+        snapshot_begin: &["BEGIN ISOLATION LEVEL REPEATABLE READ"],
+        lock_timeout: "SET lock_timeout = '50ms'",
+        lock_timeout_code: "55P03",
+    };
+
+    const MYSQL: Codes = Codes {
+        dialect: Dialect::Mysql,
+        duplicate: "1062",
+        deadlock: "1213",
+        check: "4025",
+        stale_write: "1020",
+        snapshot_begin: &[
+            "SET SESSION innodb_snapshot_isolation = ON",
+            "START TRANSACTION",
+        ],
+        lock_timeout: "SET SESSION innodb_lock_wait_timeout = 1",
+        lock_timeout_code: "1205",
+    };
+
+    fn codes(backend: Backend) -> &'static Codes {
+        match backend {
+            Backend::Postgres => &POSTGRES,
+            _ => &MYSQL,
+        }
+    }
+
+    async fn connect(test: &TestStore) -> ServerConnection {
+        let url = test.url.as_deref().expect("a server database");
+        ServerConnection::connect(test.backend, url)
             .await
             .expect("connect")
     }
 
-    async fn run(connection: &mut PgConnection, sql: String) -> Result<(), sqlx::Error> {
-        bounded(sqlx::raw_sql(AssertSqlSafe(sql)).execute(connection))
-            .await
-            .map(|_| ())
+    async fn run(
+        connection: &mut ServerConnection,
+        sql: impl Into<String>,
+    ) -> Result<(), sqlx::Error> {
+        bounded(connection.execute(sql.into())).await
     }
 
-    fn insert(account: &str, sequence: i64) -> String {
-        format!(
-            "INSERT INTO events VALUES ('{account}'::uuid, {sequence}, '{}'::uuid, \
-             'AccountClosed', '{{\"type\":\"AccountClosed\"}}'::jsonb, 0)",
-            uuid()
-        )
-    }
-
-    fn touch(account: &str) -> String {
-        format!(
-            "UPDATE events SET recorded_at_ms = recorded_at_ms + 1 \
-             WHERE account_id = '{account}'::uuid AND sequence_number = 1"
-        )
-    }
-
-    /// A store database with one event on each of two fresh accounts.
-    async fn prepared() -> (TestStore, String, String) {
-        let test = TestStore::open(Backend::Postgres).await;
-        let (a, b) = (uuid(), uuid());
-        let mut connection = connect(&test).await;
-        for account in [&a, &b] {
-            run(&mut connection, insert(account, 1)).await.unwrap();
-        }
-        (test, a, b)
-    }
-
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
-    async fn a_duplicate_key_is_a_conflict() {
-        let (test, a, _) = prepared().await;
-        let error = expect_error(run(&mut connect(&test).await, insert(&a, 1)).await, "dup");
-        assert_conflict(DIALECT, WriteStage::BeforeCommit, error, &["23505"]);
-    }
-
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
-    async fn a_serialization_failure_is_a_conflict_before_and_at_commit() {
-        let (test, a, _) = prepared().await;
-        // Repeatable read: a row changed since the snapshot cannot be updated.
-        let (mut first, mut second) = (connect(&test).await, connect(&test).await);
-        run(&mut first, "BEGIN ISOLATION LEVEL REPEATABLE READ".into())
-            .await
-            .unwrap();
-        run(
-            &mut first,
-            format!("SELECT * FROM events WHERE account_id = '{a}'::uuid"),
-        )
-        .await
-        .unwrap();
-        run(&mut second, touch(&a)).await.unwrap();
-        let error = expect_error(run(&mut first, touch(&a)).await, "update");
-        assert_conflict(DIALECT, WriteStage::BeforeCommit, error, &["40001"]);
-        run(&mut first, "ROLLBACK".into()).await.unwrap();
-
-        // Serializable: write skew, caught when the second one commits.
-        for connection in [&mut first, &mut second] {
-            run(connection, "BEGIN ISOLATION LEVEL SERIALIZABLE".into())
-                .await
-                .unwrap();
-            run(
-                connection,
-                format!("SELECT MAX(sequence_number) FROM events WHERE account_id = '{a}'::uuid"),
-            )
-            .await
-            .unwrap();
-        }
-        run(&mut first, insert(&a, 2)).await.unwrap();
-        let second_insert = run(&mut second, insert(&a, 3)).await;
-        run(&mut first, "COMMIT".into()).await.unwrap();
-        let (stage, error) = match second_insert {
-            Err(error) => (WriteStage::BeforeCommit, error),
-            Ok(()) => (
-                WriteStage::AtCommit,
-                expect_error(run(&mut second, "COMMIT".into()).await, "commit"),
-            ),
-        };
-        assert_conflict(DIALECT, stage, error, &["40001"]);
-    }
-
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
-    async fn a_deadlock_is_a_conflict() {
-        let (test, a, b) = prepared().await;
-        let (mut first, mut second) = (connect(&test).await, connect(&test).await);
-        run(&mut first, "BEGIN".into()).await.unwrap();
-        run(&mut first, touch(&a)).await.unwrap();
-        run(&mut second, "BEGIN".into()).await.unwrap();
-        run(&mut second, touch(&b)).await.unwrap();
-        let (one, other) = tokio::join!(run(&mut first, touch(&b)), run(&mut second, touch(&a)));
-        let error = match (one, other) {
-            (Err(error), Ok(())) | (Ok(()), Err(error)) => error,
-            both => panic!("exactly one side is aborted: {both:?}"),
-        };
-        assert_conflict(DIALECT, WriteStage::BeforeCommit, error, &["40P01"]);
-    }
-
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
-    async fn a_lock_timeout_wrote_nothing_and_is_no_conflict() {
-        let (test, a, _) = prepared().await;
-        let (mut first, mut second) = (connect(&test).await, connect(&test).await);
-        run(&mut first, "BEGIN".into()).await.unwrap();
-        run(&mut first, touch(&a)).await.unwrap();
-        run(&mut second, "SET lock_timeout = '50ms'".into())
-            .await
-            .unwrap();
-        let error = expect_error(run(&mut second, touch(&a)).await, "locked update");
-        // Not among PostgreSQL's conflict codes: the service never sets a
-        // lock timeout, and one that fires is an overloaded database (503).
-        assert_refused_write(DIALECT, error, "55P03");
-    }
-
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
-    async fn a_check_violation_is_no_conflict() {
-        let (test, a, _) = prepared().await;
-        let error = expect_error(run(&mut connect(&test).await, insert(&a, 0)).await, "seq 0");
-        assert_refused_write(DIALECT, error, "23514");
-    }
-
-    async fn backend_pid(connection: &mut PgConnection) -> i32 {
-        sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(connection)
-            .await
-            .unwrap()
-    }
-
-    async fn terminate(test: &TestStore, pid: i32) {
-        let mut admin = connect(test).await;
-        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-            .bind(pid)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-        assert!(terminated);
-    }
-
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
-    async fn a_commit_cut_off_is_ambiguous_and_a_cut_before_it_wrote_nothing() {
-        let (test, a, _) = prepared().await;
-        let mut writer = connect(&test).await;
-        run(&mut writer, "BEGIN".into()).await.unwrap();
-        run(&mut writer, insert(&a, 2)).await.unwrap();
-        terminate(&test, backend_pid(&mut writer).await).await;
-        let error = expect_error(run(&mut writer, "COMMIT".into()).await, "commit");
-        assert_ambiguous(DIALECT, error);
-
-        let mut writer = connect(&test).await;
-        run(&mut writer, "BEGIN".into()).await.unwrap();
-        terminate(&test, backend_pid(&mut writer).await).await;
-        let error = expect_error(run(&mut writer, insert(&a, 2)).await, "insert");
-        assert_unavailable(DIALECT, error);
-        // Both were cut before their COMMIT took effect: nothing landed.
-        let events = test
-            .store
-            .events(AccountId::parse(&a).unwrap(), 1, 10)
-            .await
-            .unwrap();
-        assert_eq!(events.len(), 1);
-    }
-}
-
-// --------------------------------------------------------------- MariaDB
-
-mod mysql {
-    use sqlx::MySqlConnection;
-
-    use super::*;
-
-    const DIALECT: Dialect = Dialect::Mysql;
-
-    async fn connect(test: &TestStore) -> MySqlConnection {
-        MySqlConnection::connect(test.url.as_deref().expect("a server database"))
-            .await
-            .expect("connect")
-    }
-
-    async fn run(connection: &mut MySqlConnection, sql: String) -> Result<(), sqlx::Error> {
-        bounded(sqlx::raw_sql(AssertSqlSafe(sql)).execute(connection))
-            .await
-            .map(|_| ())
-    }
-
+    /// An event row written by hand (both servers coerce the text literals).
     fn insert(account: &str, sequence: i64) -> String {
         format!(
             "INSERT INTO events VALUES ('{account}', {sequence}, '{}', 'AccountClosed', \
@@ -313,8 +178,9 @@ mod mysql {
         )
     }
 
-    async fn prepared() -> (TestStore, String, String) {
-        let test = TestStore::open(Backend::Mysql).await;
+    /// A store database with one event on each of two fresh accounts.
+    async fn prepared(backend: Backend) -> (TestStore, String, String) {
+        let test = TestStore::open(backend).await;
         let (a, b) = (uuid(), uuid());
         let mut connection = connect(&test).await;
         for account in [&a, &b] {
@@ -323,26 +189,58 @@ mod mysql {
         (test, a, b)
     }
 
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
-    async fn a_duplicate_key_is_a_conflict() {
-        let (test, a, _) = prepared().await;
-        let error = expect_error(run(&mut connect(&test).await, insert(&a, 1)).await, "dup");
-        assert_conflict(DIALECT, WriteStage::BeforeCommit, error, &["1062"]);
+    /// One test per server of each case below.
+    macro_rules! on_both_servers {
+        ($($case:ident),* $(,)?) => {
+            mod postgres {
+                $(
+                    #[tokio::test]
+                    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+                    async fn $case() {
+                        super::$case(testkit::Backend::Postgres).await;
+                    }
+                )*
+            }
+            mod mysql {
+                $(
+                    #[tokio::test]
+                    #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
+                    async fn $case() {
+                        super::$case(testkit::Backend::Mysql).await;
+                    }
+                )*
+            }
+        };
     }
 
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
-    async fn a_record_changed_since_read_is_a_conflict() {
-        let (test, a, _) = prepared().await;
+    on_both_servers!(
+        a_duplicate_key_is_a_conflict,
+        a_write_to_a_row_changed_since_the_snapshot_is_a_conflict,
+        a_deadlock_is_a_conflict,
+        a_lock_timeout_is_classified_by_its_code,
+        a_check_violation_is_no_conflict,
+        a_commit_cut_off_is_ambiguous_and_a_cut_before_it_wrote_nothing,
+    );
+
+    async fn a_duplicate_key_is_a_conflict(backend: Backend) {
+        let (test, a, _) = prepared(backend).await;
+        let error = expect_error(run(&mut connect(&test).await, insert(&a, 1)).await, "dup");
+        let codes = codes(backend);
+        assert_conflict(
+            codes.dialect,
+            WriteStage::BeforeCommit,
+            error,
+            &[codes.duplicate],
+        );
+    }
+
+    async fn a_write_to_a_row_changed_since_the_snapshot_is_a_conflict(backend: Backend) {
+        let (test, a, _) = prepared(backend).await;
+        let codes = codes(backend);
         let (mut first, mut second) = (connect(&test).await, connect(&test).await);
-        run(
-            &mut first,
-            "SET SESSION innodb_snapshot_isolation = ON".into(),
-        )
-        .await
-        .unwrap();
-        run(&mut first, "START TRANSACTION".into()).await.unwrap();
+        for statement in codes.snapshot_begin {
+            run(&mut first, *statement).await.unwrap();
+        }
         run(
             &mut first,
             format!("SELECT * FROM events WHERE account_id = '{a}'"),
@@ -350,86 +248,119 @@ mod mysql {
         .await
         .unwrap();
         run(&mut second, touch(&a)).await.unwrap();
-        let error = expect_error(run(&mut first, touch(&a)).await, "update");
-        assert_conflict(DIALECT, WriteStage::BeforeCommit, error, &["1020"]);
+        let error = expect_error(run(&mut first, touch(&a)).await, "stale write");
+        assert_conflict(
+            codes.dialect,
+            WriteStage::BeforeCommit,
+            error,
+            &[codes.stale_write],
+        );
     }
 
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
-    async fn a_deadlock_is_a_conflict() {
-        let (test, a, b) = prepared().await;
+    async fn a_deadlock_is_a_conflict(backend: Backend) {
+        let (test, a, b) = prepared(backend).await;
         let (mut first, mut second) = (connect(&test).await, connect(&test).await);
-        run(&mut first, "START TRANSACTION".into()).await.unwrap();
+        run(&mut first, "BEGIN").await.unwrap();
         run(&mut first, touch(&a)).await.unwrap();
-        run(&mut second, "START TRANSACTION".into()).await.unwrap();
+        run(&mut second, "BEGIN").await.unwrap();
         run(&mut second, touch(&b)).await.unwrap();
         let (one, other) = tokio::join!(run(&mut first, touch(&b)), run(&mut second, touch(&a)));
         let error = match (one, other) {
             (Err(error), Ok(())) | (Ok(()), Err(error)) => error,
             both => panic!("exactly one side is aborted: {both:?}"),
         };
-        assert_conflict(DIALECT, WriteStage::BeforeCommit, error, &["1213"]);
+        let codes = codes(backend);
+        assert_conflict(
+            codes.dialect,
+            WriteStage::BeforeCommit,
+            error,
+            &[codes.deadlock],
+        );
     }
 
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
-    async fn a_lock_wait_timeout_is_a_conflict() {
-        let (test, a, _) = prepared().await;
+    /// MariaDB's lock wait timeout is a conflict. PostgreSQL's lock timeout
+    /// is not among its conflict codes: the service never sets one, and one
+    /// that fires is an overloaded database (503).
+    async fn a_lock_timeout_is_classified_by_its_code(backend: Backend) {
+        let (test, a, _) = prepared(backend).await;
+        let codes = codes(backend);
         let (mut first, mut second) = (connect(&test).await, connect(&test).await);
-        run(&mut first, "START TRANSACTION".into()).await.unwrap();
+        run(&mut first, "BEGIN").await.unwrap();
         run(&mut first, touch(&a)).await.unwrap();
-        run(
-            &mut second,
-            "SET SESSION innodb_lock_wait_timeout = 1".into(),
-        )
-        .await
-        .unwrap();
+        run(&mut second, codes.lock_timeout).await.unwrap();
         let error = expect_error(run(&mut second, touch(&a)).await, "locked update");
-        assert_conflict(DIALECT, WriteStage::BeforeCommit, error, &["1205"]);
+        match backend {
+            Backend::Postgres => {
+                assert_refused_write(codes.dialect, error, codes.lock_timeout_code)
+            }
+            _ => assert_conflict(
+                codes.dialect,
+                WriteStage::BeforeCommit,
+                error,
+                &[codes.lock_timeout_code],
+            ),
+        }
     }
 
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
-    async fn a_check_violation_is_no_conflict() {
-        let (test, a, _) = prepared().await;
+    /// MariaDB's CHECK failure shares SQLSTATE 23000 with a duplicate key:
+    /// the class alone would call it a conflict.
+    async fn a_check_violation_is_no_conflict(backend: Backend) {
+        let (test, a, _) = prepared(backend).await;
         let error = expect_error(run(&mut connect(&test).await, insert(&a, 0)).await, "seq 0");
-        // 4025 shares SQLSTATE 23000 with a duplicate key: the class alone
-        // would call it a conflict.
-        assert_refused_write(DIALECT, error, "4025");
+        let codes = codes(backend);
+        assert_refused_write(codes.dialect, error, codes.check);
     }
 
-    async fn kill(test: &TestStore, connection: &mut MySqlConnection) {
-        let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
-            .fetch_one(&mut *connection)
-            .await
-            .unwrap();
-        run(&mut connect(test).await, format!("KILL {id}"))
-            .await
-            .unwrap();
+    /// `connection` ended by an operator, as a network cut would.
+    async fn cut(test: &TestStore, connection: &mut ServerConnection) {
+        let id = connection.session_id().await.unwrap();
+        connect(test).await.kill_session(id).await.unwrap();
     }
 
-    #[tokio::test]
-    #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
-    async fn a_commit_cut_off_is_ambiguous_and_a_cut_before_it_wrote_nothing() {
-        let (test, a, _) = prepared().await;
+    async fn a_commit_cut_off_is_ambiguous_and_a_cut_before_it_wrote_nothing(backend: Backend) {
+        let (test, a, _) = prepared(backend).await;
+        let dialect = codes(backend).dialect;
         let mut writer = connect(&test).await;
-        run(&mut writer, "START TRANSACTION".into()).await.unwrap();
+        run(&mut writer, "BEGIN").await.unwrap();
         run(&mut writer, insert(&a, 2)).await.unwrap();
-        kill(&test, &mut writer).await;
-        let error = expect_error(run(&mut writer, "COMMIT".into()).await, "commit");
-        assert_ambiguous(DIALECT, error);
+        cut(&test, &mut writer).await;
+        let error = expect_error(run(&mut writer, "COMMIT").await, "commit");
+        assert_ambiguous(dialect, error);
 
         let mut writer = connect(&test).await;
-        run(&mut writer, "START TRANSACTION".into()).await.unwrap();
-        kill(&test, &mut writer).await;
+        run(&mut writer, "BEGIN").await.unwrap();
+        cut(&test, &mut writer).await;
         let error = expect_error(run(&mut writer, insert(&a, 2)).await, "insert");
-        assert_unavailable(DIALECT, error);
-        let events = test
-            .store
-            .events(AccountId::parse(&a).unwrap(), 1, 10)
-            .await
-            .unwrap();
-        assert_eq!(events.len(), 1);
+        assert_unavailable(dialect, error);
+        // Both were cut before their COMMIT took effect: nothing landed.
+        let account = AccountId::parse(&a).unwrap();
+        assert_eq!(test.store.events(account, 1, 10).await.unwrap().len(), 1);
+    }
+
+    /// Serializable write skew, caught when the second one commits.
+    #[tokio::test]
+    #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+    async fn postgres_a_serialization_failure_at_commit_is_a_conflict() {
+        let (test, a, _) = prepared(Backend::Postgres).await;
+        let (mut first, mut second) = (connect(&test).await, connect(&test).await);
+        for connection in [&mut first, &mut second] {
+            run(connection, "BEGIN ISOLATION LEVEL SERIALIZABLE")
+                .await
+                .unwrap();
+            let head = format!("SELECT MAX(sequence_number) FROM events WHERE account_id = '{a}'");
+            run(connection, head).await.unwrap();
+        }
+        run(&mut first, insert(&a, 2)).await.unwrap();
+        let second_insert = run(&mut second, insert(&a, 3)).await;
+        run(&mut first, "COMMIT").await.unwrap();
+        let (stage, error) = match second_insert {
+            Err(error) => (WriteStage::BeforeCommit, error),
+            Ok(()) => (
+                WriteStage::AtCommit,
+                expect_error(run(&mut second, "COMMIT").await, "commit"),
+            ),
+        };
+        assert_conflict(Dialect::Postgres, stage, error, &["40001"]);
     }
 }
 

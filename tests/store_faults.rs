@@ -21,7 +21,7 @@ use accounts::engine::{
     Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
 };
 use accounts::store::{AppendError, Commit, RecordedEvent, StoreOptions};
-use testkit::database::{AdminConnection, Connections};
+use testkit::database::{Connections, ServerConnection};
 use testkit::{Backend, TestInstance, TestStore};
 
 const ACCOUNTS: usize = 4;
@@ -284,18 +284,18 @@ const DEADLOCK_BOUND: Duration = Duration::from_secs(60);
 /// Waits until a connection to the database at `url` waits for a row lock
 /// (the append, blocked by the raw writer): an event, not a guess of time.
 async fn wait_for_a_lock_wait<T>(backend: Backend, url: &str, append: &tokio::task::JoinHandle<T>) {
-    let mut observer = AdminConnection::connect(backend, url).await.unwrap();
+    let mut observer = ServerConnection::connect(backend, url).await.unwrap();
     let deadline = std::time::Instant::now() + DEADLOCK_BOUND;
     loop {
         let waiting: i64 = match &mut observer {
-            AdminConnection::Postgres(connection) => sqlx::query_scalar(
+            ServerConnection::Postgres(connection) => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
             )
             .fetch_one(connection)
             .await
             .unwrap(),
-            AdminConnection::Mysql(connection) => sqlx::query_scalar(
+            ServerConnection::Mysql(connection) => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM information_schema.INNODB_TRX t
                  JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
                  WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()",
@@ -396,11 +396,11 @@ async fn deadlock_against_an_opposite_writer(backend: Backend) -> Result<(), App
 }
 
 /// A plain connection writing events rows by hand, outside the store.
-struct RawWriter(AdminConnection);
+struct RawWriter(ServerConnection);
 
 impl RawWriter {
     async fn connect(backend: Backend, url: &str) -> RawWriter {
-        RawWriter(AdminConnection::connect(backend, url).await.unwrap())
+        RawWriter(ServerConnection::connect(backend, url).await.unwrap())
     }
 
     async fn begin(&mut self) {

@@ -143,27 +143,60 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{scheme}://{authority}/{name}{query}")
 }
 
-/// An administrator's connection to the server of a test database.
-pub enum AdminConnection {
+/// A plain connection to a server database, outside any store: an
+/// administrator's, or a test's own writer.
+pub enum ServerConnection {
     Postgres(sqlx::PgConnection),
     Mysql(sqlx::MySqlConnection),
 }
 
-impl AdminConnection {
-    pub async fn connect(backend: Backend, url: &str) -> Result<AdminConnection, sqlx::Error> {
+impl ServerConnection {
+    pub async fn connect(backend: Backend, url: &str) -> Result<ServerConnection, sqlx::Error> {
         Ok(match backend {
-            Backend::Postgres => AdminConnection::Postgres(sqlx::PgConnection::connect(url).await?),
-            Backend::Mysql => AdminConnection::Mysql(sqlx::MySqlConnection::connect(url).await?),
+            Backend::Postgres => {
+                ServerConnection::Postgres(sqlx::PgConnection::connect(url).await?)
+            }
+            Backend::Mysql => ServerConnection::Mysql(sqlx::MySqlConnection::connect(url).await?),
             _ => unreachable!("only server databases"),
         })
     }
 
-    /// Runs statements assembled at run time (names of test databases).
+    /// Runs statements assembled at run time (names of test databases,
+    /// rows written by hand).
     pub async fn execute(&mut self, sql: String) -> Result<(), sqlx::Error> {
         let sql = sqlx::raw_sql(AssertSqlSafe(sql));
         match self {
-            AdminConnection::Postgres(connection) => sql.execute(connection).await.map(|_| ()),
-            AdminConnection::Mysql(connection) => sql.execute(connection).await.map(|_| ()),
+            ServerConnection::Postgres(connection) => sql.execute(connection).await.map(|_| ()),
+            ServerConnection::Mysql(connection) => sql.execute(connection).await.map(|_| ()),
+        }
+    }
+
+    /// The server's id of this connection (its backend pid, its thread id).
+    pub async fn session_id(&mut self) -> Result<i64, sqlx::Error> {
+        match self {
+            ServerConnection::Postgres(connection) => {
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(connection)
+                    .await?;
+                Ok(i64::from(pid))
+            }
+            ServerConnection::Mysql(connection) => {
+                let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                    .fetch_one(connection)
+                    .await?;
+                Ok(id as i64)
+            }
+        }
+    }
+
+    /// Ends another connection of the server, as an operator would.
+    pub async fn kill_session(&mut self, id: i64) -> Result<(), sqlx::Error> {
+        match self {
+            ServerConnection::Postgres(_) => {
+                self.execute(format!("SELECT pg_terminate_backend({id})"))
+                    .await
+            }
+            ServerConnection::Mysql(_) => self.execute(format!("KILL {id}")).await,
         }
     }
 }
@@ -183,7 +216,7 @@ impl TestDatabase {
             "accounts_test_{}",
             &SeededEntropy::from_os().uuid().simple().to_string()[..16]
         );
-        let mut admin = AdminConnection::connect(backend, &admin_url)
+        let mut admin = ServerConnection::connect(backend, &admin_url)
             .await
             .unwrap_or_else(|error| panic!("connecting to the {backend:?} test server: {error}"));
         admin
@@ -199,8 +232,8 @@ impl TestDatabase {
         }
     }
 
-    pub async fn admin(&self) -> Result<AdminConnection, sqlx::Error> {
-        AdminConnection::connect(self.backend, &self.admin_url).await
+    pub async fn admin(&self) -> Result<ServerConnection, sqlx::Error> {
+        ServerConnection::connect(self.backend, &self.admin_url).await
     }
 
     /// An administrator that closes connections to this database.
@@ -221,7 +254,7 @@ pub struct Killer {
     backend: Backend,
     name: String,
     admin_url: String,
-    admin: AdminConnection,
+    admin: ServerConnection,
 }
 
 impl Killer {
@@ -231,14 +264,14 @@ impl Killer {
     pub async fn kill(&mut self, which: Connections) -> usize {
         let name = &self.name;
         let killed = match &mut self.admin {
-            AdminConnection::Postgres(admin) => kill_postgres(admin, name, which).await,
-            AdminConnection::Mysql(admin) => kill_mysql(admin, name, which).await,
+            ServerConnection::Postgres(admin) => kill_postgres(admin, name, which).await,
+            ServerConnection::Mysql(admin) => kill_mysql(admin, name, which).await,
         };
         match killed {
             Ok(killed) => killed,
             Err(error) => {
                 eprintln!("killing connections failed ({error}); reconnecting");
-                if let Ok(admin) = AdminConnection::connect(self.backend, &self.admin_url).await {
+                if let Ok(admin) = ServerConnection::connect(self.backend, &self.admin_url).await {
                     self.admin = admin;
                 }
                 0
@@ -323,7 +356,7 @@ impl Drop for TestDatabase {
                 .build()
                 .expect("a runtime");
             runtime.block_on(async move {
-                let mut admin = AdminConnection::connect(backend, &admin_url).await?;
+                let mut admin = ServerConnection::connect(backend, &admin_url).await?;
                 let force = if backend == Backend::Postgres {
                     " WITH (FORCE)"
                 } else {

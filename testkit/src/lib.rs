@@ -11,7 +11,8 @@
 //! - [`database`]: a fresh store of every kind per test, and connection
 //!   kills;
 //! - [`process`]: the real binary as a child; [`raw`]: bytes on a socket;
-//!   [`history`]: the scripted history behind the pinned event streams.
+//!   [`history`]: the scripted history behind the pinned event streams;
+//!   [`properties`]: proptest runners with fixed seeds.
 //!
 //! The library's own unit tests cannot use the kit (it depends on the
 //! library, so in `cargo test --lib` its types would be another crate's).
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod instance;
 pub mod metrics;
 pub mod process;
+pub mod properties;
 pub mod raw;
 pub mod stores;
 
