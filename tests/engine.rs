@@ -360,23 +360,29 @@ fn snapshot_positions(store: &Instrumented) -> Vec<u64> {
         .collect()
 }
 
-async fn deposits(engine: &Engine, account: AccountId, count: u128) {
-    for n in 1..=count {
-        let outcome = engine.execute(deposit(account, n as i64, n)).await;
-        assert_eq!(outcome, Ok(Outcome::Applied));
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn snapshot_every_zero_never_snapshots() {
+/// An account opened and given `count` deposits (1, 2, 3, …) by an engine
+/// snapshotting every `snapshot_every` events.
+async fn deposits_with_snapshots_every(
+    snapshot_every: u64,
+    count: u128,
+) -> (Instrumented, Engine, EngineMetrics) {
     let config = EngineConfig {
-        snapshot_every: 0,
+        snapshot_every,
         ..EngineConfig::default()
     };
     let store = InstrumentedStore::new();
     let (engine, metrics) = engine(&store, config);
     funded(&engine, id(1), 0).await;
-    deposits(&engine, id(1), 12).await;
+    for n in 1..=count {
+        let outcome = engine.execute(deposit(id(1), n as i64, n)).await;
+        assert_eq!(outcome, Ok(Outcome::Applied));
+    }
+    (store, engine, metrics)
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshot_every_zero_never_snapshots() {
+    let (store, engine, metrics) = deposits_with_snapshots_every(0, 12).await;
     assert_eq!(snapshot_positions(&store), Vec::<u64>::new());
     assert_eq!(
         store.bypass().load(id(1), None).await.unwrap().snapshot,
@@ -388,14 +394,7 @@ async fn snapshot_every_zero_never_snapshots() {
 
 #[tokio::test(start_paused = true)]
 async fn snapshots_come_every_snapshot_every_events_with_the_state_after_them() {
-    let config = EngineConfig {
-        snapshot_every: 3,
-        ..EngineConfig::default()
-    };
-    let store = InstrumentedStore::new();
-    let (engine, metrics) = engine(&store, config);
-    funded(&engine, id(1), 0).await;
-    deposits(&engine, id(1), 7).await;
+    let (store, engine, metrics) = deposits_with_snapshots_every(3, 7).await;
     assert_eq!(snapshot_positions(&store), [3, 6]);
     assert_eq!(metrics.snapshots_written.get(), 2);
     let loaded = store.bypass().load(id(1), None).await.unwrap();

@@ -15,6 +15,7 @@ use accounts::engine::{Engine, EngineError, Entropy, Outcome, Request, SeededEnt
 use accounts::store::{
     AppendError, Commit, EventStore, RecordedEvent, Snapshot, TransactionRecord,
 };
+use testkit::stores::checked_stream;
 use testkit::{Backend, TestStore};
 
 /// One test function per contract case and store.
@@ -699,13 +700,7 @@ async fn concurrent_transfers_conserve_the_total(test: &TestStore) {
     for id in &accounts {
         let state = engine.state(*id).await.unwrap();
         assert!(state.balance() >= 0);
-        let events = all_events(&*test.store, *id).await;
-        let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();
-        assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
-        assert_eq!(
-            replay(Account::Unopened, events.iter().map(|e| &e.event)),
-            state
-        );
+        let events = checked_stream(&*test.store, *id, &state).await;
         for event in &events {
             *seen.entry(event.transaction_id).or_default() += 1;
         }

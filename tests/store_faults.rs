@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use accounts::domain::{
-    Account, AccountId, Amount, Command, Event, OwnerId, Timestamp, TransactionId, replay,
-};
+use accounts::domain::{AccountId, Amount, Command, Event, OwnerId, Timestamp, TransactionId};
 use accounts::engine::{
     Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
 };
 use accounts::store::{AppendError, Commit, RecordedEvent, StoreOptions};
 use testkit::database::{Connections, ServerConnection};
+use testkit::stores::checked_stream;
 use testkit::{Backend, TestInstance, TestStore};
 
 const ACCOUNTS: usize = 4;
@@ -216,13 +215,7 @@ async fn check(
     for id in accounts {
         let state = engine.state(*id).await.expect("state after the faults");
         assert_eq!(state.balance(), expected[id], "balance of {id}");
-        let events = test.store.events(*id, 1, 100_000).await.unwrap();
-        let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();
-        assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
-        assert_eq!(
-            replay(Account::Unopened, events.iter().map(|e| &e.event)),
-            state
-        );
+        let events = checked_stream(&*test.store, *id, &state).await;
         for event in &events {
             *occurrences.entry((*id, event.transaction_id)).or_default() += 1;
         }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use accounts::domain::{AccountId, TransactionId};
+use accounts::domain::{Account, AccountId, TransactionId, replay};
 use accounts::store::{
     AppendError, Commit, EventStore, Loaded, MemoryStore, PoolStatus, RecordedEvent, StoreError,
 };
@@ -95,6 +95,21 @@ impl<D: Decorator> EventStore for Decorated<D> {
     fn pool_status(&self) -> Option<PoolStatus> {
         self.0.pool_status()
     }
+}
+
+/// The whole stored stream of `account`, checked: its sequence numbers run
+/// 1, 2, 3… without a gap, and its events fold to `state`.
+pub async fn checked_stream(
+    store: &dyn EventStore,
+    account: AccountId,
+    state: &Account,
+) -> Vec<RecordedEvent> {
+    let events = store.events(account, 1, usize::MAX).await.expect("events");
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();
+    assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
+    let folded = replay(Account::Unopened, events.iter().map(|e| &e.event));
+    assert_eq!(&folded, state, "the stream of {account} folds to its state");
+    events
 }
 
 /// What an [`InstrumentedStore`] does to one call instead of (or before)
