@@ -554,3 +554,32 @@ async fn the_pool_status_is_the_stores() {
         .expect("a pooled store reports its pool");
     assert!(status.idle + status.in_use >= 1, "{status:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_transfer_to_itself_loads_the_account_once_and_is_refused() {
+    let store = InstrumentedStore::new();
+    let (engine, _) = engine(&store, EngineConfig::default());
+    funded(&engine, id(1), 10).await;
+    let (reads, attempted) = (store.reads(), store.appends_attempted());
+    let to_itself = request(
+        id(1),
+        Command::Transfer {
+            target: id(1),
+            amount: amount(4),
+        },
+        7,
+    );
+    let outcome = engine.execute(to_itself).await;
+    assert_eq!(
+        outcome,
+        Err(EngineError::Refused(
+            accounts::domain::Refusal::TransferToSelf
+        ))
+    );
+    assert_eq!(
+        store.reads(),
+        reads + 1,
+        "one load: source and target are one"
+    );
+    assert_eq!(store.appends_attempted(), attempted);
+}
