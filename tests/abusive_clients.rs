@@ -1,23 +1,35 @@
 //! Slow and abusive clients on real sockets: slowloris (headers trickled),
 //! many idle connections, clients that disconnect mid-request and bodies
-//! streamed without end. While they hang on, other clients are served
-//! promptly; once they are gone, the server's tasks are back to where they
-//! were (tokio's runtime metrics), so nothing leaks.
-
-mod hostile_support;
+//! streamed without end. While they hang on, other clients are served —
+//! shown by serving them while the abusers are still connected, not by a
+//! stopwatch — and once they are gone, the server's tasks are back to where
+//! they were (tokio's runtime metrics), so nothing leaks.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use accounts::http::{Limits, ServeConfig};
-use hostile_support::{
-    Server, TestStore, app, engine_config, fresh_id, observe, open_with, raw, serve_config,
-    status_of,
-};
+use accounts::http::ServeConfig;
+use testkit::instance::SHUTDOWN_GRACE;
+use testkit::raw::{exchange, status_of};
+use testkit::{Served, TestInstance, fresh_id};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Long enough that no abuser is cut off while the well-behaved clients are
+/// served, on a loaded machine too.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Generous: only a broken server makes anything wait this long.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn serve_config() -> ServeConfig {
+    ServeConfig {
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        shutdown_grace: SHUTDOWN_GRACE,
+        ..ServeConfig::default()
+    }
+}
 
 /// Tasks alive on this test's runtime: the serve loop's plus one per
 /// connection.
@@ -27,138 +39,141 @@ fn tasks() -> usize {
         .num_alive_tasks()
 }
 
-/// Waits until the task count is back to `baseline`, or fails.
-async fn settles_to(baseline: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tasks() > baseline {
-        assert!(
-            Instant::now() < deadline,
-            "{} tasks alive, {baseline} before",
-            tasks()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until `done` holds, or fails after the bound.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + BOUND;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: {} tasks alive", tasks());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// A well-behaved client: each request must be answered within `within`.
-async fn served_promptly(server: &Server, requests: usize, within: Duration) {
+/// Well-behaved clients: each request answered 200.
+async fn served(server: &Served, requests: usize) {
     for _ in 0..requests {
-        let started = Instant::now();
-        let answer = raw(
+        let answer = exchange(
             server.address,
             b"GET /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-            Duration::from_secs(5),
+            BOUND,
         )
         .await;
         assert_eq!(status_of(&answer), Some(200));
-        assert!(
-            started.elapsed() < within,
-            "answered after {:?}",
-            started.elapsed()
-        );
     }
 }
 
-async fn start(store: Arc<TestStore>, limits: Limits) -> (Server, usize) {
-    let config = ServeConfig {
-        header_read_timeout: HEADER_READ_TIMEOUT,
-        ..serve_config()
-    };
-    let server = Server::start(app(store, engine_config(), limits), config).await;
-    // Let the serve loop reach its accept.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+/// Serves a fresh instance; returns it and the task count once its serve
+/// loop runs (one more task than before).
+async fn start() -> (Served, usize) {
+    let before = tasks();
+    let server = TestInstance::builder()
+        .serve_config(serve_config())
+        .build()
+        .serve()
+        .await;
+    eventually("the serve loop starts", || tasks() > before).await;
     let baseline = tasks();
     (server, baseline)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_clients_are_cut_off_and_block_nobody() {
-    let (server, baseline) = start(Arc::new(TestStore::new()), Limits::default()).await;
+    let (server, baseline) = start().await;
     let address = server.address;
-    let trickle =
-        b"GET /ping HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    // One byte every 50 ms: the head would take ~12 s, far past the timeout.
+    let trickle = format!(
+        "GET /ping HTTP/1.1\r\nHost: t\r\nX-Slow: {}",
+        "a".repeat(200)
+    );
+    let cut_off = Arc::new(AtomicBool::new(false));
     let slowloris: Vec<_> = (0..50)
         .map(|_| {
+            let (trickle, cut_off) = (trickle.clone(), cut_off.clone());
             tokio::spawn(async move {
-                let started = Instant::now();
                 let mut stream = TcpStream::connect(address).await.unwrap();
-                // One byte every 50 ms: the head would take ~5 s.
-                for byte in trickle.iter() {
-                    if stream.write_all(&[*byte]).await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                for byte in trickle.bytes() {
                     let mut probe = [0u8; 1];
-                    if let Ok(Ok(0)) =
-                        tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe))
-                            .await
-                    {
-                        break;
+                    let closed = stream.write_all(&[byte]).await.is_err()
+                        || matches!(
+                            tokio::time::timeout(
+                                Duration::from_millis(50),
+                                stream.read(&mut probe)
+                            )
+                            .await,
+                            Ok(Ok(0) | Err(_))
+                        );
+                    if closed {
+                        cut_off.store(true, Ordering::SeqCst);
+                        return true;
                     }
                 }
-                started.elapsed()
+                false
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // Fifty client tasks here, and fifty connection tasks in the server.
+    eventually("the slowloris clients are connected", || {
+        tasks() >= baseline + 100
+    })
+    .await;
+    served(&server, 20).await;
     assert!(
-        tasks() >= baseline + 100,
-        "{} tasks, {baseline} before",
-        tasks()
+        !cut_off.load(Ordering::SeqCst),
+        "served only after a slowloris client was cut off"
     );
-    served_promptly(&server, 20, Duration::from_millis(750)).await;
     for client in slowloris {
-        let cut_off = client.await.unwrap();
         assert!(
-            cut_off < Duration::from_secs(3),
-            "cut off after {cut_off:?}"
+            client.await.unwrap(),
+            "cut off before its head was complete"
         );
     }
-    settles_to(baseline).await;
+    eventually("the tasks settle", || tasks() <= baseline).await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_idle_connections_block_nobody_and_are_closed() {
-    let (server, baseline) = start(Arc::new(TestStore::new()), Limits::default()).await;
+    let (server, baseline) = start().await;
+    let connected = Instant::now();
     let mut idle = Vec::new();
     for _ in 0..300 {
         idle.push(TcpStream::connect(server.address).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the idle connections are accepted", || {
+        tasks() >= baseline + 300
+    })
+    .await;
+    served(&server, 20).await;
     assert!(
-        tasks() >= baseline + 300,
-        "{} tasks, {baseline} before",
-        tasks()
+        connected.elapsed() < HEADER_READ_TIMEOUT,
+        "served only after the idle connections timed out"
     );
-    served_promptly(&server, 20, Duration::from_millis(750)).await;
     // The server closes every one of them after the header-read timeout.
     for stream in &mut idle {
         let mut buffer = Vec::new();
-        let read =
-            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buffer)).await;
+        let read = tokio::time::timeout(BOUND, stream.read_to_end(&mut buffer)).await;
         assert!(read.is_ok(), "an idle connection is still open");
     }
-    settles_to(baseline).await;
+    eventually("the tasks settle", || tasks() <= baseline).await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_disconnect_mid_request_leak_nothing_and_change_nothing() {
-    let store = Arc::new(TestStore::slow(Duration::from_millis(300)));
-    let state = app(store.clone(), engine_config(), Limits::default());
+    let (store, app) = TestInstance::builder()
+        .serve_config(serve_config())
+        .instrumented();
+    let api = app.client();
     let account = fresh_id();
-    open_with(&state, &account, 10).await;
-    let before = observe(&state, &account).await;
-    let applied = store.applied();
-    let config = ServeConfig {
-        header_read_timeout: HEADER_READ_TIMEOUT,
-        ..serve_config()
-    };
-    let server = Server::start(state.clone(), config).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    api.open_funded(&account, fresh_id(), 10, fresh_id()).await;
+    let before = api.observe(&account).await;
+    let applied = store.appends_applied();
+    let before_serving = tasks();
+    let server = app.serve().await;
+    eventually("the serve loop starts", || tasks() > before_serving).await;
     let baseline = tasks();
+    // Reads wait in the store until the test releases them: a client that
+    // sent a whole read is gone before its answer.
+    store.hold_reads();
     let deposit = format!(
         "PUT /api/account/{account}/deposit?amount=5&transactionId={} HTTP/1.1\r\nHost: t\r\n",
         fresh_id()
@@ -174,7 +189,7 @@ async fn clients_that_disconnect_mid_request_leak_nothing_and_change_nothing() {
                 0 => deposit.as_bytes()[..deposit.len() / 2].to_vec(),
                 // A whole head announcing a body that never comes.
                 1 => format!("{deposit}Content-Length: 100\r\n\r\n{}", "x".repeat(10)).into_bytes(),
-                // A whole read sent to the slow store, gone before the answer.
+                // A whole read sent to the held store, gone before the answer.
                 _ => format!(
                     "GET /api/account/{} HTTP/1.1\r\nHost: t\r\n\r\n",
                     fresh_id()
@@ -182,26 +197,26 @@ async fn clients_that_disconnect_mid_request_leak_nothing_and_change_nothing() {
                 .into_bytes(),
             };
             let _ = stream.write_all(&bytes).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
             drop(stream);
         }));
     }
     for client in clients {
         client.await.unwrap();
     }
-    served_promptly(&server, 10, Duration::from_millis(750)).await;
-    settles_to(baseline).await;
+    served(&server, 10).await;
+    store.release_reads();
+    eventually("the tasks settle", || tasks() <= baseline).await;
     // Half-sent heads never reach the engine. A whole head is a whole
     // command (no operation reads a body), so the deposit announcing a body
     // that never comes may be applied, or cancelled when its client goes:
     // once at most, since all of them share one transactionId.
-    let applied_since = store.applied() - applied;
+    let applied_since = store.appends_applied() - applied;
     assert!(applied_since <= 1, "{applied_since} appends");
     let balance = |observed: &(String, String)| -> i64 {
         let state: serde_json::Value = serde_json::from_str(&observed.0).unwrap();
         state["balance"].as_i64().unwrap()
     };
-    let after = observe(&state, &account).await;
+    let after = api.observe(&account).await;
     assert_eq!(balance(&after), balance(&before) + 5 * applied_since as i64);
     if applied_since == 0 {
         assert_eq!(after, before);
@@ -211,7 +226,7 @@ async fn clients_that_disconnect_mid_request_leak_nothing_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_streamed_body_does_not_hold_the_server() {
-    let (server, baseline) = start(Arc::new(TestStore::new()), Limits::default()).await;
+    let (server, baseline) = start().await;
     let mut stream = TcpStream::connect(server.address).await.unwrap();
     stream
         .write_all(b"PUT /api/account/x/deposit?amount=1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -221,7 +236,7 @@ async fn an_endless_streamed_body_does_not_hold_the_server() {
     let writer = tokio::spawn(async move {
         let chunk = format!("400\r\n{}\r\n", "x".repeat(0x400));
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
+        while started.elapsed() < BOUND {
             if stream.write_all(chunk.as_bytes()).await.is_err() {
                 return true;
             }
@@ -229,13 +244,13 @@ async fn an_endless_streamed_body_does_not_hold_the_server() {
         }
         false
     });
-    served_promptly(&server, 10, Duration::from_millis(750)).await;
+    served(&server, 10).await;
     // The answer (400: the id is invalid) needs none of the body; the server
     // then stops reading it and closes.
     assert!(
         writer.await.unwrap(),
         "the server kept reading an endless body"
     );
-    settles_to(baseline).await;
+    eventually("the tasks settle", || tasks() <= baseline).await;
     server.stop().await;
 }

@@ -1,73 +1,38 @@
 //! Every row and rule of docs/API.md, in-process through the real router,
 //! in both URL styles. Named after the rule they check.
 
-mod common;
-
-use std::sync::Arc;
-
-use accounts::engine::EngineConfig;
-use accounts::store::{AppendError, Commit, EventStore, Loaded, RecordedEvent, StoreError};
-use async_trait::async_trait;
-use axum::http::{Method, StatusCode};
-use common::{TestApp, id};
+use testkit::{
+    ApiRequest, Client, Fault, InProcess, InstrumentedStore, Method, StatusCode, Style,
+    TestInstance, id,
+};
 
 const OWNER: u128 = 0x0e;
 
+/// A fresh instance's in-process client (path style unless a test says
+/// otherwise).
+fn api() -> Client<InProcess> {
+    TestInstance::new().client()
+}
+
+/// The path of an account, for requests written out by hand.
 fn account_url(account: u128) -> String {
-    format!("/api/account/{}", id(account))
+    ApiRequest::state(id(account)).target
 }
 
-/// The two URL styles of each money operation.
-#[derive(Clone, Copy, Debug)]
-enum Style {
-    Query,
-    Path,
-}
-
-const STYLES: [Style; 2] = [Style::Query, Style::Path];
-
-fn deposit_url(style: Style, account: u128, amount: &str, tx: u128) -> String {
-    let (base, tx) = (account_url(account), id(tx));
-    match style {
-        Style::Query => format!("{base}?deposit={amount}&transactionId={tx}"),
-        Style::Path => format!("{base}/deposit?amount={amount}&transactionId={tx}"),
-    }
-}
-
-fn withdraw_url(style: Style, account: u128, amount: &str, tx: u128) -> String {
-    let (base, tx) = (account_url(account), id(tx));
-    match style {
-        Style::Query => format!("{base}?withdraw={amount}&transactionId={tx}"),
-        Style::Path => format!("{base}/withdraw?amount={amount}&transactionId={tx}"),
-    }
-}
-
-fn transfer_url(style: Style, from: u128, to: u128, amount: &str, tx: u128) -> String {
-    let (base, to, tx) = (account_url(from), id(to), id(tx));
-    match style {
-        Style::Query => format!("{base}?transfer={to}&amount={amount}&transactionId={tx}"),
-        Style::Path => {
-            format!("{base}/transfer?targetAccount={to}&amount={amount}&transactionId={tx}")
-        }
-    }
-}
-
-async fn app_with_accounts(accounts: &[u128]) -> TestApp {
-    let app = TestApp::new();
+async fn api_with_accounts(accounts: &[u128]) -> Client<InProcess> {
+    let api = api();
     for account in accounts {
-        app.open(&id(*account), &id(OWNER)).await;
+        api.open_ok(id(*account), id(OWNER)).await;
     }
-    app
+    api
 }
 
 // --- open -------------------------------------------------------------------
 
 #[tokio::test]
 async fn open_answers_201_with_location_and_no_body() {
-    let app = TestApp::new();
-    let answer = app
-        .post(&format!("{}?owner={}", account_url(1), id(OWNER)))
-        .await;
+    let app = api();
+    let answer = app.open(id(1), id(OWNER)).await;
     assert_eq!(answer.status, StatusCode::CREATED);
     assert_eq!(
         answer.header("location"),
@@ -78,51 +43,42 @@ async fn open_answers_201_with_location_and_no_body() {
 
 #[tokio::test]
 async fn open_again_by_the_same_owner_answers_201_and_records_nothing() {
-    let app = app_with_accounts(&[1]).await;
-    let answer = app
-        .post(&format!("{}?owner={}", account_url(1), id(OWNER)))
-        .await;
+    let app = api_with_accounts(&[1]).await;
+    let answer = app.open(id(1), id(OWNER)).await;
     assert_eq!(answer.status, StatusCode::CREATED);
-    assert_eq!(app.events(&id(1)).await.len(), 1);
+    assert_eq!(app.event_list(id(1)).await.len(), 1);
 }
 
 #[tokio::test]
 async fn open_of_an_existing_id_by_another_owner_or_closed_is_409() {
-    let app = app_with_accounts(&[1, 2]).await;
-    let answer = app
-        .post(&format!("{}?owner={}", account_url(1), id(0xff)))
-        .await;
+    let app = api_with_accounts(&[1, 2]).await;
+    let answer = app.open(id(1), id(0xff)).await;
     answer.assert_error(StatusCode::CONFLICT, "account_exists", "already exists");
-    assert_eq!(
-        app.delete(&account_url(2)).await.status,
-        StatusCode::NO_CONTENT
-    );
-    let answer = app
-        .post(&format!("{}?owner={}", account_url(2), id(OWNER)))
-        .await;
+    assert_eq!(app.close(id(2)).await.status, StatusCode::NO_CONTENT);
+    let answer = app.open(id(2), id(OWNER)).await;
     answer.assert_error(StatusCode::CONFLICT, "account_exists", "already exists");
 }
 
 #[tokio::test]
 async fn open_needs_a_valid_owner() {
-    let app = TestApp::new();
-    app.post(&account_url(1))
+    let app = api();
+    app.post(account_url(1))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "owner");
-    let answer = app.post(&format!("{}?owner=banana", account_url(1))).await;
+    let answer = app.post(format!("{}?owner=banana", account_url(1))).await;
     answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "\"banana\"");
-    assert_eq!(app.get(&account_url(1)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.state(id(1)).await.status, StatusCode::NOT_FOUND);
 }
 
 // --- state ------------------------------------------------------------------
 
 #[tokio::test]
 async fn state_is_exact_json_with_lower_case_ids() {
-    let app = TestApp::new();
+    let app = api();
     let upper = "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE";
     let owner = "{11111111-2222-4333-8444-555555555555}";
     let answer = app
-        .post(&format!("/api/account/{upper}?owner={owner}"))
+        .post(format!("/api/account/{upper}?owner={owner}"))
         .await;
     assert_eq!(answer.status, StatusCode::CREATED);
     let answer = app
@@ -138,27 +94,24 @@ async fn state_is_exact_json_with_lower_case_ids() {
 
 #[tokio::test]
 async fn state_of_an_unknown_account_is_404() {
-    let app = TestApp::new();
-    app.get(&account_url(9))
+    let app = api();
+    app.state(id(9))
         .await
         .assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
 }
 
 #[tokio::test]
 async fn state_of_a_closed_account_says_not_open() {
-    let app = app_with_accounts(&[1]).await;
-    assert_eq!(
-        app.delete(&account_url(1)).await.status,
-        StatusCode::NO_CONTENT
-    );
-    let state = app.get(&account_url(1)).await.json();
+    let app = api_with_accounts(&[1]).await;
+    assert_eq!(app.close(id(1)).await.status, StatusCode::NO_CONTENT);
+    let state = app.state(id(1)).await.json();
     assert_eq!(state["open"], false);
     assert_eq!(state["balance"], 0);
 }
 
 #[tokio::test]
 async fn ids_are_accepted_in_every_uuid_form() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     let forms = [
         "00000000000000000000000000000001".to_owned(),
         "{00000000-0000-0000-0000-000000000001}".to_owned(),
@@ -171,12 +124,12 @@ async fn ids_are_accepted_in_every_uuid_form() {
         );
         assert_eq!(app.put(&url).await.status, StatusCode::NO_CONTENT, "{form}");
     }
-    assert_eq!(app.balance(&id(1)).await, 3);
+    assert_eq!(app.balance(id(1)).await, 3);
 }
 
 #[tokio::test]
 async fn a_malformed_account_id_is_400() {
-    let app = TestApp::new();
+    let app = api();
     app.get("/api/account/not-a-uuid").await.assert_error(
         StatusCode::BAD_REQUEST,
         "bad_parameter",
@@ -192,26 +145,26 @@ async fn a_malformed_account_id_is_400() {
 
 #[tokio::test]
 async fn deposit_and_withdraw_work_in_both_styles() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1]).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1]).await.with_style(style);
         assert_eq!(
-            app.put(&deposit_url(style, 1, "100", 10)).await.status,
+            app.deposit(id(1), "100", id(10)).await.status,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            app.put(&withdraw_url(style, 1, "30", 11)).await.status,
+            app.withdraw(id(1), "30", id(11)).await.status,
             StatusCode::NO_CONTENT
         );
-        assert_eq!(app.balance(&id(1)).await, 70, "{style:?}");
+        assert_eq!(app.balance(id(1)).await, 70, "{style:?}");
     }
 }
 
 #[tokio::test]
 async fn transfer_moves_money_in_both_styles() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1, 2]).await;
-        app.put(&deposit_url(style, 1, "100", 10)).await;
-        let answer = app.put(&transfer_url(style, 1, 2, "40", 11)).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1, 2]).await.with_style(style);
+        app.deposit(id(1), "100", id(10)).await;
+        let answer = app.transfer(id(1), id(2), "40", id(11)).await;
         assert_eq!(
             answer.status,
             StatusCode::NO_CONTENT,
@@ -219,7 +172,7 @@ async fn transfer_moves_money_in_both_styles() {
             answer.body
         );
         assert_eq!(
-            (app.balance(&id(1)).await, app.balance(&id(2)).await),
+            (app.balance(id(1)).await, app.balance(id(2)).await),
             (60, 40)
         );
     }
@@ -227,10 +180,10 @@ async fn transfer_moves_money_in_both_styles() {
 
 #[tokio::test]
 async fn withdrawal_beyond_the_balance_is_400_and_records_nothing() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1]).await;
-        app.put(&deposit_url(style, 1, "5", 10)).await;
-        let answer = app.put(&withdraw_url(style, 1, "6", 11)).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1]).await.with_style(style);
+        app.deposit(id(1), "5", id(10)).await;
+        let answer = app.withdraw(id(1), "6", id(11)).await;
         answer.assert_error(
             StatusCode::BAD_REQUEST,
             "insufficient_balance",
@@ -238,110 +191,110 @@ async fn withdrawal_beyond_the_balance_is_400_and_records_nothing() {
         );
         // The refused transactionId stays unused.
         assert_eq!(
-            app.put(&deposit_url(style, 1, "1", 11)).await.status,
+            app.deposit(id(1), "1", id(11)).await.status,
             StatusCode::NO_CONTENT
         );
-        assert_eq!(app.balance(&id(1)).await, 6);
+        assert_eq!(app.balance(id(1)).await, 6);
     }
 }
 
 #[tokio::test]
 async fn transfer_refusals() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1, 2, 3]).await;
-        app.put(&deposit_url(style, 1, "10", 10)).await;
-        let answer = app.put(&transfer_url(style, 1, 9, "1", 11)).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1, 2, 3]).await.with_style(style);
+        app.deposit(id(1), "10", id(10)).await;
+        let answer = app.transfer(id(1), id(9), "1", id(11)).await;
         answer.assert_error(
             StatusCode::NOT_FOUND,
             "account_not_found",
             &format!("target account {}", id(9)),
         );
-        let answer = app.put(&transfer_url(style, 9, 1, "1", 12)).await;
+        let answer = app.transfer(id(9), id(1), "1", id(12)).await;
         answer.assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
-        let answer = app.put(&transfer_url(style, 1, 1, "1", 13)).await;
+        let answer = app.transfer(id(1), id(1), "1", id(13)).await;
         answer.assert_error(StatusCode::BAD_REQUEST, "transfer_to_self", "itself");
-        let answer = app.put(&transfer_url(style, 1, 2, "11", 14)).await;
+        let answer = app.transfer(id(1), id(2), "11", id(14)).await;
         answer.assert_error(
             StatusCode::BAD_REQUEST,
             "insufficient_balance",
             "insufficient",
         );
-        assert_eq!(
-            app.delete(&account_url(3)).await.status,
-            StatusCode::NO_CONTENT
-        );
-        let answer = app.put(&transfer_url(style, 1, 3, "1", 15)).await;
+        assert_eq!(app.close(id(3)).await.status, StatusCode::NO_CONTENT);
+        let answer = app.transfer(id(1), id(3), "1", id(15)).await;
         answer.assert_error(StatusCode::BAD_REQUEST, "account_closed", "closed");
-        assert_eq!(app.balance(&id(1)).await, 10);
-        assert_eq!(app.events(&id(2)).await.len(), 1);
+        assert_eq!(app.balance(id(1)).await, 10);
+        assert_eq!(app.event_list(id(2)).await.len(), 1);
     }
 }
 
 #[tokio::test]
 async fn operations_on_an_unknown_account_are_404() {
-    for style in STYLES {
-        let app = TestApp::new();
-        app.put(&deposit_url(style, 9, "1", 10)).await.assert_error(
+    for style in Style::BOTH {
+        let app = api().with_style(style);
+        app.deposit(id(9), "1", id(10)).await.assert_error(
             StatusCode::NOT_FOUND,
             "account_not_found",
             &id(9),
         );
-        app.put(&withdraw_url(style, 9, "1", 10))
+        app.withdraw(id(9), "1", id(10)).await.assert_error(
+            StatusCode::NOT_FOUND,
+            "account_not_found",
+            &id(9),
+        );
+        app.close(id(9))
             .await
             .assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
-        app.delete(&account_url(9)).await.assert_error(
-            StatusCode::NOT_FOUND,
-            "account_not_found",
-            &id(9),
-        );
     }
 }
 
 #[tokio::test]
 async fn operations_on_a_closed_account_are_400_not_409() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1]).await;
-        app.delete(&account_url(1)).await;
-        app.put(&deposit_url(style, 1, "5", 10)).await.assert_error(
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1]).await.with_style(style);
+        app.close(id(1)).await;
+        app.deposit(id(1), "5", id(10)).await.assert_error(
             StatusCode::BAD_REQUEST,
             "account_closed",
             "closed",
         );
-        app.put(&withdraw_url(style, 1, "5", 11))
-            .await
-            .assert_error(StatusCode::BAD_REQUEST, "account_closed", "closed");
+        app.withdraw(id(1), "5", id(11)).await.assert_error(
+            StatusCode::BAD_REQUEST,
+            "account_closed",
+            "closed",
+        );
     }
 }
 
 #[tokio::test]
 async fn balances_never_overflow() {
-    let app = app_with_accounts(&[1, 2]).await;
+    let app = api_with_accounts(&[1, 2]).await;
     let max = i64::MAX.to_string();
     assert_eq!(
-        app.put(&deposit_url(Style::Path, 1, &max, 10)).await.status,
+        app.deposit(id(1), &max, id(10)).await.status,
         StatusCode::NO_CONTENT
     );
-    let answer = app.put(&deposit_url(Style::Query, 1, "1", 11)).await;
+    let answer = app
+        .with_style(Style::Query)
+        .deposit(id(1), "1", id(11))
+        .await;
     answer.assert_error(StatusCode::BAD_REQUEST, "balance_overflow", "overflow");
-    app.put(&deposit_url(Style::Path, 2, "1", 12)).await;
-    let answer = app.put(&transfer_url(Style::Path, 2, 1, "1", 13)).await;
+    app.deposit(id(2), "1", id(12)).await;
+    let answer = app.transfer(id(2), id(1), "1", id(13)).await;
     answer.assert_error(StatusCode::BAD_REQUEST, "balance_overflow", "overflow");
-    assert_eq!(app.balance(&id(1)).await, i64::MAX);
-    assert_eq!(app.balance(&id(2)).await, 1);
+    assert_eq!(app.balance(id(1)).await, i64::MAX);
+    assert_eq!(app.balance(id(2)).await, 1);
 }
 
 // --- amounts ----------------------------------------------------------------
 
 #[tokio::test]
 async fn amounts_accept_sign_and_leading_zeros() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     for (n, amount) in ["%2B5", "05", "-0", "0000000000000000000000005"]
         .iter()
         .enumerate()
     {
-        let answer = app
-            .put(&deposit_url(Style::Path, 1, amount, 10 + n as u128))
-            .await;
+        let answer = app.deposit(id(1), amount, id(10 + n as u128)).await;
         assert_eq!(
             answer.status,
             StatusCode::NO_CONTENT,
@@ -349,7 +302,7 @@ async fn amounts_accept_sign_and_leading_zeros() {
             answer.body
         );
     }
-    assert_eq!(app.balance(&id(1)).await, 15);
+    assert_eq!(app.balance(id(1)).await, 15);
 }
 
 #[tokio::test]
@@ -369,49 +322,47 @@ async fn malformed_amounts_are_400_naming_parameter_and_value() {
         "-9223372036854775808",
         "0x10",
     ];
-    for style in STYLES {
-        let app = app_with_accounts(&[1]).await;
-        app.put(&deposit_url(style, 1, "7", 9)).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1]).await.with_style(style);
+        app.deposit(id(1), "7", id(9)).await;
         for (n, amount) in bad.iter().enumerate() {
             let name = match style {
                 Style::Query => "withdraw",
                 Style::Path => "amount",
             };
-            let answer = app
-                .put(&withdraw_url(style, 1, amount, 10 + n as u128))
-                .await;
+            let answer = app.withdraw(id(1), amount, id(10 + n as u128)).await;
             answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", name);
         }
-        assert_eq!(app.balance(&id(1)).await, 7);
+        assert_eq!(app.balance(id(1)).await, 7);
     }
 }
 
 #[tokio::test]
 async fn a_zero_amount_changes_nothing_and_leaves_the_transaction_id_unused() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1, 2]).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1, 2]).await.with_style(style);
         assert_eq!(
-            app.put(&deposit_url(style, 1, "0", 10)).await.status,
+            app.deposit(id(1), "0", id(10)).await.status,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            app.put(&withdraw_url(style, 1, "0", 11)).await.status,
+            app.withdraw(id(1), "0", id(11)).await.status,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            app.put(&transfer_url(style, 1, 2, "0", 12)).await.status,
+            app.transfer(id(1), id(2), "0", id(12)).await.status,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            app.events(&id(1)).await.len(),
+            app.event_list(id(1)).await.len(),
             1,
             "no event for a zero amount"
         );
         assert_eq!(
-            app.put(&deposit_url(style, 1, "3", 10)).await.status,
+            app.deposit(id(1), "3", id(10)).await.status,
             StatusCode::NO_CONTENT
         );
-        assert_eq!(app.balance(&id(1)).await, 3);
+        assert_eq!(app.balance(id(1)).await, 3);
     }
 }
 
@@ -419,80 +370,76 @@ async fn a_zero_amount_changes_nothing_and_leaves_the_transaction_id_unused() {
 
 #[tokio::test]
 async fn missing_parameters_are_400() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     let base = account_url(1);
-    app.put(&format!("{base}/deposit?transactionId={}", id(5)))
+    app.put(format!("{base}/deposit?transactionId={}", id(5)))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "amount");
-    app.put(&format!("{base}/deposit?amount=5"))
+    app.put(format!("{base}/deposit?amount=5"))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "transactionId");
-    app.put(&format!("{base}?deposit=5")).await.assert_error(
+    app.put(format!("{base}?deposit=5")).await.assert_error(
         StatusCode::BAD_REQUEST,
         "bad_parameter",
         "transactionId",
     );
     let answer = app
-        .put(&format!(
-            "{base}?transfer={}&transactionId={}",
-            id(2),
-            id(5)
-        ))
+        .put(format!("{base}?transfer={}&transactionId={}", id(2), id(5)))
         .await;
     answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "amount");
     let answer = app
-        .put(&format!("{base}/transfer?amount=1&transactionId={}", id(5)))
+        .put(format!("{base}/transfer?amount=1&transactionId={}", id(5)))
         .await;
     answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "targetAccount");
     let answer = app
-        .put(&format!("{base}/deposit?amount=1&transactionId=nope"))
+        .put(format!("{base}/deposit?amount=1&transactionId=nope"))
         .await;
     answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "\"nope\"");
 }
 
 #[tokio::test]
 async fn a_repeated_parameter_is_400() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     let base = account_url(1);
     let answer = app
-        .put(&format!(
+        .put(format!(
             "{base}/deposit?amount=1&amount=1&transactionId={}",
             id(5)
         ))
         .await;
     answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "amount");
     let answer = app
-        .put(&format!(
+        .put(format!(
             "{base}?deposit=1&transactionId={}&transactionId={}",
             id(5),
             id(5)
         ))
         .await;
     answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "transactionId");
-    assert_eq!(app.balance(&id(1)).await, 0);
+    assert_eq!(app.balance(id(1)).await, 0);
 }
 
 #[tokio::test]
 async fn unused_parameters_are_ignored() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     let url = format!(
         "{}/deposit?amount=4&transactionId={}&colour=blue&deposit=99",
         account_url(1),
         id(5)
     );
     assert_eq!(app.put(&url).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.balance(&id(1)).await, 4);
+    assert_eq!(app.balance(id(1)).await, 4);
 }
 
 #[tokio::test]
 async fn query_style_put_needs_exactly_one_operation() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     let base = account_url(1);
-    app.put(&format!("{base}?transactionId={}", id(5)))
+    app.put(format!("{base}?transactionId={}", id(5)))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "one operation");
     let answer = app
-        .put(&format!(
+        .put(format!(
             "{base}?deposit=1&withdraw=1&transactionId={}",
             id(5)
         ))
@@ -502,111 +449,102 @@ async fn query_style_put_needs_exactly_one_operation() {
         "bad_parameter",
         "only one operation",
     );
-    assert_eq!(app.balance(&id(1)).await, 0);
+    assert_eq!(app.balance(id(1)).await, 0);
 }
 
 // --- idempotency ------------------------------------------------------------
 
 #[tokio::test]
 async fn an_identical_replay_answers_204_and_records_nothing() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1, 2]).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1, 2]).await.with_style(style);
         for _ in 0..3 {
             assert_eq!(
-                app.put(&deposit_url(style, 1, "10", 10)).await.status,
+                app.deposit(id(1), "10", id(10)).await.status,
                 StatusCode::NO_CONTENT
             );
             assert_eq!(
-                app.put(&transfer_url(style, 1, 2, "4", 11)).await.status,
+                app.transfer(id(1), id(2), "4", id(11)).await.status,
                 StatusCode::NO_CONTENT
             );
             assert_eq!(
-                app.put(&withdraw_url(style, 1, "1", 12)).await.status,
+                app.withdraw(id(1), "1", id(12)).await.status,
                 StatusCode::NO_CONTENT
             );
         }
-        assert_eq!(
-            (app.balance(&id(1)).await, app.balance(&id(2)).await),
-            (5, 4)
-        );
-        assert_eq!(app.events(&id(1)).await.len(), 4);
+        assert_eq!((app.balance(id(1)).await, app.balance(id(2)).await), (5, 4));
+        assert_eq!(app.event_list(id(1)).await.len(), 4);
     }
 }
 
 #[tokio::test]
 async fn identical_means_the_normalised_operation_across_styles() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     let tx = id(10);
     let answer = app
-        .put(&format!("{}?deposit=5&transactionId={tx}", account_url(1)))
+        .put(format!("{}?deposit=5&transactionId={tx}", account_url(1)))
         .await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     let upper = id(1).to_uppercase();
     let simple_tx = tx.replace('-', "");
     let answer = app
-        .put(&format!(
+        .put(format!(
             "/api/account/{upper}/deposit?amount=005&transactionId={simple_tx}"
         ))
         .await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.balance(&id(1)).await, 5);
-    assert_eq!(app.events(&id(1)).await.len(), 2);
+    assert_eq!(app.balance(id(1)).await, 5);
+    assert_eq!(app.event_list(id(1)).await.len(), 2);
 }
 
 #[tokio::test]
 async fn a_reused_transaction_id_with_another_operation_is_422() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1, 2]).await;
-        app.put(&deposit_url(style, 1, "10", 10)).await;
-        app.put(&deposit_url(style, 1, "10", 10)).await;
-        app.put(&deposit_url(style, 1, "11", 10))
-            .await
-            .assert_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "transaction_reused",
-                &id(10),
-            );
-        app.put(&withdraw_url(style, 1, "10", 10))
-            .await
-            .assert_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "transaction_reused",
-                &id(10),
-            );
-        let answer = app.put(&transfer_url(style, 1, 2, "10", 10)).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1, 2]).await.with_style(style);
+        app.deposit(id(1), "10", id(10)).await;
+        app.deposit(id(1), "10", id(10)).await;
+        app.deposit(id(1), "11", id(10)).await.assert_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "transaction_reused",
+            &id(10),
+        );
+        app.withdraw(id(1), "10", id(10)).await.assert_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "transaction_reused",
+            &id(10),
+        );
+        let answer = app.transfer(id(1), id(2), "10", id(10)).await;
         answer.assert_error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "transaction_reused",
             &id(10),
         );
-        assert_eq!(app.balance(&id(1)).await, 10);
+        assert_eq!(app.balance(id(1)).await, 10);
     }
 }
 
 #[tokio::test]
 async fn a_transfer_records_its_transaction_id_on_both_accounts() {
-    let app = app_with_accounts(&[1, 2]).await;
-    app.put(&deposit_url(Style::Path, 1, "10", 10)).await;
+    let app = api_with_accounts(&[1, 2]).await;
+    app.deposit(id(1), "10", id(10)).await;
     assert_eq!(
-        app.put(&transfer_url(Style::Path, 1, 2, "4", 11))
-            .await
-            .status,
+        app.transfer(id(1), id(2), "4", id(11)).await.status,
         StatusCode::NO_CONTENT
     );
-    let answer = app.put(&deposit_url(Style::Path, 2, "4", 11)).await;
+    let answer = app.deposit(id(2), "4", id(11)).await;
     answer.assert_error(
         StatusCode::UNPROCESSABLE_ENTITY,
         "transaction_reused",
         &id(11),
     );
     // The opposite transfer under the same id is another operation.
-    let answer = app.put(&transfer_url(Style::Path, 2, 1, "4", 11)).await;
+    let answer = app.transfer(id(2), id(1), "4", id(11)).await;
     answer.assert_error(
         StatusCode::UNPROCESSABLE_ENTITY,
         "transaction_reused",
         &id(11),
     );
-    let events = app.events(&id(2)).await;
+    let events = app.event_list(id(2)).await;
     assert_eq!(events[1]["transactionId"], id(11));
     assert_eq!(events[1]["transferFrom"], id(1));
 }
@@ -615,23 +553,20 @@ async fn a_transfer_records_its_transaction_id_on_both_accounts() {
 
 #[tokio::test]
 async fn an_identical_replay_answers_204_even_after_the_account_was_closed() {
-    for style in STYLES {
-        let app = app_with_accounts(&[1]).await;
-        app.put(&deposit_url(style, 1, "5", 10)).await;
-        app.put(&withdraw_url(style, 1, "5", 11)).await;
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1]).await.with_style(style);
+        app.deposit(id(1), "5", id(10)).await;
+        app.withdraw(id(1), "5", id(11)).await;
+        assert_eq!(app.close(id(1)).await.status, StatusCode::NO_CONTENT);
         assert_eq!(
-            app.delete(&account_url(1)).await.status,
+            app.deposit(id(1), "5", id(10)).await.status,
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            app.put(&deposit_url(style, 1, "5", 10)).await.status,
+            app.withdraw(id(1), "5", id(11)).await.status,
             StatusCode::NO_CONTENT
         );
-        assert_eq!(
-            app.put(&withdraw_url(style, 1, "5", 11)).await.status,
-            StatusCode::NO_CONTENT
-        );
-        app.put(&deposit_url(style, 1, "5", 12)).await.assert_error(
+        app.deposit(id(1), "5", id(12)).await.assert_error(
             StatusCode::BAD_REQUEST,
             "account_closed",
             "closed",
@@ -641,34 +576,37 @@ async fn an_identical_replay_answers_204_even_after_the_account_was_closed() {
 
 #[tokio::test]
 async fn a_zero_amount_on_a_closed_account_is_400() {
-    let app = app_with_accounts(&[1]).await;
-    app.delete(&account_url(1)).await;
-    app.put(&deposit_url(Style::Query, 1, "0", 10))
+    let app = api_with_accounts(&[1]).await;
+    app.close(id(1)).await;
+    app.with_style(Style::Query)
+        .deposit(id(1), "0", id(10))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "account_closed", "closed");
 }
 
 #[tokio::test]
 async fn bad_parameters_come_before_unknown_accounts() {
-    let app = TestApp::new();
-    app.put(&deposit_url(Style::Path, 9, "-5", 10))
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "negative");
+    let app = api();
+    app.deposit(id(9), "-5", id(10)).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+        "negative",
+    );
 }
 
 #[tokio::test]
 async fn unknown_accounts_come_before_reused_transaction_ids() {
-    let app = app_with_accounts(&[1]).await;
-    app.put(&deposit_url(Style::Path, 1, "5", 10)).await;
-    let answer = app.put(&transfer_url(Style::Path, 1, 9, "5", 10)).await;
+    let app = api_with_accounts(&[1]).await;
+    app.deposit(id(1), "5", id(10)).await;
+    let answer = app.transfer(id(1), id(9), "5", id(10)).await;
     answer.assert_error(StatusCode::NOT_FOUND, "account_not_found", &id(9));
 }
 
 #[tokio::test]
 async fn reused_transaction_ids_come_before_business_rules() {
-    let app = app_with_accounts(&[1]).await;
-    app.put(&deposit_url(Style::Path, 1, "5", 10)).await;
-    let answer = app.put(&withdraw_url(Style::Path, 1, "500", 10)).await;
+    let app = api_with_accounts(&[1]).await;
+    app.deposit(id(1), "5", id(10)).await;
+    let answer = app.withdraw(id(1), "500", id(10)).await;
     answer.assert_error(
         StatusCode::UNPROCESSABLE_ENTITY,
         "transaction_reused",
@@ -680,28 +618,25 @@ async fn reused_transaction_ids_come_before_business_rules() {
 
 #[tokio::test]
 async fn close_rules() {
-    let app = app_with_accounts(&[1]).await;
-    app.put(&deposit_url(Style::Path, 1, "5", 10)).await;
-    app.delete(&account_url(1)).await.assert_error(
+    let app = api_with_accounts(&[1]).await;
+    app.deposit(id(1), "5", id(10)).await;
+    app.close(id(1)).await.assert_error(
         StatusCode::BAD_REQUEST,
         "close_with_balance",
         "non-zero balance",
     );
-    app.put(&withdraw_url(Style::Path, 1, "5", 11)).await;
+    app.withdraw(id(1), "5", id(11)).await;
     let close = format!("{}?transactionId={}", account_url(1), id(12));
     assert_eq!(app.delete(&close).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.delete(&close).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.delete(&account_url(1)).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(app.close(id(1)).await.status, StatusCode::NO_CONTENT);
     let reused = format!("{}?transactionId={}", account_url(1), id(10));
     app.delete(&reused).await.assert_error(
         StatusCode::UNPROCESSABLE_ENTITY,
         "transaction_reused",
         &id(10),
     );
-    let events = app.events(&id(1)).await;
+    let events = app.event_list(id(1)).await;
     assert_eq!(events.len(), 4);
     assert_eq!(events[3]["type"], "AccountClosed");
     assert_eq!(events[3]["transactionId"], id(12));
@@ -709,12 +644,9 @@ async fn close_rules() {
 
 #[tokio::test]
 async fn a_close_without_transaction_id_gets_a_generated_one() {
-    let app = app_with_accounts(&[1]).await;
-    assert_eq!(
-        app.delete(&account_url(1)).await.status,
-        StatusCode::NO_CONTENT
-    );
-    let events = app.events(&id(1)).await;
+    let app = api_with_accounts(&[1]).await;
+    assert_eq!(app.close(id(1)).await.status, StatusCode::NO_CONTENT);
+    let events = app.event_list(id(1)).await;
     let generated = events[1]["transactionId"].as_str().unwrap();
     assert_ne!(generated, events[0]["transactionId"].as_str().unwrap());
     assert!(uuid::Uuid::parse_str(generated).is_ok());
@@ -724,10 +656,10 @@ async fn a_close_without_transaction_id_gets_a_generated_one() {
 
 #[tokio::test]
 async fn event_stream_has_exact_keys_in_order() {
-    let app = app_with_accounts(&[1, 2]).await;
-    app.put(&deposit_url(Style::Path, 1, "5", 10)).await;
-    app.put(&transfer_url(Style::Path, 1, 2, "2", 11)).await;
-    let answer = app.get(&format!("{}/events", account_url(1))).await;
+    let app = api_with_accounts(&[1, 2]).await;
+    app.deposit(id(1), "5", id(10)).await;
+    app.transfer(id(1), id(2), "2", id(11)).await;
+    let answer = app.events(id(1)).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("content-type"), Some("application/json"));
     let stamp = "2026-11-26T10:00:00.000Z";
@@ -737,7 +669,7 @@ async fn event_stream_has_exact_keys_in_order() {
             r#"{{"sequenceNumber":2,"transactionId":"{tx1}","type":"MoneyDeposited","amountDeposited":5,"balance":5,"recordedAt":"{t}"}},"#,
             r#"{{"sequenceNumber":3,"transactionId":"{tx2}","type":"MoneyWithdrawn","amountWithdrawn":2,"balance":3,"transferTo":"{to}","recordedAt":"{t}"}}]"#
         ),
-        open = app.events(&id(1)).await[0]["transactionId"]
+        open = app.event_list(id(1)).await[0]["transactionId"]
             .as_str()
             .unwrap(),
         owner = id(OWNER),
@@ -751,12 +683,12 @@ async fn event_stream_has_exact_keys_in_order() {
 
 #[tokio::test]
 async fn event_stream_pages_with_a_link_header() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     for n in 0..4 {
-        app.put(&deposit_url(Style::Path, 1, "1", 10 + n)).await;
+        app.deposit(id(1), "1", id(10 + n)).await;
     }
     let base = format!("{}/events", account_url(1));
-    let page = app.get(&format!("{base}?from=2&limit=2")).await;
+    let page = app.get(format!("{base}?from=2&limit=2")).await;
     let sequence = page.sequence_numbers();
     assert_eq!(sequence, [2, 3]);
     let next = format!(
@@ -764,16 +696,16 @@ async fn event_stream_pages_with_a_link_header() {
         id(1)
     );
     assert_eq!(page.header("link"), Some(next.as_str()));
-    let last = app.get(&format!("{base}?from=4&limit=2")).await;
+    let last = app.get(format!("{base}?from=4&limit=2")).await;
     assert_eq!(last.json().as_array().unwrap().len(), 2);
     assert_eq!(last.header("link"), None);
-    assert_eq!(app.get(&format!("{base}?from=99")).await.body, "[]");
+    assert_eq!(app.get(format!("{base}?from=99")).await.body, "[]");
 }
 
 #[tokio::test]
 async fn event_stream_of_an_unknown_account_is_empty() {
-    let app = TestApp::new();
-    let answer = app.get(&format!("{}/events", account_url(9))).await;
+    let app = api();
+    let answer = app.events(id(9)).await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (StatusCode::OK, "[]")
@@ -782,7 +714,7 @@ async fn event_stream_of_an_unknown_account_is_empty() {
 
 #[tokio::test]
 async fn event_stream_parameters_must_be_in_range() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     let base = format!("{}/events", account_url(1));
     for query in [
         "from=0",
@@ -793,12 +725,12 @@ async fn event_stream_parameters_must_be_in_range() {
         "limit=1.5",
         "from=1&from=2",
     ] {
-        let answer = app.get(&format!("{base}?{query}")).await;
+        let answer = app.get(format!("{base}?{query}")).await;
         let name = query.split('=').next().unwrap();
         answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", name);
     }
     assert_eq!(
-        app.get(&format!("{base}?limit=10000")).await.status,
+        app.get(format!("{base}?limit=10000")).await.status,
         StatusCode::OK
     );
 }
@@ -807,7 +739,7 @@ async fn event_stream_parameters_must_be_in_range() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_json() {
-    let app = app_with_accounts(&[1]).await;
+    let app = api_with_accounts(&[1]).await;
     for uri in [
         "/nope",
         "/api/account",
@@ -826,7 +758,7 @@ async fn unknown_routes_are_404_json() {
 
 #[tokio::test]
 async fn wrong_methods_are_405_json_with_allow() {
-    let app = TestApp::new();
+    let app = api();
     let cases = [
         (Method::PATCH, account_url(1), "DELETE"),
         (Method::GET, format!("{}/deposit", account_url(1)), "PUT"),
@@ -847,7 +779,7 @@ async fn wrong_methods_are_405_json_with_allow() {
 
 #[tokio::test]
 async fn ping_ready_and_metrics() {
-    let app = TestApp::new();
+    let app = api();
     let ping = app.get("/ping").await;
     assert_eq!((ping.status, ping.body.as_str()), (StatusCode::OK, "pong"));
     assert!(
@@ -856,7 +788,7 @@ async fn ping_ready_and_metrics() {
             .starts_with("text/plain")
     );
     assert_eq!(app.get("/ready").await.status, StatusCode::OK);
-    app.open(&id(1), &id(OWNER)).await;
+    app.open_ok(id(1), id(OWNER)).await;
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(
@@ -876,8 +808,9 @@ async fn ping_ready_and_metrics() {
 
 #[tokio::test]
 async fn ready_turns_503_when_draining() {
-    let app = TestApp::new();
-    app.state.begin_drain();
+    let instance = TestInstance::new();
+    instance.state.begin_drain();
+    let app = instance.client();
     let answer = app.get("/ready").await;
     answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "draining");
     assert_eq!(
@@ -889,66 +822,26 @@ async fn ready_turns_503_when_draining() {
 
 #[tokio::test]
 async fn request_ids_are_generated_or_propagated() {
-    let app = TestApp::new();
+    let app = api();
     let generated = app.get("/ping").await;
     let generated = generated.header("x-request-id").expect("a generated id");
     assert!(uuid::Uuid::parse_str(generated).is_ok());
-    let request = axum::http::Request::get("/ping")
-        .header("x-request-id", "abc-123")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let answer = app.send_request(request).await;
+    let answer = app.ping().header("x-request-id", "abc-123").await;
     assert_eq!(answer.header("x-request-id"), Some("abc-123"));
 }
 
 // --- an unreachable store ---------------------------------------------------
 
-/// A store that cannot be reached.
-struct DownStore;
-
-#[async_trait]
-impl EventStore for DownStore {
-    async fn load(
-        &self,
-        _: accounts::domain::AccountId,
-        _: Option<accounts::domain::TransactionId>,
-    ) -> Result<Loaded, StoreError> {
-        Err(StoreError::Unavailable("connection refused".to_owned()))
-    }
-    async fn load_at(
-        &self,
-        _: accounts::domain::AccountId,
-        _: accounts::store::PointInTime,
-    ) -> Result<Loaded, StoreError> {
-        Err(StoreError::Unavailable("connection refused".to_owned()))
-    }
-    async fn events(
-        &self,
-        _: accounts::domain::AccountId,
-        _: u64,
-        _: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        Err(StoreError::Unavailable("connection refused".to_owned()))
-    }
-    async fn feed(&self, _: u64, _: usize) -> Result<Vec<accounts::store::FeedEvent>, StoreError> {
-        Err(StoreError::Unavailable("connection refused".to_owned()))
-    }
-    async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
-        let down = StoreError::Unavailable("connection refused".to_owned());
-        vec![Err(down.into()); commits.len()]
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("connection refused".to_owned()))
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_store_is_503_with_retry_after() {
-    let app = TestApp::with_store(Arc::new(DownStore), EngineConfig::default());
+    let store = InstrumentedStore::new();
+    store.fail_reads(Some(Fault::Unavailable));
+    store.fail_appends(Some(Fault::Unavailable));
+    let app = TestInstance::over(store).client();
     for answer in [
-        app.put(&deposit_url(Style::Path, 1, "1", 10)).await,
-        app.get(&account_url(1)).await,
-        app.get(&format!("{}/events", account_url(1))).await,
+        app.deposit(id(1), "1", id(10)).await,
+        app.state(id(1)).await,
+        app.events(id(1)).await,
         app.get("/ready").await,
     ] {
         answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "");

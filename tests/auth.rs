@@ -5,20 +5,95 @@
 //! everywhere, tokens judged by the instance's clock. The rules that touch
 //! stored state run again on every store (`every_rule_on_*`).
 
-mod auth_support;
-mod store_support;
-
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use accounts::auth::{AuthConfig, LEEWAY_SECONDS, TokenSpec, VerifyingKey};
 use accounts::domain::{OwnerId, Timestamp};
-use accounts::store::MemoryStore;
-use auth_support::{Reply, SECRET, Server, fresh, fresh_owner, start};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use store_support::{Backend, TestStore};
+use testkit::auth::{self, SECRET};
+use testkit::instance::{START, TestBuilder};
+use testkit::{
+    Answer, Backend, Client, Method, Served, Socket, StatusCode, Style, TestInstance, TestStore,
+    Tokens, fresh_owner, fresh_uuid as fresh, raw,
+};
 use uuid::Uuid;
+
+/// An instance with authentication on, served on a loopback port, and the
+/// tokens it accepts.
+struct Server {
+    instance: TestInstance,
+    served: Served,
+    api: Client<Socket>,
+    tokens: Tokens,
+}
+
+impl Server {
+    /// HS256 with the kit's secret, over the memory store.
+    async fn hs256() -> Server {
+        Server::start(TestInstance::builder().auth(auth::hs256())).await
+    }
+
+    async fn start(builder: TestBuilder) -> Server {
+        let instance = builder.build();
+        let served = instance.serve().await;
+        Server {
+            api: served.client(),
+            tokens: instance.tokens(),
+            instance,
+            served,
+        }
+    }
+
+    fn owner_token(&self, owner: OwnerId) -> String {
+        self.tokens.owner(owner)
+    }
+
+    fn mint(&self, spec: &TokenSpec) -> String {
+        self.tokens.mint(spec)
+    }
+
+    /// The served API with `token` as the bearer, or without a token.
+    fn api(&self, token: Option<&str>) -> Client<Socket> {
+        match token {
+            Some(token) => self.api.with_token(token),
+            None => self.api.clone(),
+        }
+    }
+
+    /// The served API as `owner`.
+    fn owner(&self, owner: OwnerId) -> Client<Socket> {
+        self.api(Some(&self.owner_token(owner)))
+    }
+
+    fn admin(&self) -> Client<Socket> {
+        self.api(Some(&self.tokens.admin()))
+    }
+
+    /// A request with at most one `Authorization: Bearer <token>` header.
+    async fn send(&self, method: &str, target: &str, token: Option<&str>) -> Answer {
+        let method: Method = method.parse().expect("a method");
+        self.api(token).send(method, target).await
+    }
+
+    /// One request with these headers, sent byte for byte.
+    async fn send_raw(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &[u8])],
+    ) -> Option<Answer> {
+        raw::request_with_headers(self.served.address, method, target, headers).await
+    }
+
+    async fn stop(self) {
+        self.served.stop().await;
+    }
+}
+
+fn start() -> Timestamp {
+    START
+}
 
 /// Every `/api/…` operation: (method, target with `{id}` for the account).
 const API_OPERATIONS: [(&str, &str); 9] = [
@@ -127,16 +202,16 @@ async fn route_and_method_are_answered_before_the_token() {
     let server = Server::hs256().await;
     let account = fresh();
     let unknown = server.send("GET", "/api/nothing-here", None).await;
-    unknown.assert_error(404, "route_not_found");
+    unknown.assert_error_code("route_not_found");
     let unknown_operation = format!("/api/account/{account}/frobnicate?amount=1");
     server
         .send("PUT", &unknown_operation, None)
         .await
-        .assert_error(404, "route_not_found");
+        .assert_error_code("route_not_found");
     let wrong_method = server
         .send("PATCH", &format!("/api/account/{account}"), None)
         .await;
-    wrong_method.assert_error(405, "method_not_allowed");
+    wrong_method.assert_error_code("method_not_allowed");
     assert!(wrong_method.header("allow").is_some());
     assert_eq!(wrong_method.header("www-authenticate"), None);
 }
@@ -166,7 +241,7 @@ async fn the_token_is_checked_before_the_parameters() {
         server
             .send(method, target, Some(&token))
             .await
-            .assert_error(400, "bad_parameter");
+            .assert_error_code("bad_parameter");
     }
 }
 
@@ -210,58 +285,41 @@ async fn health_metrics_and_the_document_need_no_token() {
 /// Opening is only for oneself; admins open for anyone.
 async fn an_owner_opens_accounts_only_for_themselves(server: &Server) {
     let (alice, bob) = (fresh_owner(), fresh_owner());
-    let (alice_token, bob_token) = (server.owner_token(alice), server.owner_token(bob));
-    let admin = server.admin_token();
+    let (as_alice, as_bob, as_admin) = (server.owner(alice), server.owner(bob), server.admin());
     let account = fresh();
-    let open_as = |owner: OwnerId| format!("/api/account/{account}?owner={owner}");
 
-    let refused = server.send("POST", &open_as(bob), Some(&alice_token)).await;
-    let body = refused.assert_error(403, "forbidden");
-    assert!(body.message.contains("own subject"), "{body:?}");
-    server
-        .send("GET", &format!("/api/account/{account}"), Some(&admin))
+    let body = as_alice
+        .open(account, bob)
         .await
-        .assert_error(404, "account_not_found");
+        .assert_error_code("forbidden");
+    assert!(body.message.contains("own subject"), "{body:?}");
+    as_admin
+        .state(account)
+        .await
+        .assert_error_code("account_not_found");
 
     for _ in 0..2 {
-        let opened = server
-            .send("POST", &open_as(alice), Some(&alice_token))
-            .await;
+        let opened = as_alice.open(account, alice).await;
         assert_eq!(opened.status, 201, "{opened:?}");
     }
     // Another owner's token: 403 for another owner, whether or not the id
     // exists; as themselves, the id is taken (409, as without tokens).
-    server
-        .send("POST", &open_as(alice), Some(&bob_token))
+    as_bob
+        .open(account, alice)
         .await
-        .assert_error(403, "forbidden");
-    server
-        .send("POST", &open_as(bob), Some(&bob_token))
+        .assert_error_code("forbidden");
+    as_bob
+        .open(account, bob)
         .await
-        .assert_error(409, "account_exists");
+        .assert_error_code("account_exists");
     // The owner in any UUID form is the same owner.
-    let upper = format!(
-        "/api/account/{}?owner={}",
-        fresh(),
-        alice.to_string().to_uppercase()
-    );
-    assert_eq!(
-        server.send("POST", &upper, Some(&alice_token)).await.status,
-        201
-    );
+    let upper = alice.to_string().to_uppercase();
+    assert_eq!(as_alice.open(fresh(), upper).await.status, 201);
 
     let for_bob = fresh();
-    let opened = server
-        .send(
-            "POST",
-            &format!("/api/account/{for_bob}?owner={bob}"),
-            Some(&admin),
-        )
-        .await;
+    let opened = as_admin.open(for_bob, bob).await;
     assert_eq!(opened.status, 201, "{opened:?}");
-    let state = server
-        .send("GET", &format!("/api/account/{for_bob}"), Some(&bob_token))
-        .await;
+    let state = as_bob.state(for_bob).await;
     assert_eq!(state.status, 200);
     assert_eq!(state.json()["ownerId"], bob.to_string());
 }
@@ -271,40 +329,12 @@ async fn an_owner_opens_accounts_only_for_themselves_on_memory() {
     an_owner_opens_accounts_only_for_themselves(&Server::hs256().await).await;
 }
 
+/// A fresh account of `owner`, opened by them with `amount` deposited.
 async fn open_funded(server: &Server, owner: OwnerId, amount: i64) -> Uuid {
-    let token = server.owner_token(owner);
     let account = fresh();
-    let opened = server
-        .send(
-            "POST",
-            &format!("/api/account/{account}?owner={owner}"),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(opened.status, 201, "{opened:?}");
-    if amount > 0 {
-        let deposit = format!(
-            "/api/account/{account}/deposit?amount={amount}&transactionId={}",
-            fresh()
-        );
-        assert_eq!(server.send("PUT", &deposit, Some(&token)).await.status, 204);
-    }
+    let as_owner = server.owner(owner);
+    as_owner.open_funded(account, owner, amount, fresh()).await;
     account
-}
-
-/// What the owner (or an admin) sees of an account: state and stream.
-async fn observe(server: &Server, account: Uuid, token: &str) -> (String, String) {
-    let state = server
-        .send("GET", &format!("/api/account/{account}"), Some(token))
-        .await;
-    let events = server
-        .send(
-            "GET",
-            &format!("/api/account/{account}/events"),
-            Some(token),
-        )
-        .await;
-    (state.body, events.body)
 }
 
 /// Someone else's account, open or closed, answers every request exactly as
@@ -312,39 +342,22 @@ async fn observe(server: &Server, account: Uuid, token: &str) -> (String, String
 /// same body (up to the id it names), and nothing changes.
 async fn someone_elses_account_answers_as_an_unknown_one(server: &Server) {
     let (alice, bob) = (fresh_owner(), fresh_owner());
-    let alice_token = server.owner_token(alice);
-    let bob_token = server.owner_token(bob);
+    let (as_alice, as_bob) = (server.owner(alice), server.owner(bob));
     let open = open_funded(server, alice, 100).await;
     let closed = open_funded(server, alice, 0).await;
-    let close = format!("/api/account/{closed}");
-    assert_eq!(
-        server
-            .send("DELETE", &close, Some(&alice_token))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(as_alice.close(closed).await.status, 204);
     let bobs = open_funded(server, bob, 0).await;
-    let before = [
-        observe(server, open, &alice_token).await,
-        observe(server, closed, &alice_token).await,
-    ];
+    let before = [as_alice.observe(open).await, as_alice.observe(closed).await];
     for hidden in [open, closed] {
         for (method, path) in requests_of_every_kind(bobs) {
+            let method: Method = method.parse().expect("a method");
             let unknown = fresh();
-            let as_unknown = server
-                .send(method, &target(&path, unknown), Some(&bob_token))
-                .await;
-            let as_hidden = server
-                .send(method, &target(&path, hidden), Some(&bob_token))
-                .await;
-            assert_answered_alike(&as_hidden, &as_unknown.with_id(unknown, hidden));
+            let as_unknown = as_bob.send(method.clone(), target(&path, unknown)).await;
+            let as_hidden = as_bob.send(method, target(&path, hidden)).await;
+            assert_answered_alike(&as_hidden, &with_id(&as_unknown, unknown, hidden));
         }
     }
-    let after = [
-        observe(server, open, &alice_token).await,
-        observe(server, closed, &alice_token).await,
-    ];
+    let after = [as_alice.observe(open).await, as_alice.observe(closed).await];
     assert_eq!(before, after, "refusals change nothing");
     let state: serde_json::Value = serde_json::from_str(&after[0].0).unwrap();
     assert_eq!(state["balance"], 100);
@@ -394,8 +407,16 @@ fn requests_of_every_kind(target: Uuid) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// This answer as it would name `to` instead of `from` (same length).
+fn with_id(answer: &Answer, from: Uuid, to: Uuid) -> Answer {
+    Answer {
+        body: answer.body.replace(&from.to_string(), &to.to_string()),
+        ..answer.clone()
+    }
+}
+
 /// The same status, content type, paging header and body.
-fn assert_answered_alike(reply: &Reply, expected: &Reply) {
+fn assert_answered_alike(reply: &Answer, expected: &Answer) {
     assert_eq!(reply.status, expected.status, "{reply:?} vs {expected:?}");
     for header in ["content-type", "link"] {
         assert_eq!(reply.header(header), expected.header(header), "{header}");
@@ -411,63 +432,31 @@ async fn someone_elses_account_answers_as_an_unknown_one_on_memory() {
 /// The source must be the caller's; the target may be anyone's open account.
 async fn a_transfer_may_pay_into_anyones_open_account(server: &Server) {
     let (alice, bob) = (fresh_owner(), fresh_owner());
-    let (alice_token, bob_token) = (server.owner_token(alice), server.owner_token(bob));
+    let (as_alice, as_bob) = (server.owner(alice), server.owner(bob));
     let source = open_funded(server, alice, 100).await;
     let target = open_funded(server, bob, 0).await;
-    let transfer = |from: Uuid, to: Uuid, amount: i64| {
-        format!(
-            "/api/account/{from}/transfer?targetAccount={to}&amount={amount}&transactionId={}",
-            fresh()
-        )
-    };
-    let paid = server
-        .send("PUT", &transfer(source, target, 30), Some(&alice_token))
-        .await;
+    let paid = as_alice.transfer(source, target, 30, fresh()).await;
     assert_eq!(paid.status, 204, "{paid:?}");
-    let received = server
-        .send(
-            "GET",
-            &format!("/api/account/{target}/events"),
-            Some(&bob_token),
-        )
-        .await
-        .json();
-    let last = received.as_array().unwrap().last().unwrap().clone();
+    let received = as_bob.event_list(target).await;
+    let last = received.last().unwrap();
     assert_eq!(last["transferFrom"], source.to_string());
     assert_eq!(last["amountDeposited"], 30);
     // Bob cannot pay himself from Alice's account, not even back.
-    server
-        .send("PUT", &transfer(source, target, 1), Some(&bob_token))
+    as_bob
+        .transfer(source, target, 1, fresh())
         .await
-        .assert_error(404, "account_not_found");
+        .assert_error_code("account_not_found");
     // An unknown target is refused as without tokens; so is a closed one.
-    let unknown = server
-        .send("PUT", &transfer(source, fresh(), 1), Some(&alice_token))
-        .await;
-    let body = unknown.assert_error(404, "account_not_found");
+    let unknown = as_alice.transfer(source, fresh(), 1, fresh()).await;
+    let body = unknown.assert_error_code("account_not_found");
     assert!(body.message.contains("target"), "{body:?}");
-    let withdraw = format!(
-        "/api/account/{target}/withdraw?amount=30&transactionId={}",
-        fresh()
-    );
-    assert_eq!(
-        server.send("PUT", &withdraw, Some(&bob_token)).await.status,
-        204
-    );
-    let close = format!("/api/account/{target}");
-    assert_eq!(
-        server.send("DELETE", &close, Some(&bob_token)).await.status,
-        204
-    );
-    server
-        .send("PUT", &transfer(source, target, 1), Some(&alice_token))
+    assert_eq!(as_bob.withdraw(target, 30, fresh()).await.status, 204);
+    assert_eq!(as_bob.close(target).await.status, 204);
+    as_alice
+        .transfer(source, target, 1, fresh())
         .await
-        .assert_error(400, "account_closed");
-    let state = server
-        .send("GET", &format!("/api/account/{source}"), Some(&alice_token))
-        .await
-        .json();
-    assert_eq!(state["balance"], 70);
+        .assert_error_code("account_closed");
+    assert_eq!(as_alice.balance(source).await, 70);
 }
 
 #[tokio::test]
@@ -478,77 +467,34 @@ async fn a_transfer_may_pay_into_anyones_open_account_on_memory() {
 /// An owner does everything on their own accounts; an admin on every one.
 async fn owners_use_their_own_accounts_and_admins_every_account(server: &Server) {
     let (alice, bob) = (fresh_owner(), fresh_owner());
-    let (alice_token, admin) = (server.owner_token(alice), server.admin_token());
+    let (as_alice, as_admin) = (server.owner(alice), server.admin());
+    let alice_by_query = as_alice.with_style(Style::Query);
     let account = open_funded(server, alice, 0).await;
     let bobs = open_funded(server, bob, 50).await;
-    // Each PUT gets a fresh transactionId.
-    let steps = [
-        (
-            &alice_token,
-            "PUT",
-            format!("/api/account/{account}?deposit=40"),
-        ),
-        (
-            &alice_token,
-            "PUT",
-            format!("/api/account/{account}/withdraw?amount=15"),
-        ),
-        (
-            &alice_token,
-            "PUT",
-            format!("/api/account/{account}?withdraw=5"),
-        ),
-        (
-            &admin,
-            "PUT",
-            format!("/api/account/{bobs}/deposit?amount=10"),
-        ),
-        (
-            &admin,
-            "PUT",
-            format!("/api/account/{bobs}/transfer?targetAccount={account}&amount=60"),
-        ),
-        (
-            &alice_token,
-            "PUT",
-            format!("/api/account/{account}?transfer={bobs}&amount=80"),
-        ),
-        (&admin, "DELETE", format!("/api/account/{account}")),
+    // In this order, each with a fresh transactionId, in both URL styles.
+    let answers = [
+        alice_by_query.deposit(account, 40, fresh()).await,
+        as_alice.withdraw(account, 15, fresh()).await,
+        alice_by_query.withdraw(account, 5, fresh()).await,
+        as_admin.deposit(bobs, 10, fresh()).await,
+        as_admin.transfer(bobs, account, 60, fresh()).await,
+        alice_by_query.transfer(account, bobs, 80, fresh()).await,
+        as_admin.close(account).await,
     ];
-    for (token, method, path) in steps {
-        let target = match method {
-            "PUT" => format!("{path}&transactionId={}", fresh()),
-            _ => path,
-        };
-        let reply = server.send(method, &target, Some(token)).await;
-        assert_eq!(reply.status, 204, "{method} {target}: {reply:?}");
+    for answer in answers {
+        answer.assert_status(StatusCode::NO_CONTENT);
     }
-    let (state, events) = read(server, account, &alice_token).await;
+    let (state, events) = read(&as_alice, account).await;
     assert_eq!((state["open"].clone(), events.len()), (false.into(), 7));
-    let (state, events) = read(server, bobs, &admin).await;
+    let (state, events) = read(&as_admin, bobs).await;
     assert_eq!((state["balance"].clone(), events.len()), (80.into(), 5));
 }
 
-/// An account's state and events, as `token` reads them (both 200).
-async fn read(
-    server: &Server,
-    account: Uuid,
-    token: &str,
-) -> (serde_json::Value, Vec<serde_json::Value>) {
-    let state = server
-        .send("GET", &format!("/api/account/{account}"), Some(token))
-        .await;
-    assert_eq!(state.status, 200, "{state:?}");
-    let events = server
-        .send(
-            "GET",
-            &format!("/api/account/{account}/events"),
-            Some(token),
-        )
-        .await;
-    assert_eq!(events.status, 200, "{events:?}");
-    let events = events.json().as_array().expect("an array").clone();
-    (state.json(), events)
+/// An account's state and events, as `api` reads them (both 200).
+async fn read(api: &Client<Socket>, account: Uuid) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let state = api.state(account).await;
+    state.assert_status(StatusCode::OK);
+    (state.json(), api.event_list(account).await)
 }
 
 #[tokio::test]
@@ -561,44 +507,22 @@ async fn owners_use_their_own_accounts_and_admins_every_account_on_memory() {
 /// the transactionId was used there.
 async fn authorization_comes_before_idempotency(server: &Server) {
     let (alice, bob) = (fresh_owner(), fresh_owner());
-    let (alice_token, bob_token) = (server.owner_token(alice), server.owner_token(bob));
+    let (as_alice, as_bob) = (server.owner(alice), server.owner(bob));
     let account = open_funded(server, alice, 0).await;
     let transaction = fresh();
-    let deposit = format!("/api/account/{account}/deposit?amount=10&transactionId={transaction}");
-    let other = format!("/api/account/{account}/withdraw?amount=1&transactionId={transaction}");
-    assert_eq!(
-        server
-            .send("PUT", &deposit, Some(&alice_token))
-            .await
-            .status,
-        204
-    );
-    for target in [&deposit, &other] {
-        server
-            .send("PUT", target, Some(&bob_token))
-            .await
-            .assert_error(404, "account_not_found");
+    assert_eq!(as_alice.deposit(account, 10, transaction).await.status, 204);
+    for replay in [
+        as_bob.deposit(account, 10, transaction).await,
+        as_bob.withdraw(account, 1, transaction).await,
+    ] {
+        replay.assert_error_code("account_not_found");
     }
-    assert_eq!(
-        server
-            .send("PUT", &deposit, Some(&alice_token))
-            .await
-            .status,
-        204
-    );
-    server
-        .send("PUT", &other, Some(&alice_token))
+    assert_eq!(as_alice.deposit(account, 10, transaction).await.status, 204);
+    as_alice
+        .withdraw(account, 1, transaction)
         .await
-        .assert_error(422, "transaction_reused");
-    let state = server
-        .send(
-            "GET",
-            &format!("/api/account/{account}"),
-            Some(&alice_token),
-        )
-        .await
-        .json();
-    assert_eq!(state["balance"], 10);
+        .assert_error_code("transaction_reused");
+    assert_eq!(as_alice.balance(account).await, 10);
 }
 
 #[tokio::test]
@@ -610,10 +534,9 @@ async fn authorization_comes_before_idempotency_on_memory() {
 /// stays free.
 async fn a_refused_token_changes_nothing(server: &Server) {
     let alice = fresh_owner();
-    let alice_token = server.owner_token(alice);
+    let as_alice = server.owner(alice);
     let account = open_funded(server, alice, 0).await;
     let transaction = fresh();
-    let deposit = format!("/api/account/{account}/deposit?amount=10&transactionId={transaction}");
     let expired = server.mint(&TokenSpec {
         ttl: Duration::from_secs(1),
         issued_at: Timestamp::from_unix_millis(start().unix_millis() - 3_600_000),
@@ -621,29 +544,18 @@ async fn a_refused_token_changes_nothing(server: &Server) {
     });
     for token in [None, Some("garbage"), Some(expired.as_str())] {
         server
-            .send("PUT", &deposit, token)
+            .api(token)
+            .deposit(account, 10, transaction)
             .await
             .assert_unauthorized();
     }
-    let withdraw_all = format!("/api/account/{account}?withdraw=0&transactionId={transaction}");
     // The id is still free: a different operation under it is accepted.
-    assert_eq!(
-        server
-            .send("PUT", &withdraw_all, Some(&alice_token))
-            .await
-            .status,
-        204
-    );
-    let (state, events) = observe(server, account, &alice_token).await;
-    assert!(state.contains("\"balance\":0"), "{state}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&events)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    let withdraw_all = as_alice.with_style(Style::Query);
+    let answer = withdraw_all.withdraw(account, 0, transaction).await;
+    assert_eq!(answer.status, 204);
+    let (state, events) = read(&as_alice, account).await;
+    assert_eq!(state["balance"], 0);
+    assert_eq!(events.len(), 1);
 }
 
 #[tokio::test]
@@ -662,7 +574,8 @@ async fn every_rule(server: &Server) {
 
 async fn every_rule_on(backend: Backend) {
     let test = TestStore::open(backend).await;
-    let server = Server::start(test.store.clone(), AuthConfig::hs256(SECRET)).await;
+    let builder = TestInstance::builder().store(test.store.clone());
+    let server = Server::start(builder.auth(auth::hs256())).await;
     every_rule(&server).await;
     server.stop().await;
 }
@@ -688,32 +601,25 @@ async fn every_rule_on_mysql() {
 async fn tokens_expire_and_start_by_the_instances_clock() {
     let server = Server::hs256().await;
     let alice = fresh_owner();
-    let token = server.owner_token(alice);
+    let as_alice = server.owner(alice);
     let account = open_funded(&server, alice, 0).await;
-    let state = format!("/api/account/{account}");
     let leeway_ms = LEEWAY_SECONDS as i64 * 1000;
     let at = |offset_ms: i64| Timestamp::from_unix_millis(start().unix_millis() + offset_ms);
 
     // Valid an hour from the start, plus the leeway.
-    server.clock.set(at(3_600_000 + leeway_ms));
-    assert_eq!(server.send("GET", &state, Some(&token)).await.status, 200);
-    server.clock.set(at(3_600_000 + leeway_ms + 1000));
-    let body = server
-        .send("GET", &state, Some(&token))
-        .await
-        .assert_unauthorized();
+    server.instance.clock.set(at(3_600_000 + leeway_ms));
+    assert_eq!(as_alice.state(account).await.status, 200);
+    server.instance.clock.set(at(3_600_000 + leeway_ms + 1000));
+    let body = as_alice.state(account).await.assert_unauthorized();
     assert!(body.message.contains("expired"), "{body:?}");
 
     // Issued two minutes ahead: not valid yet, until a minute before.
-    server.clock.set(start());
-    let early = server.mint(&TokenSpec::owner(alice, at(120_000)));
-    let body = server
-        .send("GET", &state, Some(&early))
-        .await
-        .assert_unauthorized();
+    server.instance.clock.set(start());
+    let early = server.api(Some(&server.mint(&TokenSpec::owner(alice, at(120_000)))));
+    let body = early.state(account).await.assert_unauthorized();
     assert!(body.message.contains("not valid yet"), "{body:?}");
-    server.clock.set(at(120_000 - leeway_ms));
-    assert_eq!(server.send("GET", &state, Some(&early)).await.status, 200);
+    server.instance.clock.set(at(120_000 - leeway_ms));
+    assert_eq!(early.state(account).await.status, 200);
 }
 
 #[tokio::test]
@@ -723,10 +629,9 @@ async fn issuer_and_audience_are_enforced_on_the_socket() {
         audience: Some("accounts".to_owned()),
         ..AuthConfig::hs256(SECRET)
     };
-    let server = Server::start(Arc::new(MemoryStore::new()), config).await;
+    let server = Server::start(TestInstance::builder().auth(config)).await;
     let alice = fresh_owner();
     let account = open_funded(&server, alice, 0).await;
-    let state = format!("/api/account/{account}");
     let foreign = [
         (Some("https://evil.example"), Some("accounts"), "issuer"),
         (Some("https://login.example"), Some("billing"), "audience"),
@@ -741,10 +646,8 @@ async fn issuer_and_audience_are_enforced_on_the_socket() {
             },
         )
         .unwrap();
-        let body = server
-            .send("GET", &state, Some(&token))
-            .await
-            .assert_unauthorized();
+        let answer = server.api(Some(&token)).state(account).await;
+        let body = answer.assert_unauthorized();
         assert!(body.message.contains(word), "{body:?}");
     }
 }
@@ -765,7 +668,7 @@ async fn a_public_key_instance_accepts_only_tokens_signed_by_its_private_half() 
         issuer: None,
         audience: None,
     };
-    let server = Server::start(Arc::new(MemoryStore::new()), config).await;
+    let server = Server::start(TestInstance::builder().auth(config)).await;
     let alice = fresh_owner();
     let claims = serde_json::json!({
         "sub": alice.to_string(),
@@ -774,18 +677,18 @@ async fn a_public_key_instance_accepts_only_tokens_signed_by_its_private_half() 
     let private = EncodingKey::from_rsa_pem(&fixture("rsa-private.pem")).unwrap();
     let rs256 = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &private).unwrap();
     let account = fresh();
-    let open = format!("/api/account/{account}?owner={alice}");
-    assert_eq!(server.send("POST", &open, Some(&rs256)).await.status, 201);
+    assert_eq!(
+        server.api(Some(&rs256)).open(account, alice).await.status,
+        201
+    );
     // The public key as an HMAC secret (algorithm confusion), and HS256 with
     // any secret: the configured algorithm decides, never the token's header.
     let public = EncodingKey::from_secret(&fixture("rsa-public.pem"));
     let confused = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &public).unwrap();
     let hs256 = server_free_hs256(&claims);
     for token in [confused, hs256] {
-        let body = server
-            .send("POST", &open, Some(&token))
-            .await
-            .assert_unauthorized();
+        let answer = server.api(Some(&token)).open(account, alice).await;
+        let body = answer.assert_unauthorized();
         assert!(body.message.contains("algorithm"), "{body:?}");
     }
 }

@@ -3,9 +3,14 @@
 //! secret, `--help` shows no value, and the logs of an authenticated run —
 //! at trace level, in both formats — never contain a token or the secret.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use accounts::domain::{OwnerId, Timestamp};
+use accounts::engine::Clock;
+use testkit::database::TempFile;
+use testkit::process::Service;
+use testkit::{Method, Tokens};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_accounts");
 
@@ -15,18 +20,10 @@ const SECRET: &str = "s3cr3t-never-in-logs-0123456789abcdef";
 const ALICE: &str = "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a";
 const BOB: &str = "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f60";
 
+/// The binary with `args` and none of the test environment's settings.
 fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = testkit::process::command(BINARY);
     command.args(args);
-    for variable in [
-        "ACCOUNTS_AUTH_JWT_SECRET",
-        "ACCOUNTS_AUTH_JWT_PUBLIC_KEY",
-        "ACCOUNTS_AUTH_JWT_ALGORITHM",
-        "ACCOUNTS_AUTH_ISSUER",
-        "ACCOUNTS_AUTH_AUDIENCE",
-    ] {
-        command.env_remove(variable);
-    }
     command
 }
 
@@ -151,74 +148,9 @@ fn token_needs_a_secret_and_a_uuid_subject() {
     assert_eq!(zero.status.code(), Some(2));
 }
 
-/// A running binary whose stderr (its logs) is collected to the end.
-struct Service {
-    child: Child,
-    address: String,
-    log: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Service {
-    fn start(args: &[&str]) -> Service {
-        let mut child =
-            command(&[&["--listen", "127.0.0.1:0", "--drain-delay-ms", "0"], args].concat())
-                .env("ACCOUNTS_AUTH_JWT_SECRET", SECRET)
-                .env("RUST_LOG", "trace")
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut log = String::new();
-        let address = loop {
-            let mut line = String::new();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "exited:\n{log}");
-            log.push_str(&line);
-            if let Some((_, rest)) = line.split_once("listening on ") {
-                let address: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                break address;
-            }
-        };
-        let log = std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stderr.read_to_string(&mut rest);
-            log + &rest
-        });
-        Service {
-            child,
-            address,
-            log: Some(log),
-        }
-    }
-
-    /// SIGTERM, then everything it logged.
-    fn stop(mut self) -> String {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(20), "no exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.log.take().expect("collecting").join().unwrap()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Requests with valid, refused and tampered tokens, every route kind.
-async fn authenticated_traffic(base: &str, alice: &str, admin: &str, expired: &str) {
-    let http = reqwest::Client::new();
+async fn authenticated_traffic(service: &Service, alice: &str, admin: &str, expired: &str) {
+    let api = service.client();
     let account = "6f1c2b1e-8a4d-4d6e-9a53-2f0b8c1d7e10";
     // One character of the signature changed (not its last, whose low bits
     // may be padding), and always to a different one.
@@ -268,13 +200,13 @@ async fn authenticated_traffic(base: &str, alice: &str, admin: &str, expired: &s
         ("GET", "/metrics".to_owned(), Some(alice), 200),
     ];
     for (method, path, token, status) in requests {
-        let mut request = http.request(method.parse().unwrap(), format!("{base}{path}"));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), status, "{method} {path}");
-        let body = response.text().await.unwrap();
+        let method: Method = method.parse().unwrap();
+        let answer = match token {
+            Some(token) => api.with_token(token).send(method.clone(), &path).await,
+            None => api.send(method.clone(), &path).await,
+        };
+        assert_eq!(answer.status.as_u16(), status, "{method} {path}");
+        let body = answer.body;
         assert!(!body.contains(alice) && !body.contains(SECRET), "{body}");
     }
 }
@@ -296,14 +228,24 @@ fn run_logged(format: &str, store: &str) {
     let admin = token(&["--sub", BOB, "--admin", "--ttl", "10m"]);
     // An hour past its exp: refused as expired, whatever the leeway.
     let expired = expired_token();
-    let service = Service::start(&["--log-format", format, "--database-url", store]);
-    let base = format!("http://{}", service.address);
+    let service = Service::start_with(
+        BINARY,
+        &[
+            "--drain-delay-ms",
+            "0",
+            "--log-format",
+            format,
+            "--database-url",
+            store,
+        ],
+        &[("ACCOUNTS_AUTH_JWT_SECRET", SECRET), ("RUST_LOG", "trace")],
+    );
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(authenticated_traffic(&base, &alice, &admin, &expired));
-    let log = service.stop();
+        .block_on(authenticated_traffic(&service, &alice, &admin, &expired));
+    let log = service.stop(Duration::from_secs(20)).join("\n");
     // The run really logged at trace level, requests and refusals included.
     assert!(log.contains("bearer token refused"), "{log}");
     assert!(log.contains("expired"), "{log}");
@@ -313,18 +255,11 @@ fn run_logged(format: &str, store: &str) {
 }
 
 fn expired_token() -> String {
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims = serde_json::json!({"sub": ALICE, "exp": now - 3600});
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    let now = accounts::engine::SystemClock.now();
+    let two_hours_ago = Timestamp::from_unix_millis(now.unix_millis() - 7_200_000);
+    Tokens::with_secret(SECRET)
+        .issued_at(two_hours_ago)
+        .owner(OwnerId::parse(ALICE).unwrap())
 }
 
 #[test]
@@ -334,9 +269,6 @@ fn trace_logs_in_json_never_show_a_token_or_the_secret() {
 
 #[test]
 fn trace_logs_in_text_never_show_a_token_or_the_secret() {
-    let file = std::env::temp_dir().join(format!("accounts-auth-logs-{}.db", std::process::id()));
-    run_logged("text", &format!("sqlite:{}", file.display()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-    }
+    let file = TempFile::new("db");
+    run_logged("text", &file.sqlite_url());
 }

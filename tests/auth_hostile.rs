@@ -8,22 +8,23 @@
 //! never a 5xx, a panic or a dropped connection, and that nothing is
 //! recorded. It prints the table of cases and answers (`--nocapture`).
 
-mod auth_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use accounts::auth::{AuthConfig, LEEWAY_SECONDS, VerifyingKey};
 use accounts::http::HEADER_BYTES_MAX;
-use accounts::store::MemoryStore;
-use auth_support::{Reply, SECRET, Server, fresh, fresh_owner, start};
+use accounts::store::{EventStore, MemoryStore};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
+use testkit::auth::SECRET;
+use testkit::instance::START;
+use testkit::properties::runner;
+use testkit::{Answer, Served, StatusCode, TestInstance, fresh_owner, fresh_uuid as fresh, raw};
 
 const SEED: u64 = 20_261_126;
 const CASES: u32 = 3_000;
@@ -61,7 +62,7 @@ impl Case {
 }
 
 fn now_seconds() -> i64 {
-    start().unix_millis() / 1000
+    START.unix_millis() / 1000
 }
 
 /// The claims of a token the HMAC instance would accept, before mutation.
@@ -317,21 +318,23 @@ fn hostile() -> impl Strategy<Value = Case> {
 /// answer at all.
 type Answers = BTreeMap<&'static str, BTreeMap<String, usize>>;
 
-fn judge(case: &Case, reply: Option<&Reply>) -> Result<String, String> {
+fn judge(case: &Case, reply: Option<&Answer>) -> Result<String, String> {
     let Some(reply) = reply else {
         return Err("the connection closed without an answer".to_owned());
     };
-    if reply.status >= 500 {
+    if reply.status.is_server_error() {
         return Err(format!("a {} answer", reply.status));
     }
     if case.kind.starts_with("oversized") {
         return match reply.status {
-            431 => Ok("431 (head over the limit)".to_owned()),
-            401 => Ok("401 unauthorized".to_owned()),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                Ok("431 (head over the limit)".to_owned())
+            }
+            StatusCode::UNAUTHORIZED => Ok("401 unauthorized".to_owned()),
             other => Err(format!("{other}, not 431 or 401")),
         };
     }
-    if reply.status != 401 {
+    if reply.status != StatusCode::UNAUTHORIZED {
         return Err(format!("{}, not 401: {}", reply.status, reply.body));
     }
     let body: accounts::http::ErrorBody = serde_json::from_str(&reply.body)
@@ -356,10 +359,16 @@ fn judge(case: &Case, reply: Option<&Reply>) -> Result<String, String> {
 /// by an admin: a token that got through would change it.
 struct Targets {
     runtime: tokio::runtime::Runtime,
-    hmac: Server,
-    rsa: Server,
+    hmac: Served,
+    rsa: Served,
     account: uuid::Uuid,
     admin: String,
+}
+
+/// An instance over `store` with authentication as `config` says, served.
+async fn serve(store: Arc<dyn EventStore>, config: AuthConfig) -> Served {
+    let instance = TestInstance::builder().store(store).auth(config).build();
+    instance.serve().await
 }
 
 impl Targets {
@@ -380,13 +389,14 @@ impl Targets {
             issuer: None,
             audience: None,
         };
-        let store = Arc::new(MemoryStore::new());
-        let hmac = runtime.block_on(Server::start(store.clone(), hmac_config));
-        let rsa = runtime.block_on(Server::start(store, rsa_config));
-        let (account, admin) = (fresh(), hmac.admin_token());
-        let open = format!("/api/account/{account}?owner={}", fresh_owner());
-        let opened = runtime.block_on(hmac.send("POST", &open, Some(&admin)));
-        assert_eq!(opened.status, 201, "{opened:?}");
+        let admin = testkit::Tokens::for_config(&hmac_config).admin();
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let hmac = runtime.block_on(serve(store.clone(), hmac_config));
+        let rsa = runtime.block_on(serve(store, rsa_config));
+        let account = fresh();
+        let api = hmac.client().with_token(&admin);
+        let opened = runtime.block_on(async { api.open(account, fresh_owner()).await });
+        assert_eq!(opened.status, StatusCode::CREATED, "{opened:?}");
         Targets {
             runtime,
             hmac,
@@ -397,8 +407,8 @@ impl Targets {
     }
 
     /// Sends `case` as a deposit of `amount` to the account.
-    fn send(&self, case: &Case, amount: u32) -> Option<Reply> {
-        let server = match case.target {
+    fn send(&self, case: &Case, amount: u32) -> Option<Answer> {
+        let served = match case.target {
             Target::Hmac => &self.hmac,
             Target::Rsa => &self.rsa,
         };
@@ -412,22 +422,27 @@ impl Targets {
             .iter()
             .map(|value| ("Authorization", value.as_slice()))
             .collect();
-        self.runtime
-            .block_on(server.send_raw("PUT", &target, &headers))
+        self.runtime.block_on(raw::request_with_headers(
+            served.address,
+            "PUT",
+            &target,
+            &headers,
+        ))
     }
 
     /// Nothing got through: the account has only its opening event; and
     /// both instances still serve.
     fn assert_unchanged_and_serving(&self) {
-        let events = format!("/api/account/{}/events", self.account);
+        let admin = self.hmac.client().with_token(&self.admin);
         let events = self
             .runtime
-            .block_on(self.hmac.send("GET", &events, Some(&self.admin)));
+            .block_on(async { admin.events(self.account).await });
         let count = events.json().as_array().map(Vec::len);
         assert_eq!(count, Some(1), "{events:?}");
-        for server in [&self.hmac, &self.rsa] {
-            let ping = self.runtime.block_on(server.send("GET", "/ping", None));
-            assert_eq!(ping.status, 200);
+        for served in [&self.hmac, &self.rsa] {
+            let api = served.client();
+            let ping = self.runtime.block_on(async { api.ping().await });
+            assert_eq!(ping.status, StatusCode::OK);
         }
     }
 }
@@ -437,12 +452,7 @@ fn hostile_tokens_are_always_refused_with_401_and_never_crash() {
     let targets = Targets::start();
     let answers: Mutex<Answers> = Mutex::default();
     let sent = AtomicU32::new(0);
-    let mut runner = TestRunner::new(Config {
-        cases: CASES,
-        rng_seed: RngSeed::Fixed(SEED),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(CASES, SEED);
     let result = runner.run(&hostile(), |case| {
         let amount = sent.fetch_add(1, Ordering::SeqCst) + 1;
         let reply = targets.send(&case, amount);

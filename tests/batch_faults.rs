@@ -8,20 +8,17 @@
 //! not by its transactionId, never half), every refused one not at all, and
 //! the feed still holds every stored event once, in a consistent order.
 
-mod store_support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use accounts::domain::{Account, AccountId, Event, Fingerprint, OwnerId, Timestamp, TransactionId};
+use accounts::domain::{Account, AccountId, Event, OwnerId, TransactionId};
 use accounts::engine::{Entropy, SeededEntropy};
-use accounts::store::{
-    AppendError, Commit, EventStore, RecordedEvent, StoreError, StoreOptions, TransactionRecord,
-};
-use sqlx::{AssertSqlSafe, Connection};
-use store_support::{Backend, TestStore};
+use accounts::store::{AppendError, Commit, EventStore, RecordedEvent, StoreError, StoreOptions};
+use testkit::commits::{self, deposited, opened, whole_feed};
+use testkit::database::{Connections, Killer};
+use testkit::{Backend, TestStore};
 
 const ACCOUNTS: usize = 8;
 const WRITERS: u64 = 6;
@@ -74,11 +71,8 @@ async fn batches_under_kills(backend: Backend) {
     let done = Arc::new(AtomicBool::new(false));
     let killer = {
         let (done, counts) = (done.clone(), counts.clone());
-        let admin_url = test.admin_url().unwrap().to_owned();
-        let database = test.database_name().unwrap().to_owned();
-        tokio::spawn(async move {
-            kill_until_done(backend, &admin_url, &database, &done, &counts).await
-        })
+        let killer = test.database().expect("a server database").killer().await;
+        tokio::spawn(async move { kill_until_done(killer, &done, &counts).await })
     };
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
@@ -114,117 +108,30 @@ async fn batches_under_kills(backend: Backend) {
 /// The account opened, then funded for every transfer out of it.
 fn opening(account: AccountId, entropy: &SeededEntropy) -> [Commit; 2] {
     let owner = OwnerId::from_uuid(entropy.uuid());
-    let funds = Event::MoneyDeposited {
-        amount_deposited: 1_000_000,
-        balance: 1_000_000,
-        transfer_from: None,
-    };
     [
-        commit_of(
-            vec![(account, 1, Event::AccountOpened { owner_id: owner })],
-            entropy,
-        ),
-        commit_of(vec![(account, 2, funds)], entropy),
+        commit_of(vec![(account, 1, opened(owner))], entropy),
+        commit_of(vec![(account, 2, deposited(1_000_000, 1_000_000))], entropy),
     ]
 }
 
+/// A commit of these events under one new transactionId.
 fn commit_of(events: Vec<(AccountId, u64, Event)>, entropy: &SeededEntropy) -> Commit {
-    let transaction_id = TransactionId::from_uuid(entropy.uuid());
-    let mut commit = Commit::default();
-    for (account_id, sequence_number, event) in events {
-        commit.events.push(RecordedEvent {
-            account_id,
-            sequence_number,
-            transaction_id,
-            event,
-            recorded_at: Timestamp::from_unix_millis(1_795_000_000_000),
-        });
-        if !commit
-            .transactions
-            .iter()
-            .any(|t| t.account_id == account_id)
-        {
-            commit.transactions.push(TransactionRecord {
-                account_id,
-                transaction_id,
-                fingerprint: Fingerprint("batch fault test".to_owned()),
-            });
-        }
-    }
-    commit.events.sort_by_key(|e| e.account_id);
-    commit
+    commits::commit_of(events, TransactionId::from_uuid(entropy.uuid()))
 }
 
 /// Kills the database's connections every few milliseconds — three times in
 /// four only those inside the write or its COMMIT — until `done`.
-async fn kill_until_done(
-    backend: Backend,
-    admin_url: &str,
-    database: &str,
-    done: &AtomicBool,
-    counts: &Counts,
-) {
+async fn kill_until_done(mut killer: Killer, done: &AtomicBool, counts: &Counts) {
     let entropy = SeededEntropy::from_os();
     while !done.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(5 + entropy.below(20))).await;
-        let only_writing = entropy.below(4) != 0;
-        let killed = match kill(backend, admin_url, database, only_writing).await {
-            Ok(killed) => killed,
-            Err(error) => {
-                eprintln!("killer: {error}");
-                0
-            }
+        let which = match entropy.below(4) {
+            0 => Connections::All,
+            _ => Connections::Committing,
         };
-        counts.kills.fetch_add(killed, Ordering::SeqCst);
-    }
-}
-
-async fn kill(
-    backend: Backend,
-    admin_url: &str,
-    database: &str,
-    only_writing: bool,
-) -> Result<usize, sqlx::Error> {
-    match backend {
-        Backend::Postgres => {
-            let mut admin = sqlx::PgConnection::connect(admin_url).await?;
-            let killed: Vec<(bool,)> = sqlx::query_as(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = $1 AND pid <> pg_backend_pid()
-                   AND (NOT $2 OR (state = 'active' AND query LIKE '%event_positions%'))",
-            )
-            .bind(database)
-            .bind(only_writing)
-            .fetch_all(&mut admin)
-            .await?;
-            Ok(killed.len())
-        }
-        Backend::Mysql => {
-            let mut admin = sqlx::MySqlConnection::connect(admin_url).await?;
-            let ids: Vec<(i64,)> = sqlx::query_as(
-                "SELECT ID FROM information_schema.PROCESSLIST
-                 WHERE DB = ? AND ID <> CONNECTION_ID()
-                   AND (NOT ? OR INFO = 'COMMIT' OR INFO LIKE 'UPDATE event_positions%'
-                        OR INFO LIKE 'INSERT INTO events%')",
-            )
-            .bind(database)
-            .bind(only_writing)
-            .fetch_all(&mut admin)
-            .await?;
-            let mut killed = 0;
-            for (id,) in ids {
-                let kill = format!("KILL {id}");
-                if sqlx::raw_sql(AssertSqlSafe(kill))
-                    .execute(&mut admin)
-                    .await
-                    .is_ok()
-                {
-                    killed += 1;
-                }
-            }
-            Ok(killed)
-        }
-        _ => Ok(0),
+        counts
+            .kills
+            .fetch_add(killer.kill(which).await, Ordering::SeqCst);
     }
 }
 
@@ -278,33 +185,20 @@ async fn build_batch(
         let commit = if from == to || entropy.below(2) == 0 {
             let (balance, version) = heads[&from];
             heads.insert(from, (balance + amount, version + 1));
-            let event = Event::MoneyDeposited {
-                amount_deposited: amount,
-                balance: balance + amount,
-                transfer_from: None,
-            };
+            let event = deposited(amount, balance + amount);
             commit_of(vec![(from, version + 1, event)], entropy)
         } else {
             let ((from_balance, from_version), (to_balance, to_version)) =
                 (heads[&from], heads[&to]);
-            heads.insert(from, (from_balance - amount, from_version + 1));
-            heads.insert(to, (to_balance + amount, to_version + 1));
-            let withdrawn = Event::MoneyWithdrawn {
-                amount_withdrawn: amount,
-                balance: from_balance - amount,
-                transfer_to: Some(to),
-            };
-            let received = Event::MoneyDeposited {
-                amount_deposited: amount,
-                balance: to_balance + amount,
-                transfer_from: Some(from),
-            };
-            commit_of(
-                vec![
-                    (from, from_version + 1, withdrawn),
-                    (to, to_version + 1, received),
-                ],
-                entropy,
+            let from_head = (from_balance - amount, from_version + 1);
+            let to_head = (to_balance + amount, to_version + 1);
+            heads.insert(from, from_head);
+            heads.insert(to, to_head);
+            commits::transfer(
+                (from, from_head.1, from_head.0),
+                (to, to_head.1, to_head.0),
+                amount,
+                TransactionId::from_uuid(entropy.uuid()),
             )
         };
         batch.push(commit);
@@ -415,14 +309,7 @@ async fn check_feed(
     stored: &HashMap<(AccountId, u64), RecordedEvent>,
     answered: &[Answered],
 ) {
-    let mut feed = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.feed(after, 97).await.expect("feed");
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        feed.extend(page);
-    }
+    let feed = whole_feed(store).await;
     for pair in feed.windows(2) {
         assert!(pair[0].position < pair[1].position);
     }

@@ -2,15 +2,14 @@
 //! scripted history produces today, and a golden file written by an earlier
 //! version must keep decoding as the format evolves.
 
-mod common;
-
 use accounts::domain::Event;
 use accounts::http::EventBody;
-use common::{ScriptedHistory, TestApp, stream_text};
+use testkit::TestInstance;
+use testkit::history::{ScriptedHistory, stream_text};
 
 #[tokio::test]
 async fn scripted_history_snapshot() {
-    let app = TestApp::new();
+    let app = TestInstance::new();
     let history = ScriptedHistory::play(&app).await;
 
     let mut settings = insta::Settings::clone_current();

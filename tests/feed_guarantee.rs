@@ -11,22 +11,18 @@
 //! variants plant it — a store decorator (any store) and, on PostgreSQL and
 //! MariaDB, raw inserts that take `nextval` of a database sequence.
 
-mod store_support;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accounts::domain::{AccountId, Event, Fingerprint, OwnerId, Timestamp, TransactionId};
+use accounts::domain::{AccountId, Event, OwnerId, TransactionId};
 use accounts::engine::{Entropy, SeededEntropy};
-use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, RecordedEvent, StoreError,
-    TransactionRecord,
-};
+use accounts::store::{AppendError, Commit, EventStore, FeedEvent, RecordedEvent, StoreError};
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, Connection};
-use store_support::{Backend, TestStore};
+use testkit::commits::{self, deposited, opened};
+use testkit::database::{ServerConnection, event_insert};
+use testkit::{Backend, Decorated, Decorator, TestStore};
 
 const WRITERS: u64 = 8;
 const READERS: usize = 2;
@@ -110,16 +106,8 @@ async fn run(store: Arc<dyn EventStore>) -> (Committed, Vec<Vec<FeedEvent>>) {
         // Opened with enough money for every transfer out of it.
         let open = commit_of(
             vec![
-                (*account, 1, Event::AccountOpened { owner_id: owner }),
-                (
-                    *account,
-                    2,
-                    Event::MoneyDeposited {
-                        amount_deposited: 1_000_000,
-                        balance: 1_000_000,
-                        transfer_from: None,
-                    },
-                ),
+                (*account, 1, opened(owner)),
+                (*account, 2, deposited(1_000_000, 1_000_000)),
             ],
             &entropy,
         );
@@ -220,14 +208,6 @@ async fn write(store: &dyn EventStore, accounts: &[AccountId], writer: u64) -> C
     committed
 }
 
-fn deposited(balance: i64) -> Event {
-    Event::MoneyDeposited {
-        amount_deposited: 1,
-        balance,
-        transfer_from: None,
-    }
-}
-
 /// The account's balance and version.
 async fn head(store: &dyn EventStore, account: AccountId) -> (i64, u64) {
     let (state, version) = store.load(account, None).await.expect("load").fold();
@@ -245,7 +225,7 @@ async fn deposits(
     let (balance, version) = head(store, account).await;
     (1..=count)
         .map(|ahead| {
-            let event = deposited(balance + ahead as i64);
+            let event = deposited(1, balance + ahead as i64);
             commit_of(vec![(account, version + ahead, event)], entropy)
         })
         .collect()
@@ -254,7 +234,7 @@ async fn deposits(
 /// A deposit at a number already taken: always a conflict.
 async fn stale(store: &dyn EventStore, account: AccountId, entropy: &SeededEntropy) -> Commit {
     let (balance, version) = head(store, account).await;
-    commit_of(vec![(account, version, deposited(balance + 1))], entropy)
+    commit_of(vec![(account, version, deposited(1, balance + 1))], entropy)
 }
 
 async fn transfer(
@@ -265,50 +245,17 @@ async fn transfer(
 ) -> Commit {
     let ((from_balance, from_version), (to_balance, to_version)) =
         (head(store, from).await, head(store, to).await);
-    let withdrawn = Event::MoneyWithdrawn {
-        amount_withdrawn: 1,
-        balance: from_balance - 1,
-        transfer_to: Some(to),
-    };
-    let received = Event::MoneyDeposited {
-        amount_deposited: 1,
-        balance: to_balance + 1,
-        transfer_from: Some(from),
-    };
-    let mut legs = vec![
-        (from, from_version + 1, withdrawn),
-        (to, to_version + 1, received),
-    ];
-    legs.sort_by_key(|(account, _, _)| *account);
-    commit_of(legs, entropy)
+    commits::transfer(
+        (from, from_version + 1, from_balance - 1),
+        (to, to_version + 1, to_balance + 1),
+        1,
+        TransactionId::from_uuid(entropy.uuid()),
+    )
 }
 
-/// A commit of these events under one new transactionId, recorded on each
-/// account.
+/// A commit of these events under one new transactionId.
 fn commit_of(events: Vec<(AccountId, u64, Event)>, entropy: &SeededEntropy) -> Commit {
-    let transaction_id = TransactionId::from_uuid(entropy.uuid());
-    let mut commit = Commit::default();
-    for (account_id, sequence_number, event) in events {
-        commit.events.push(RecordedEvent {
-            account_id,
-            sequence_number,
-            transaction_id,
-            event,
-            recorded_at: Timestamp::from_unix_millis(1_795_000_000_000),
-        });
-        if !commit
-            .transactions
-            .iter()
-            .any(|t| t.account_id == account_id)
-        {
-            commit.transactions.push(TransactionRecord {
-                account_id,
-                transaction_id,
-                fingerprint: Fingerprint("feed test".to_owned()),
-            });
-        }
-    }
-    commit
+    commits::commit_of(events, TransactionId::from_uuid(entropy.uuid()))
 }
 
 fn events_of(commit: &Commit) -> Vec<(AccountId, u64)> {
@@ -406,7 +353,7 @@ fn check(committed: &Committed, seen: &[FeedEvent]) -> Result<(), String> {
 async fn planted_decorator_is_caught(backend: Backend) {
     let test = TestStore::open(backend).await;
     for round in 1..=5 {
-        let planted = Arc::new(PositionsTakenEarly::new(test.store.clone()));
+        let planted = Arc::new(Decorated(PositionsTakenEarly::new(test.store.clone())));
         let (committed, readers) = run(planted).await;
         let caught = readers
             .iter()
@@ -443,26 +390,9 @@ impl PositionsTakenEarly {
 }
 
 #[async_trait]
-impl EventStore for PositionsTakenEarly {
-    async fn load(
-        &self,
-        account: AccountId,
-        transaction: Option<TransactionId>,
-    ) -> Result<Loaded, StoreError> {
-        self.inner.load(account, transaction).await
-    }
-
-    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
-        self.inner.load_at(account, at).await
-    }
-
-    async fn events(
-        &self,
-        account: AccountId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.events(account, from, limit).await
+impl Decorator for PositionsTakenEarly {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
@@ -494,10 +424,6 @@ impl EventStore for PositionsTakenEarly {
         }
         results
     }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
 }
 
 /// The bug in the database: writers insert events at `nextval` of a plain
@@ -507,7 +433,9 @@ impl EventStore for PositionsTakenEarly {
 async fn planted_sequence_is_caught(backend: Backend) {
     let test = TestStore::open(backend).await;
     let url = test.url.clone().expect("a server database");
-    raw_execute(backend, &url, "CREATE SEQUENCE planted_positions").await;
+    let mut connection = ServerConnection::connect(backend, &url).await.unwrap();
+    let create = "CREATE SEQUENCE planted_positions".to_owned();
+    connection.execute(create).await.unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..READERS)
         .map(|reader| {
@@ -538,94 +466,39 @@ async fn planted_sequence_is_caught(backend: Backend) {
     );
 }
 
-async fn raw_execute(backend: Backend, url: &str, sql: &'static str) {
-    match backend {
-        Backend::Postgres => {
-            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut connection).await.unwrap();
-        }
-        Backend::Mysql => {
-            let mut connection = sqlx::MySqlConnection::connect(url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut connection).await.unwrap();
-        }
-        _ => unreachable!("only server databases"),
-    }
-}
-
 /// One account per writer, one event per transaction, each holding its
 /// position for up to 3 ms before COMMIT.
 async fn raw_writer(backend: Backend, url: &str, writer: u64) -> Committed {
     let entropy = SeededEntropy::new(5_000 + writer);
     let account = AccountId::from_uuid(entropy.uuid());
-    let mut connection = RawConnection::connect(backend, url).await;
+    let mut connection = ServerConnection::connect(backend, url).await.unwrap();
     let mut committed = Committed::new();
     for sequence in 1..=OPERATIONS_PER_WRITER as u64 {
-        let transaction = entropy.uuid();
+        let transaction = entropy.uuid().to_string();
         let pause = Duration::from_micros(entropy.below(3_000));
-        connection
-            .insert_slowly(account, sequence, transaction, pause)
-            .await;
+        insert_slowly(&mut connection, account, sequence, transaction, pause).await;
         committed.push(vec![(account, sequence)]);
     }
     committed
 }
 
-enum RawConnection {
-    Postgres(sqlx::PgConnection),
-    Mysql(sqlx::MySqlConnection),
-}
-
-impl RawConnection {
-    async fn connect(backend: Backend, url: &str) -> RawConnection {
-        match backend {
-            Backend::Postgres => {
-                RawConnection::Postgres(sqlx::PgConnection::connect(url).await.unwrap())
-            }
-            Backend::Mysql => {
-                RawConnection::Mysql(sqlx::MySqlConnection::connect(url).await.unwrap())
-            }
-            _ => unreachable!("only server databases"),
-        }
+/// Inserts one event at the sequence's next value and commits after
+/// `pause`.
+async fn insert_slowly(
+    connection: &mut ServerConnection,
+    account: AccountId,
+    sequence: u64,
+    transaction: String,
+    pause: Duration,
+) {
+    let next = match connection {
+        ServerConnection::Postgres(_) => "nextval('planted_positions')",
+        ServerConnection::Mysql(_) => "NEXTVAL(planted_positions)",
+    };
+    let sql = event_insert(&account.to_string(), sequence as i64, &transaction, next);
+    for statement in ["BEGIN".to_owned(), sql] {
+        connection.execute(statement).await.unwrap();
     }
-
-    /// Inserts one event at the sequence's next value and commits after
-    /// `pause`.
-    async fn insert_slowly(
-        &mut self,
-        account: AccountId,
-        sequence: u64,
-        transaction: uuid::Uuid,
-        pause: Duration,
-    ) {
-        let next = match self {
-            RawConnection::Postgres(_) => "nextval('planted_positions')",
-            RawConnection::Mysql(_) => "NEXTVAL(planted_positions)",
-        };
-        let sql = format!(
-            "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, \
-             payload, recorded_at_ms, position) \
-             VALUES ('{account}', {sequence}, '{transaction}', 'AccountClosed', \
-             '{{\"type\":\"AccountClosed\"}}', 0, {next})"
-        );
-        match self {
-            RawConnection::Postgres(connection) => {
-                let mut transaction = connection.begin().await.unwrap();
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(&mut *transaction)
-                    .await
-                    .unwrap();
-                tokio::time::sleep(pause).await;
-                transaction.commit().await.unwrap();
-            }
-            RawConnection::Mysql(connection) => {
-                let mut transaction = connection.begin().await.unwrap();
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(&mut *transaction)
-                    .await
-                    .unwrap();
-                tokio::time::sleep(pause).await;
-                transaction.commit().await.unwrap();
-            }
-        }
-    }
+    tokio::time::sleep(pause).await;
+    connection.execute("COMMIT".to_owned()).await.unwrap();
 }

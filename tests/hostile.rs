@@ -5,27 +5,13 @@
 //! The properties run a fixed number of cases from a fixed seed, so a run is
 //! reproducible; each prints how many cases it ran and their outcomes.
 
-mod hostile_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
-use hostile_support::{
-    Answer, Server, TestStore, app, call, engine_config, fresh_id, observe, open_with, raw,
-    serve_config, status_of,
-};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
-
-fn runner(cases: u32, seed: u64) -> TestRunner {
-    TestRunner::new(Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
+use testkit::properties::runner;
+use testkit::raw::{exchange, status_of};
+use testkit::{Answer, Method, StatusCode, TestInstance, fresh_id};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -100,10 +86,10 @@ fn amount_text() -> impl Strategy<Value = String> {
 #[test]
 fn amounts_are_accepted_exactly_when_the_grammar_says_so() {
     let runtime = runtime();
-    let store = std::sync::Arc::new(TestStore::new());
-    let state = app(store.clone(), engine_config(), Default::default());
+    let (store, app) = TestInstance::instrumented();
+    let api = app.client();
     let account = fresh_id();
-    runtime.block_on(open_with(&state, &account, 1_000));
+    runtime.block_on(api.open_funded(&account, fresh_id(), 1_000, fresh_id()));
     let tally = std::cell::RefCell::new(Tally::default());
     let operations = prop_oneof![
         Just(("deposit", true)),
@@ -129,15 +115,11 @@ fn amounts_are_accepted_exactly_when_the_grammar_says_so() {
                             fresh_id()
                         )
                     };
-                    let before = balance(
-                        &call(&state, Method::GET, &format!("/api/account/{account}")).await,
-                    );
-                    let applied = store.applied();
-                    let answer = call(&state, Method::PUT, &uri).await;
+                    let before = balance(&api.state(&account).await);
+                    let applied = store.appends_applied();
+                    let answer = api.send(Method::PUT, &uri).await;
                     tally.borrow_mut().add(answer.status);
-                    let after = balance(
-                        &call(&state, Method::GET, &format!("/api/account/{account}")).await,
-                    );
+                    let after = balance(&api.state(&account).await);
                     let expected = expected_amount(&text).and_then(|amount| match operation {
                         "deposit" => before.checked_add(amount),
                         _ => (amount <= before).then(|| before - amount),
@@ -149,7 +131,7 @@ fn amounts_are_accepted_exactly_when_the_grammar_says_so() {
                                 StatusCode::NO_CONTENT,
                                 "{} {}",
                                 uri,
-                                answer.text()
+                                answer.body
                             );
                             prop_assert_eq!(after, balance);
                         }
@@ -159,11 +141,11 @@ fn amounts_are_accepted_exactly_when_the_grammar_says_so() {
                                 StatusCode::BAD_REQUEST,
                                 "{} {}",
                                 uri,
-                                answer.text()
+                                answer.body
                             );
                             answer.assert_json_error();
                             prop_assert_eq!(after, before);
-                            prop_assert_eq!(store.applied(), applied);
+                            prop_assert_eq!(store.appends_applied(), applied);
                         }
                     }
                     Ok(())
@@ -223,11 +205,12 @@ fn path_segment(text: &str) -> String {
 #[test]
 fn ids_in_any_form_the_uuid_crate_parses_are_accepted_and_nothing_else() {
     let runtime = runtime();
-    let (store, state) = hostile_support::default_app();
+    let (store, app) = TestInstance::instrumented();
+    let api = app.client();
     let account = uuid::Uuid::from_u128(0x9a1f_3c4e_7b2d_4e8f_a6c1_5d3b_2e7f_9c0a);
-    runtime.block_on(open_with(&state, &account.to_string(), 5));
-    let snapshot = runtime.block_on(observe(&state, &account.to_string()));
-    let applied = store.applied();
+    runtime.block_on(api.open_funded(account, fresh_id(), 5, fresh_id()));
+    let snapshot = runtime.block_on(api.observe(account));
+    let applied = store.appends_applied();
     let tally = std::cell::RefCell::new(Tally::default());
     let targets = prop_oneof![
         Just("state"),
@@ -262,7 +245,7 @@ fn ids_in_any_form_the_uuid_crate_parses_are_accepted_and_nothing_else() {
                         ),
                     ),
                 };
-                let answer = call(&state, method, &uri).await;
+                let answer = api.send(method, &uri).await;
                 tally.borrow_mut().add(answer.status);
                 let wanted = match (expected, target) {
                     (None, _) => StatusCode::BAD_REQUEST,
@@ -273,7 +256,7 @@ fn ids_in_any_form_the_uuid_crate_parses_are_accepted_and_nothing_else() {
                     // The source is unknown, whatever the target.
                     (Some(_), _) => StatusCode::NOT_FOUND,
                 };
-                prop_assert_eq!(answer.status, wanted, "{} {}", uri, answer.text());
+                prop_assert_eq!(answer.status, wanted, "{} {}", uri, answer.body);
                 if answer.status.is_client_error() {
                     answer.assert_json_error();
                 }
@@ -284,11 +267,8 @@ fn ids_in_any_form_the_uuid_crate_parses_are_accepted_and_nothing_else() {
             })
         })
         .unwrap();
-    assert_eq!(store.applied(), applied, "nothing was recorded");
-    assert_eq!(
-        runtime.block_on(observe(&state, &account.to_string())),
-        snapshot
-    );
+    assert_eq!(store.appends_applied(), applied, "nothing was recorded");
+    assert_eq!(runtime.block_on(api.observe(account)), snapshot);
     tally.borrow().report("ids");
 }
 
@@ -416,10 +396,11 @@ fn request() -> impl Strategy<Value = (Method, String)> {
 #[test]
 fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
     let runtime = runtime();
-    let (store, state) = hostile_support::default_app();
+    let (store, app) = TestInstance::instrumented();
+    let api = app.client();
     let (a, b) = (fresh_id(), fresh_id());
-    runtime.block_on(open_with(&state, &a, 1_000));
-    runtime.block_on(open_with(&state, &b, 1_000));
+    runtime.block_on(api.open_funded(&a, fresh_id(), 1_000, fresh_id()));
+    runtime.block_on(api.open_funded(&b, fresh_id(), 1_000, fresh_id()));
     let tally = std::cell::RefCell::new(Tally::default());
     runner(5_000, 6_003)
         .run(&request(), |(method, template)| {
@@ -434,9 +415,9 @@ fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
                     // routing (the raw-bytes property covers that path).
                     return Ok(());
                 };
-                let before = (observe(&state, &a).await, observe(&state, &b).await);
-                let applied = store.applied();
-                let answer = call(&state, method.clone(), &uri.to_string()).await;
+                let before = (api.observe(&a).await, api.observe(&b).await);
+                let applied = store.appends_applied();
+                let answer = api.send(method.clone(), uri.to_string()).await;
                 tally.borrow_mut().add(answer.status);
                 if std::env::var_os("HOSTILE_DEBUG").is_some() {
                     println!("{method} {uri} -> {}", answer.status);
@@ -447,7 +428,7 @@ fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
                     method,
                     uri,
                     answer.status,
-                    answer.text()
+                    answer.body
                 );
                 prop_assert!(
                     answer.status.is_success() || answer.status.is_client_error(),
@@ -460,8 +441,8 @@ fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
                     if method != Method::HEAD {
                         answer.assert_json_error();
                     }
-                    prop_assert_eq!(store.applied(), applied, "{} {}", method, uri);
-                    let after = (observe(&state, &a).await, observe(&state, &b).await);
+                    prop_assert_eq!(store.appends_applied(), applied, "{} {}", method, uri);
+                    let after = (api.observe(&a).await, api.observe(&b).await);
                     prop_assert_eq!(after, before, "{} {}", method, uri);
                 }
                 if answer.status == StatusCode::METHOD_NOT_ALLOWED {
@@ -473,20 +454,14 @@ fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
         .unwrap();
     // Money only moves between a and b or comes from deposits: never negative.
     for account in [&a, &b] {
-        let answer = runtime.block_on(call(
-            &state,
-            Method::GET,
-            &format!("/api/account/{account}"),
-        ));
+        let answer = runtime.block_on(async { api.state(account).await });
         if answer.status == StatusCode::OK {
             assert!(balance(&answer) >= 0);
         }
     }
     // Metrics are labelled by route template, never by what a client sent:
     // thousands of odd paths add no time series.
-    let metrics = runtime
-        .block_on(call(&state, Method::GET, "/metrics"))
-        .text();
+    let metrics = runtime.block_on(async { api.metrics().await }).body;
     assert!(!metrics.contains(&a[..8]), "a raw path in the metrics");
     tally.borrow().report("assembled requests");
 }
@@ -497,17 +472,18 @@ fn assembled_requests_never_fail_the_service_and_refusals_change_nothing() {
 #[test]
 fn raw_bytes_on_a_socket_never_fail_the_service() {
     let runtime = runtime();
-    let store = std::sync::Arc::new(TestStore::new());
-    let state = app(store.clone(), engine_config(), Default::default());
-    let account = fresh_id();
-    runtime.block_on(open_with(&state, &account, 100));
-    let before = runtime.block_on(observe(&state, &account));
-    let applied = store.applied();
     let config = accounts::http::ServeConfig {
         header_read_timeout: Duration::from_millis(300),
-        ..serve_config()
+        shutdown_grace: testkit::instance::SHUTDOWN_GRACE,
+        ..Default::default()
     };
-    let server = runtime.block_on(Server::start(state.clone(), config));
+    let (store, app) = TestInstance::builder().serve_config(config).instrumented();
+    let api = app.client();
+    let account = fresh_id();
+    runtime.block_on(api.open_funded(&account, fresh_id(), 100, fresh_id()));
+    let before = runtime.block_on(api.observe(&account));
+    let applied = store.appends_applied();
+    let server = runtime.block_on(app.serve());
     let address = server.address;
     let tally = std::cell::RefCell::new(Tally::default());
     let start = proptest::sample::select(vec![
@@ -531,7 +507,7 @@ fn raw_bytes_on_a_socket_never_fail_the_service() {
                 let mut bytes = start.as_bytes().to_vec();
                 bytes.extend(tail);
                 bytes.extend(end.as_bytes());
-                let answer = raw(address, &bytes, Duration::from_millis(1_000)).await;
+                let answer = exchange(address, &bytes, Duration::from_millis(1_000)).await;
                 let status = status_of(&answer);
                 let code = status.and_then(|s| StatusCode::from_u16(s).ok());
                 tally
@@ -550,17 +526,17 @@ fn raw_bytes_on_a_socket_never_fail_the_service() {
         })
         .unwrap();
     runtime.block_on(async {
-        let ping = raw(
+        let ping = exchange(
             address,
             b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             Duration::from_secs(5),
         )
         .await;
         assert_eq!(status_of(&ping), Some(200), "still serving");
-        assert_eq!(observe(&state, &account).await, before);
+        assert_eq!(api.observe(&account).await, before);
         server.stop().await;
     });
-    assert_eq!(store.applied(), applied, "nothing was recorded");
+    assert_eq!(store.appends_applied(), applied, "nothing was recorded");
     tally
         .borrow()
         .report("raw bytes (999: no answer, connection closed)");
@@ -569,9 +545,10 @@ fn raw_bytes_on_a_socket_never_fail_the_service() {
 /// The documented edge cases, one by one, each with its exact answer.
 #[tokio::test]
 async fn documented_edge_cases_get_their_documented_answers() {
-    let (store, state) = hostile_support::default_app();
+    let (store, app) = TestInstance::instrumented();
+    let api = app.client();
     let account = fresh_id();
-    open_with(&state, &account, 100).await;
+    api.open_funded(&account, fresh_id(), 100, fresh_id()).await;
     let upper = account.to_uppercase();
     let simple = account.replace('-', "");
     let tx = fresh_id;
@@ -794,30 +771,30 @@ async fn documented_edge_cases_get_their_documented_answers() {
             ),
         ),
     ];
-    let before = observe(&state, &account).await;
-    let applied = store.applied();
+    let before = api.observe(&account).await;
+    let applied = store.appends_applied();
     for (method, uri) in &bad {
-        let answer = call(&state, method.clone(), uri).await;
+        let answer = api.send(method.clone(), uri).await;
         assert_eq!(
             answer.status,
             StatusCode::BAD_REQUEST,
             "{method} {uri}: {}",
-            answer.text()
+            answer.body
         );
         answer.assert_json_error();
     }
     for (method, uri) in &not_found {
-        let answer = call(&state, method.clone(), uri).await;
+        let answer = api.send(method.clone(), uri).await;
         assert_eq!(
             answer.status,
             StatusCode::NOT_FOUND,
             "{method} {uri}: {}",
-            answer.text()
+            answer.body
         );
         answer.assert_json_error();
     }
-    assert_eq!(store.applied(), applied);
-    assert_eq!(observe(&state, &account).await, before);
+    assert_eq!(store.appends_applied(), applied);
+    assert_eq!(api.observe(&account).await, before);
 
     // The accepted forms: sign, leading zeros, -0, unknown parameters, every id form.
     let good = [
@@ -845,15 +822,15 @@ async fn documented_edge_cases_get_their_documented_answers() {
         ),
     ];
     for uri in &good {
-        let answer = call(&state, Method::PUT, uri).await;
+        let answer = api.send(Method::PUT, uri).await;
         assert_eq!(
             answer.status,
             StatusCode::NO_CONTENT,
             "{uri}: {}",
-            answer.text()
+            answer.body
         );
     }
-    let answer = call(&state, Method::GET, &format!("/api/account/{upper}")).await;
+    let answer = api.state(&upper).await;
     assert_eq!(answer.json()["balance"], 100 + 5 + 5 + 4);
     assert_eq!(answer.json()["accountId"], account.as_str());
 }
@@ -862,30 +839,34 @@ async fn documented_edge_cases_get_their_documented_answers() {
 /// are 405 with `Allow` and a JSON body.
 #[tokio::test]
 async fn head_and_options_are_sane() {
-    let (_, state) = hostile_support::default_app();
+    let api = TestInstance::new().client();
     let account = fresh_id();
-    open_with(&state, &account, 1).await;
-    let head = call(&state, Method::HEAD, &format!("/api/account/{account}")).await;
+    api.open_funded(&account, fresh_id(), 1, fresh_id()).await;
+    let head = api
+        .send(Method::HEAD, format!("/api/account/{account}"))
+        .await;
     assert_eq!(head.status, StatusCode::OK);
     assert!(head.body.is_empty());
-    let head = call(&state, Method::HEAD, "/ping").await;
+    let head = api.send(Method::HEAD, "/ping").await;
     assert_eq!(head.status, StatusCode::OK);
     for method in [
         Method::OPTIONS,
         Method::PATCH,
         Method::TRACE,
-        hostile_support::method("FROB"),
+        Method::from_bytes(b"FROB").expect("a method name"),
     ] {
-        let answer = call(&state, method.clone(), &format!("/api/account/{account}")).await;
+        let answer = api
+            .send(method.clone(), format!("/api/account/{account}"))
+            .await;
         assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert_eq!(answer.headers["allow"], "GET,HEAD,POST,PUT,DELETE");
         answer.assert_error_code("method_not_allowed");
     }
-    let answer = call(&state, Method::POST, "/ping").await;
+    let answer = api.send(Method::POST, "/ping").await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(answer.headers["allow"], "GET,HEAD");
     answer.assert_error_code("method_not_allowed");
-    let answer = call(&state, Method::GET, "/no/such/route").await;
+    let answer = api.send(Method::GET, "/no/such/route").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     answer.assert_error_code("route_not_found");
 }

@@ -2,22 +2,22 @@
 //! every route is described with exactly its methods, every described route is
 //! served, and the schemas fit what the service actually sends.
 
-mod hostile_support;
-
 use std::collections::BTreeSet;
 
 use accounts::http::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX, ErrorCode};
-use axum::http::{Method, StatusCode};
-use hostile_support::{Answer, call, default_app, fresh_id, open_with};
 use serde_json::Value;
+use testkit::{Client, InProcess, Method, StatusCode, TestInstance, fresh_id};
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
 
+fn api() -> Client<InProcess> {
+    TestInstance::new().client()
+}
+
 async fn document() -> Value {
-    let (_, state) = default_app();
-    let answer = call(&state, Method::GET, "/openapi.json").await;
+    let answer = api().openapi().await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.headers["content-type"], "application/json");
     answer.json()
@@ -66,8 +66,7 @@ async fn the_document_is_openapi_3_1_and_describes_every_route_of_the_router() {
 /// The methods the router serves on `path`, from the `Allow` header of a 405
 /// (TRACE is served nowhere).
 async fn served_methods(path: &str) -> BTreeSet<String> {
-    let (_, state) = default_app();
-    let answer = call(&state, Method::TRACE, &concrete(path)).await;
+    let answer = api().send(Method::TRACE, concrete(path)).await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
     answer.assert_json_error();
     let allow = answer.headers["allow"].to_str().expect("ASCII");
@@ -306,42 +305,28 @@ fn assert_fits(document: &Value, name: &str, body: &Value) {
 #[tokio::test]
 async fn bodies_fit_their_schemas() {
     let document = document().await;
-    let (_, state) = default_app();
+    let api = api();
     let (source, target) = (fresh_id(), fresh_id());
-    open_with(&state, &source, 10).await;
-    open_with(&state, &target, 0).await;
+    api.open_funded(&source, fresh_id(), 10, fresh_id()).await;
+    api.open_funded(&target, fresh_id(), 0, fresh_id()).await;
     let steps = [
-        format!(
-            "/api/account/{source}/withdraw?amount=3&transactionId={}",
-            fresh_id()
-        ),
-        format!(
-            "/api/account/{source}/transfer?targetAccount={target}&amount=7&transactionId={}",
-            fresh_id()
-        ),
+        api.withdraw(&source, 3, fresh_id()),
+        api.transfer(&source, &target, 7, fresh_id()),
     ];
-    for uri in steps {
-        assert_eq!(
-            call(&state, Method::PUT, &uri).await.status,
-            StatusCode::NO_CONTENT
-        );
+    for step in steps {
+        step.await.assert_status(StatusCode::NO_CONTENT);
     }
-    let closed = call(&state, Method::DELETE, &format!("/api/account/{source}")).await;
+    let closed = api.close(&source).await;
     assert_eq!(closed.status, StatusCode::NO_CONTENT);
 
     let mut seen = BTreeSet::new();
     for account in [&source, &target] {
-        let events = call(
-            &state,
-            Method::GET,
-            &format!("/api/account/{account}/events"),
-        )
-        .await;
+        let events = api.events(account).await;
         for event in events.json().as_array().expect("an array") {
             assert_fits(&document, "Event", event);
             seen.insert(event["type"].as_str().expect("a type").to_owned());
         }
-        let account_state = call(&state, Method::GET, &format!("/api/account/{account}")).await;
+        let account_state = api.state(account).await;
         assert_fits(&document, "Account", &account_state.json());
     }
     let all: BTreeSet<String> = [
@@ -364,7 +349,7 @@ async fn bodies_fit_their_schemas() {
         .expect("the event types as alternatives");
     assert_eq!(details.len(), all.len());
 
-    let error: Answer = call(&state, Method::GET, "/api/account/banana").await;
+    let error = api.state("banana").await;
     assert_fits(&document, "Error", &error.json());
     let bad_type = serde_json::json!({"sequenceNumber": 1, "transactionId": fresh_id(), "type": "MoneyPrinted", "recordedAt": "2026-01-01T00:00:00.000Z"});
     assert!(check(&document, schema(&document, "Event"), &bad_type).is_err());

@@ -1,102 +1,117 @@
-//! Graceful shutdown over a real socket: `/ready` turns 503 as soon as the
-//! shutdown starts, serving goes on for the drain delay, then the listener
-//! closes while in-flight requests still finish.
+//! Graceful shutdown: `/ready` turns 503 as soon as the shutdown starts,
+//! serving goes on for the drain delay, then the listener closes while a
+//! request that is really in flight — its append held by the store until
+//! the listener is closed — still finishes, with its answer and its effect.
 
-mod common;
-mod hostile_support;
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use accounts::app::drain_after;
-use accounts::engine::EngineConfig;
-use accounts::http::{ServeConfig, router, serve};
-use common::{TestApp, id};
-use hostile_support::TestStore;
+use testkit::{Client, Socket, StatusCode, TestInstance, id};
+use tokio::sync::oneshot;
+
+/// Generous: only a broken shutdown makes anything wait this long.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// Waits until `check` holds, or fails after the bound.
+async fn eventually<F: Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let deadline = std::time::Instant::now() + BOUND;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drains_then_closes_the_listener_and_finishes_in_flight_requests() {
-    // Every append takes 600 ms: an in-flight request we can start just
-    // before the listener closes.
-    let store = Arc::new(TestStore::slow_appends(Duration::from_millis(600)));
-    let app = TestApp::with_store(store, EngineConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (trigger, triggered) = tokio::sync::oneshot::channel::<()>();
-    let drain_delay = Duration::from_millis(800);
-    let shutdown = drain_after(
-        async { triggered.await.unwrap_or(()) },
-        app.state.clone(),
-        drain_delay,
-    );
-    let server = tokio::spawn(serve(
-        listener,
-        router(app.state.clone()),
-        ServeConfig::default(),
-        shutdown,
-    ));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
+    let (store, app) = TestInstance::instrumented();
+    let (trigger, triggered) = oneshot::channel::<()>();
+    let (close, closed) = oneshot::channel::<()>();
+    // The drain as the binary runs it, except that its delay ends when the
+    // test says so (the delay itself is timed below, on paused time).
+    let shutdown = {
+        let state = app.state.clone();
+        async move {
+            let signal = async { triggered.await.unwrap_or(()) };
+            drain_after(signal, state, Duration::ZERO).await;
+            let _ = closed.await;
+        }
+    };
+    let server = app.serve_until(shutdown).await;
+    // A new connection per request: each one meets the listener as it is.
+    let remote = Client::new(Socket::at(server.address).fresh_connections());
+    remote.open_ok(id(1), id(2)).await;
+    assert_eq!(remote.ready().await.status, StatusCode::OK);
 
-    let open = client
-        .post(format!("{base}/api/account/{}?owner={}", id(1), id(2)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(open.status(), 201);
-    assert_eq!(status(&client, &format!("{base}/ready")).await, 200);
-
-    let started = Instant::now();
-    trigger.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(
-        status(&client, &format!("{base}/ready")).await,
-        503,
-        "ready turns 503 at once"
-    );
-    assert_eq!(
-        status(&client, &format!("{base}/ping")).await,
-        200,
-        "still serving"
-    );
-
-    // In flight when the drain delay ends: it must still be answered.
-    let url = format!(
-        "{base}/api/account/{}/deposit?amount=5&transactionId={}",
-        id(1),
-        id(3)
-    );
+    store.hold_appends();
     let in_flight = tokio::spawn({
-        let client = client.clone();
-        async move { client.put(url).send().await.map(|r| r.status().as_u16()) }
+        let remote = remote.clone();
+        async move { remote.deposit(id(1), 5, id(3)).await.status }
     });
-    tokio::time::sleep(drain_delay.saturating_sub(started.elapsed()) + Duration::from_millis(100))
-        .await;
-    let refused = client.get(format!("{base}/ping")).send().await;
-    assert!(
-        refused.is_err(),
-        "the listener is closed after the drain delay: {refused:?}"
-    );
-    assert_eq!(
-        in_flight.await.unwrap().unwrap(),
-        204,
-        "in-flight requests finish"
-    );
-    tokio::time::timeout(Duration::from_secs(5), server)
+    // The open's append, then the deposit's: it is inside the store.
+    store.appends_reached(2).await;
+
+    trigger.send(()).unwrap();
+    eventually("/ready turns 503 once the shutdown starts", || async {
+        remote.ready().await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    remote
+        .ready()
         .await
-        .expect("serve returns")
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "draining");
+    assert_eq!(
+        remote.ping().await.status,
+        200,
+        "still serving while draining"
+    );
+
+    close.send(()).unwrap();
+    eventually("the listener closes after the drain", || async {
+        tokio::net::TcpStream::connect(server.address)
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(!in_flight.is_finished(), "the deposit is still in flight");
+    store.release_appends();
+    let status = tokio::time::timeout(BOUND, in_flight)
+        .await
+        .expect("the in-flight request finishes")
         .unwrap();
-    assert_eq!(app.balance(&id(1)).await, 5);
+    assert_eq!(status, StatusCode::NO_CONTENT, "in-flight requests finish");
+    tokio::time::timeout(BOUND, server.finished())
+        .await
+        .expect("serve returns once in-flight requests are done");
+    assert_eq!(app.client().balance(id(1)).await, 5, "with their effect");
 }
 
-async fn status(client: &reqwest::Client, url: &str) -> u16 {
+#[tokio::test(start_paused = true)]
+async fn the_drain_turns_ready_503_at_once_and_lasts_the_drain_delay() {
+    let app = TestInstance::new();
+    let client = app.client();
+    let (trigger, triggered) = oneshot::channel::<()>();
+    let delay = Duration::from_millis(800);
+    let drain = tokio::spawn(drain_after(
+        async { triggered.await.unwrap_or(()) },
+        app.state.clone(),
+        delay,
+    ));
+    tokio::task::yield_now().await;
+    assert_eq!(client.ready().await.status, StatusCode::OK);
+    trigger.send(()).unwrap();
+    while !app.state.is_draining() {
+        tokio::task::yield_now().await;
+    }
+    let started = tokio::time::Instant::now();
     client
-        .get(url)
-        .send()
+        .ready()
         .await
-        .expect("the server answers")
-        .status()
-        .as_u16()
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "draining");
+    assert_eq!(client.ping().await.status, 200, "still serving");
+    drain.await.unwrap();
+    assert_eq!(
+        started.elapsed(),
+        delay,
+        "the drain lasts its delay, exactly"
+    );
 }

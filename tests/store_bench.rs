@@ -11,15 +11,15 @@
 //!   cargo test --release --test store_bench -- --ignored --nocapture
 //! ```
 
-mod store_support;
-
 use std::sync::Arc;
 use std::time::Instant;
 
-use accounts::domain::{AccountId, Event, Fingerprint, OwnerId, Timestamp, TransactionId};
+use accounts::domain::{AccountId, Event, OwnerId, TransactionId};
 use accounts::engine::{Entropy, SeededEntropy};
-use accounts::store::{Commit, EventStore, RecordedEvent, TransactionRecord};
-use store_support::{Backend, TestStore};
+use accounts::store::{Commit, EventStore};
+use testkit::commits::{deposited, opened, record, recorded};
+use testkit::database::test_options;
+use testkit::{Backend, TestStore};
 
 const ACCOUNTS: usize = 64;
 const WRITERS: usize = 16;
@@ -55,13 +55,7 @@ async fn throughput(backend: Backend) {
         .collect();
     for account in &accounts {
         let owner = OwnerId::from_uuid(entropy.uuid());
-        deposit(
-            &*store,
-            *account,
-            Event::AccountOpened { owner_id: owner },
-            &entropy,
-        )
-        .await;
+        deposit(&*store, *account, opened(owner), &entropy).await;
     }
 
     let started = Instant::now();
@@ -141,22 +135,12 @@ async fn throughput(backend: Backend) {
 }
 
 fn deposit_commit(account: AccountId, sequence: u64, entropy: &SeededEntropy) -> Commit {
-    let transaction_id = TransactionId::from_uuid(entropy.uuid());
-    Commit {
-        events: vec![RecordedEvent {
-            account_id: account,
-            sequence_number: sequence,
-            transaction_id,
-            event: one(),
-            recorded_at: Timestamp::from_unix_millis(1_795_000_000_000),
-        }],
-        transactions: vec![TransactionRecord {
-            account_id: account,
-            transaction_id,
-            fingerprint: Fingerprint("deposit amount=1".to_owned()),
-        }],
-        ..Commit::default()
-    }
+    deposit_of(
+        account,
+        sequence,
+        one(),
+        TransactionId::from_uuid(entropy.uuid()),
+    )
 }
 
 /// With `ACCOUNTS_BENCH_ASYNC_COMMIT` set, a PostgreSQL store whose
@@ -169,32 +153,23 @@ async fn without_flush_wait(test: &TestStore) -> Arc<dyn EventStore> {
     {
         return test.store.clone();
     }
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(test.admin_url().unwrap())
-        .await
-        .unwrap();
+    let database = test.database().expect("a server database");
+    let mut admin = database.admin().await.unwrap();
     let sql = format!(
         "ALTER DATABASE {} SET synchronous_commit = off",
-        test.database_name().unwrap()
+        database.name
     );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    admin.execute(sql).await.unwrap();
     eprintln!("synchronous_commit = off");
     let url = test.url.clone().unwrap();
-    accounts::store::open(&url, &store_support::test_options())
+    accounts::store::open(&url, &test_options())
         .await
         .unwrap()
         .store
 }
 
 fn one() -> Event {
-    Event::MoneyDeposited {
-        amount_deposited: 1,
-        balance: 0,
-        transfer_from: None,
-    }
+    deposited(1, 0)
 }
 
 async fn all_events(store: &Arc<dyn EventStore>, account: AccountId) -> usize {
@@ -215,20 +190,20 @@ async fn deposit(
         .await
         .expect("load");
     let (_, version) = loaded.fold();
-    let commit = Commit {
-        events: vec![RecordedEvent {
-            account_id: account,
-            sequence_number: version + 1,
-            transaction_id,
-            event,
-            recorded_at: Timestamp::from_unix_millis(1_795_000_000_000),
-        }],
-        transactions: vec![TransactionRecord {
-            account_id: account,
-            transaction_id,
-            fingerprint: Fingerprint("deposit amount=1".to_owned()),
-        }],
-        ..Commit::default()
-    };
+    let commit = deposit_of(account, version + 1, event, transaction_id);
     store.append(&commit).await.expect("append");
+}
+
+/// One event and its idempotency record, as the engine writes a deposit.
+fn deposit_of(
+    account: AccountId,
+    sequence: u64,
+    event: Event,
+    transaction_id: TransactionId,
+) -> Commit {
+    Commit {
+        events: vec![recorded(account, sequence, transaction_id, event)],
+        transactions: vec![record(account, transaction_id, "deposit amount=1")],
+        ..Commit::default()
+    }
 }

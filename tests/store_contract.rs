@@ -4,24 +4,24 @@
 //! ACCOUNTS_TEST_POSTGRES_URL / ACCOUNTS_TEST_MYSQL_URL (a server where the
 //! tests may create and drop databases) and are ignored without them.
 
-mod store_support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use accounts::app::InstanceBuilder;
 use accounts::domain::{
-    Account, AccountId, Amount, Caller, Command, Event, Fingerprint, OwnerId, Timestamp,
-    TransactionId, replay,
+    Account, AccountId, Amount, Caller, Command, Event, OwnerId, Timestamp, TransactionId, replay,
 };
 use accounts::engine::{
     Clock, Engine, EngineConfig, EngineError, Entropy, FixedClock, Outcome, Request, SeededEntropy,
 };
 use accounts::store::{
     AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, RecordedEvent, Snapshot,
-    TransactionRecord,
 };
-use store_support::{Backend, TestStore};
+use testkit::commits::{
+    RECORDED_AT, deposited, opened, record, recorded, single, transfer, whole_feed,
+};
+use testkit::stores::checked_stream;
+use testkit::{Backend, TestStore};
 
 /// One test function per contract case and store.
 macro_rules! contract_suite {
@@ -101,52 +101,6 @@ fn account(entropy: &SeededEntropy) -> AccountId {
 
 fn transaction(entropy: &SeededEntropy) -> TransactionId {
     TransactionId::from_uuid(entropy.uuid())
-}
-
-const AT: Timestamp = Timestamp::from_unix_millis(1_795_000_000_123);
-
-fn recorded(
-    account_id: AccountId,
-    sequence_number: u64,
-    transaction_id: TransactionId,
-    event: Event,
-) -> RecordedEvent {
-    RecordedEvent {
-        account_id,
-        sequence_number,
-        transaction_id,
-        event,
-        recorded_at: AT,
-    }
-}
-
-fn record(account_id: AccountId, transaction_id: TransactionId, what: &str) -> TransactionRecord {
-    TransactionRecord {
-        account_id,
-        transaction_id,
-        fingerprint: Fingerprint(what.to_owned()),
-    }
-}
-
-fn opened(owner: OwnerId) -> Event {
-    Event::AccountOpened { owner_id: owner }
-}
-
-fn deposited(amount: i64, balance: i64) -> Event {
-    Event::MoneyDeposited {
-        amount_deposited: amount,
-        balance,
-        transfer_from: None,
-    }
-}
-
-/// A commit of one event on one account, with its transaction record.
-fn single(account_id: AccountId, sequence: u64, tx: TransactionId, event: Event) -> Commit {
-    Commit {
-        events: vec![recorded(account_id, sequence, tx, event)],
-        transactions: vec![record(account_id, tx, "test")],
-        snapshots: vec![],
-    }
 }
 
 /// Opens `account` and deposits 1 `deposits` times, one commit each;
@@ -446,7 +400,7 @@ async fn load_returns_snapshot_tail_and_transaction(test: &TestStore) {
                     owner_id: owner,
                     balance: (sequence as i64 - 1) * 10,
                 },
-                recorded_until: Some(AT),
+                recorded_until: Some(RECORDED_AT),
             });
         }
         test.store.append(&commit).await.unwrap();
@@ -574,18 +528,20 @@ async fn open_account(engine: &Engine, id: AccountId) {
 }
 
 /// Sends a request until it gets a final answer, as a client retrying 409
-/// and 503 with the same transactionId does.
+/// with the same transactionId does. Contention may exhaust the engine's
+/// own retries (409, "retrying can succeed"); a healthy store never makes it
+/// answer 503, so an outage fails the test instead of being retried away.
 async fn execute_until_final(engine: &Engine, request: Request) -> Result<Outcome, EngineError> {
-    let mut attempts = 0;
-    loop {
+    for _ in 0..100 {
         match engine.execute(request.clone()).await {
-            Err(EngineError::Conflict(_) | EngineError::Store(_)) if attempts < 100 => {
-                attempts += 1;
+            Err(EngineError::Conflict(_)) => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
+            Err(EngineError::Store(error)) => panic!("a healthy store answered 503: {error}"),
             answer => return answer,
         }
     }
+    panic!("still 409 after 100 client retries of {request:?}");
 }
 
 fn deposit(id: AccountId, amount: i64, tx: TransactionId) -> Request {
@@ -725,13 +681,7 @@ async fn concurrent_transfers_conserve_the_total(test: &TestStore) {
     for id in &accounts {
         let state = engine.state(Caller::Anyone, *id).await.unwrap();
         assert!(state.balance() >= 0);
-        let events = all_events(&*test.store, *id).await;
-        let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();
-        assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
-        assert_eq!(
-            replay(Account::Unopened, events.iter().map(|e| &e.event)),
-            state
-        );
+        let events = checked_stream(&*test.store, *id, &state).await;
         for event in &events {
             *seen.entry(event.transaction_id).or_default() += 1;
         }
@@ -751,47 +701,13 @@ fn deposit_commit(account_id: AccountId, sequence: u64, tx: TransactionId, balan
     single(account_id, sequence, tx, deposited(1, balance))
 }
 
-/// The two legs of a transfer of 1 as one commit, in canonical account order.
+/// The two legs of a transfer of 1 as one commit.
 fn transfer_commit(
     from: (AccountId, u64, i64),
     to: (AccountId, u64, i64),
     tx: TransactionId,
 ) -> Commit {
-    let (source, source_sequence, source_balance) = from;
-    let (target, target_sequence, target_balance) = to;
-    let fingerprint = format!("transfer from={source} to={target} amount=1");
-    let mut commit = Commit {
-        events: vec![
-            recorded(
-                source,
-                source_sequence,
-                tx,
-                Event::MoneyWithdrawn {
-                    amount_withdrawn: 1,
-                    balance: source_balance,
-                    transfer_to: Some(target),
-                },
-            ),
-            recorded(
-                target,
-                target_sequence,
-                tx,
-                Event::MoneyDeposited {
-                    amount_deposited: 1,
-                    balance: target_balance,
-                    transfer_from: Some(source),
-                },
-            ),
-        ],
-        transactions: vec![
-            record(source, tx, &fingerprint),
-            record(target, tx, &fingerprint),
-        ],
-        snapshots: vec![],
-    };
-    commit.events.sort_by_key(|e| e.account_id);
-    commit.transactions.sort_by_key(|t| t.account_id);
-    commit
+    transfer(from, to, 1, tx)
 }
 
 fn assert_batch(results: &[Result<(), AppendError>], expected: &[bool]) {
@@ -802,10 +718,6 @@ fn assert_batch(results: &[Result<(), AppendError>], expected: &[bool]) {
             assert!(matches!(error, AppendError::Conflict(_)), "{error:?}");
         }
     }
-}
-
-async fn whole_feed(store: &dyn EventStore) -> Vec<FeedEvent> {
-    store.feed(0, 1_000_000).await.expect("feed")
 }
 
 /// A head that moved, a transactionId already recorded, a malformed commit
@@ -1081,7 +993,7 @@ async fn snapshotted_history(store: &dyn EventStore, id: AccountId) -> Vec<Recor
                     owner_id: owner,
                     balance: sequence as i64 - 1,
                 },
-                recorded_until: Some(AT),
+                recorded_until: Some(RECORDED_AT),
             });
         }
         store.append(&commit).await.unwrap();
@@ -1229,7 +1141,7 @@ async fn load_at_time_is_the_longest_prefix_recorded_by_then(test: &TestStore) {
     }
     let unknown = test
         .store
-        .load_at(account(&entropy), PointInTime::Time(AT))
+        .load_at(account(&entropy), PointInTime::Time(RECORDED_AT))
         .await
         .unwrap();
     assert_eq!(unknown, Loaded::default());

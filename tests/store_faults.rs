@@ -1,29 +1,29 @@
 //! Fault tests on the server databases: while clients run deposits and
 //! transfers (retrying with the same transactionId, as real clients do), an
-//! administrator's connection keeps killing every connection of the
+//! administrator's connection keeps killing the connections of the
 //! service's database — `pg_terminate_backend` on PostgreSQL, `KILL` on
-//! MariaDB — so statements and COMMITs fail mid-flight, some of them with
-//! an unknown outcome. Afterwards nothing may be lost or duplicated: every
+//! MariaDB — aiming at those in the middle of an append or its COMMIT, and
+//! now and then at all of them. The test requires that commits really were
+//! cut off mid-flight (the engine saw ambiguous outcomes), not only idle
+//! connections. Afterwards nothing may be lost or duplicated: every
 //! acknowledged operation is applied exactly once, every refused one not at
 //! all, and each account's balance is exactly what the answers imply.
 
-mod store_support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use accounts::app::InstanceBuilder;
 use accounts::domain::{
-    Account, AccountId, Amount, Caller, Command, Event, OwnerId, Timestamp, TransactionId, replay,
+    AccountId, Amount, Caller, Command, Event, OwnerId, Timestamp, TransactionId,
 };
 use accounts::engine::{
     Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
 };
-use accounts::metrics::Metrics;
 use accounts::store::{AppendError, Commit, RecordedEvent, StoreOptions};
-use store_support::{Backend, TestStore, kill_connections};
+use testkit::database::{Connections, ServerConnection, event_insert};
+use testkit::stores::checked_stream;
+use testkit::{Backend, TestInstance, TestStore};
 
 const ACCOUNTS: usize = 4;
 const CLIENTS: u64 = 8;
@@ -58,20 +58,15 @@ async fn connections_killed_mid_load(backend: Backend) {
         acquire_timeout: Duration::from_secs(2),
     };
     let test = TestStore::open_with(backend, options).await;
-    let metrics = Metrics::new();
-    let engine = Arc::new(
-        InstanceBuilder::new()
-            .store(test.store.clone())
-            .seed(7)
-            .metrics(metrics.clone())
-            .engine_config(EngineConfig {
-                snapshot_every: 5,
-                store_timeout: Duration::from_secs(5),
-                ..EngineConfig::default()
-            })
-            .build_engine(),
-    );
-    let metrics = metrics.engine;
+    let builder = TestInstance::builder()
+        .store(test.store.clone())
+        .engine_config(EngineConfig {
+            snapshot_every: 5,
+            store_timeout: Duration::from_secs(5),
+            ..EngineConfig::default()
+        });
+    let metrics = builder.metrics().engine;
+    let engine = Arc::new(builder.build_engine());
     let entropy = SeededEntropy::from_os();
     let accounts: Vec<AccountId> = (0..ACCOUNTS)
         .map(|_| AccountId::from_uuid(entropy.uuid()))
@@ -95,17 +90,23 @@ async fn connections_killed_mid_load(backend: Backend) {
     }
 
     let done = Arc::new(AtomicBool::new(false));
-    let kills = Arc::new(AtomicUsize::new(0));
+    let mut killer = test.database().expect("a server database").killer().await;
     let killer = {
-        let (done, kills) = (done.clone(), kills.clone());
-        let admin_url = test.admin_url().unwrap().to_owned();
-        let database = test.database_name().unwrap().to_owned();
+        let done = done.clone();
         tokio::spawn(async move {
-            while !done.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(40)).await;
-                let killed = kill_connections(backend, &admin_url, &database).await;
-                kills.fetch_add(killed, Ordering::SeqCst);
+            let (mut committing, mut all) = (0, 0);
+            for round in 1usize.. {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                committing += killer.kill(Connections::Committing).await;
+                if round % 50 == 0 {
+                    all += killer.kill(Connections::All).await;
+                }
+                // Pacing only: the clients need the CPU too.
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            (committing, all)
         })
     };
     let clients: Vec<_> = (0..CLIENTS)
@@ -120,15 +121,22 @@ async fn connections_killed_mid_load(backend: Backend) {
         answers.extend(client.await.expect("client"));
     }
     done.store(true, Ordering::SeqCst);
-    killer.await.expect("killer");
-    let kills = kills.load(Ordering::SeqCst);
+    let (committing, all) = killer.await.expect("killer");
+    let ambiguous = metrics.ambiguous_commits.get();
     eprintln!(
-        "{backend:?}: {} operations, {kills} connections killed, {} ambiguous commits, {} conflicts",
+        "{backend:?}: {} operations, {committing} connections killed while writing or committing, \
+         {all} in sweeps of all, {ambiguous} ambiguous commits, {} conflicts",
         answers.len(),
-        metrics.ambiguous_commits.get(),
         metrics.conflicts.get()
     );
-    assert!(kills > 0, "the test killed connections while clients ran");
+    assert!(
+        committing > 0,
+        "connections were killed in the middle of appends"
+    );
+    assert!(
+        ambiguous > 0,
+        "COMMITs were cut off mid-flight: the engine saw outcomes it could not know"
+    );
     check(&engine, &test, &accounts, &answers).await;
 }
 
@@ -213,13 +221,7 @@ async fn check(
             .await
             .expect("state after the faults");
         assert_eq!(state.balance(), expected[id], "balance of {id}");
-        let events = test.store.events(*id, 1, 100_000).await.unwrap();
-        let sequences: Vec<u64> = events.iter().map(|e| e.sequence_number).collect();
-        assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
-        assert_eq!(
-            replay(Account::Unopened, events.iter().map(|e| &e.event)),
-            state
-        );
+        let events = checked_stream(&*test.store, *id, &state).await;
         for event in &events {
             *occurrences.entry((*id, event.transaction_id)).or_default() += 1;
         }
@@ -271,6 +273,51 @@ async fn mysql_deadlock_is_a_conflict_and_writes_nothing() {
         matches!(outcome, Err(AppendError::Conflict(_))),
         "{outcome:?}"
     );
+}
+
+/// Far above the databases' deadlock detection (PostgreSQL checks after
+/// `deadlock_timeout`, 1 s; InnoDB at once): a cycle never broken fails the
+/// test instead of hanging it.
+const DEADLOCK_BOUND: Duration = Duration::from_secs(60);
+
+/// Waits until a connection to the database at `url` waits for a row lock
+/// (the append, blocked by the raw writer): an event, not a guess of time.
+async fn wait_for_a_lock_wait<T>(backend: Backend, url: &str, append: &tokio::task::JoinHandle<T>) {
+    let mut observer = ServerConnection::connect(backend, url).await.unwrap();
+    let deadline = std::time::Instant::now() + DEADLOCK_BOUND;
+    loop {
+        let waiting: i64 = match &mut observer {
+            ServerConnection::Postgres(connection) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(connection)
+            .await
+            .unwrap(),
+            ServerConnection::Mysql(connection) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.INNODB_TRX t
+                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+                 WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()",
+            )
+            .fetch_one(connection)
+            .await
+            .unwrap(),
+        };
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            !append.is_finished(),
+            "the append ended without waiting for a lock"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the append never waited for the other writer's row"
+        );
+        // InnoDB refreshes INNODB_TRX only when it was last read over
+        // 100 ms ago: polled faster, it never changes.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 }
 
 /// A transfer commit (rows of `low`, then `high`) races a raw transaction
@@ -328,11 +375,14 @@ async fn deadlock_against_an_opposite_writer(backend: Backend) -> Result<(), App
         let store = test.store.clone();
         tokio::spawn(async move { store.append(&commit).await })
     };
-    // Let the append take `low`'s row and wait for `high`'s.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The append has taken `low`'s row once it waits for `high`'s.
+    wait_for_a_lock_wait(backend, &url, &append).await;
     let low_text = low.to_string();
     let closing = other.insert_event(&low_text, 2);
-    let (outcome, closed) = tokio::join!(append, closing);
+    let (outcome, closed) =
+        tokio::time::timeout(DEADLOCK_BOUND, async { tokio::join!(append, closing) })
+            .await
+            .expect("the database breaks the lock cycle");
     let outcome = outcome.expect("append task");
     eprintln!("{backend:?}: append {outcome:?}; other writer {closed:?}");
     other.rollback().await;
@@ -345,71 +395,34 @@ async fn deadlock_against_an_opposite_writer(backend: Backend) -> Result<(), App
 }
 
 /// A plain connection writing events rows by hand, outside the store.
-enum RawWriter {
-    Postgres(sqlx::PgConnection),
-    Mysql(sqlx::MySqlConnection),
-}
+struct RawWriter(ServerConnection);
 
 impl RawWriter {
     async fn connect(backend: Backend, url: &str) -> RawWriter {
-        use sqlx::Connection;
-        match backend {
-            Backend::Postgres => {
-                RawWriter::Postgres(sqlx::PgConnection::connect(url).await.unwrap())
-            }
-            Backend::Mysql => RawWriter::Mysql(sqlx::MySqlConnection::connect(url).await.unwrap()),
-            _ => unreachable!("only server databases"),
-        }
-    }
-
-    async fn execute(&mut self, sql: &'static str) {
-        match self {
-            RawWriter::Postgres(connection) => {
-                sqlx::raw_sql(sql).execute(connection).await.unwrap();
-            }
-            RawWriter::Mysql(connection) => {
-                sqlx::raw_sql(sql).execute(connection).await.unwrap();
-            }
-        }
+        RawWriter(ServerConnection::connect(backend, url).await.unwrap())
     }
 
     async fn begin(&mut self) {
-        self.execute("BEGIN").await;
+        self.0.execute("BEGIN".to_owned()).await.unwrap();
     }
 
     async fn rollback(&mut self) {
-        self.execute("ROLLBACK").await;
+        self.0.execute("ROLLBACK".to_owned()).await.unwrap();
     }
 
     /// An event row at a feed position of its own, far above the store's
     /// (the writer is rolled back, so it never shows in the feed).
     async fn insert_event(&mut self, account: &str, sequence: i64) -> Result<(), sqlx::Error> {
         let transaction = uuid::Uuid::from_u128(u128::from(sequence as u64)).to_string();
-        let account_bits = uuid::Uuid::parse_str(account).unwrap().as_u128() % (1 << 40);
+        let account = uuid::Uuid::parse_str(account).expect("a uuid");
+        let account_bits = account.as_u128() % (1 << 40);
         let position = i64::from(u32::MAX) + (account_bits as i64) * 16 + sequence;
-        match self {
-            RawWriter::Postgres(connection) => sqlx::query(
-                "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms, position) \
-                 VALUES ($1::uuid, $2, $3::uuid, 'AccountClosed', '{\"type\":\"AccountClosed\"}'::jsonb, 0, $4)",
-            )
-            .bind(account)
-            .bind(sequence)
-            .bind(transaction)
-            .bind(position)
-            .execute(connection)
-            .await
-            .map(|_| ()),
-            RawWriter::Mysql(connection) => sqlx::query(
-                "INSERT INTO events (account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms, position) \
-                 VALUES (?, ?, ?, 'AccountClosed', '{\"type\":\"AccountClosed\"}', 0, ?)",
-            )
-            .bind(account)
-            .bind(sequence)
-            .bind(transaction)
-            .bind(position)
-            .execute(connection)
-            .await
-            .map(|_| ()),
-        }
+        let insert = event_insert(
+            &account.to_string(),
+            sequence,
+            &transaction,
+            &position.to_string(),
+        );
+        self.0.execute(insert).await
     }
 }

@@ -1,25 +1,22 @@
 //! The HTTP API over each durable store, in-process: the scripted history
-//! (`common::ScriptedHistory`) must serve, byte for byte, the event streams
+//! (`testkit::history::ScriptedHistory`) must serve, byte for byte, the event streams
 //! pinned in `fixtures/snapshots/` (written from the memory store), and the
 //! answers that depend on stored state (replays after a close, paging with
 //! `Link`) must be those of the contract.
 
-mod common;
-mod store_support;
-
 use accounts::engine::EngineConfig;
-use common::{ScriptedHistory, TestApp, id, stream_text};
-use store_support::{Backend, TestStore};
+use testkit::history::{ScriptedHistory, stream_text};
+use testkit::{Backend, StatusCode, TestInstance, TestStore, id};
 
-async fn app_over(test: &TestStore) -> TestApp {
-    TestApp::with_store(
-        test.store.clone(),
-        EngineConfig {
+fn app_over(test: &TestStore) -> TestInstance {
+    TestInstance::builder()
+        .store(test.store.clone())
+        .engine_config(EngineConfig {
             // Small, so the history also goes through stored snapshots.
             snapshot_every: 2,
             ..EngineConfig::default()
-        },
-    )
+        })
+        .build()
 }
 
 /// The body of an insta snapshot file (after its metadata header).
@@ -33,7 +30,8 @@ fn pinned(text: &str) -> String {
 
 async fn scripted_history(backend: Backend) {
     let test = TestStore::open(backend).await;
-    let app = app_over(&test).await;
+    let app = app_over(&test);
+    let client = app.client();
     let ScriptedHistory { alice, bob, script } = ScriptedHistory::play(&app).await;
 
     assert_eq!(
@@ -50,21 +48,20 @@ async fn scripted_history(backend: Backend) {
     // Replays answer from the stored records, whatever happened since: the
     // transfer again after bob was closed is 204 and records nothing; the
     // same id for another amount is 422.
-    assert_eq!(app.put(&script[3]).await.status, 204);
-    let reused = format!(
-        "/api/account/{alice}/transfer?targetAccount={bob}&amount=71&transactionId={}",
-        id(4)
+    assert_eq!(client.put(&script[3]).await.status, 204);
+    let reused = client.transfer(&alice, &bob, 71, id(4)).await;
+    reused.assert_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "transaction_reused",
+        &id(4),
     );
-    assert_eq!(app.put(&reused).await.status, 422);
-    assert_eq!(app.balance(&alice).await, 70);
-    assert_eq!(app.events(&alice).await.len(), 6);
+    assert_eq!(client.balance(&alice).await, 70);
+    assert_eq!(client.event_list(&alice).await.len(), 6);
 
     // A fresh app over the same store (a restart) reads the same state.
-    let restarted = app_over(&test).await;
+    let restarted = app_over(&test).client();
     assert_eq!(restarted.balance(&alice).await, 70);
-    let page = restarted
-        .get(&format!("/api/account/{alice}/events?from=2&limit=3"))
-        .await;
+    let page = restarted.events_page(&alice, Some(2), Some(3)).await;
     assert_eq!(page.status, 200);
     let sequences = page.sequence_numbers();
     assert_eq!(sequences, [2, 3, 4]);

@@ -7,15 +7,14 @@
 //! account's later event first; two transfers in one millisecond interleave)
 //! — and snapshots get their `recorded_until`.
 
-mod store_support;
-
 use std::collections::HashMap;
 
 use accounts::domain::{AccountId, Timestamp, TransactionId};
 use accounts::store::{self, EventStore, FeedEvent, PointInTime};
 use sqlx::migrate::Migrator;
 use sqlx::{AssertSqlSafe, Connection};
-use store_support::{Backend, TempFile, TestDatabase, test_options};
+use testkit::Backend;
+use testkit::database::{TempFile, TestDatabase, test_options};
 
 /// The first migration's version: the schema before the feed.
 const BEFORE_THE_FEED: i64 = 20261126000001;
@@ -27,7 +26,7 @@ static MYSQL: Migrator = sqlx::migrate!("./migrations/mysql");
 #[tokio::test]
 async fn sqlite_stored_events_get_positions_in_a_consistent_order() {
     let file = TempFile::new("db");
-    let url = format!("sqlite:{}?mode=rwc", file.0.display());
+    let url = format!("{}?mode=rwc", file.sqlite_url());
     let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
     SQLITE
         .run_to(BEFORE_THE_FEED, &mut connection)

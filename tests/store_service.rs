@@ -8,133 +8,46 @@
 //!   requests and `/ready` into 503 with Retry-After, and the service
 //!   recovers by itself when the database is back.
 
-mod store_support;
-
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use accounts::engine::{Entropy, SeededEntropy};
-use reqwest::StatusCode;
-use store_support::{Backend, TempFile, TestDatabase};
+use testkit::database::{TempFile, TestDatabase};
+use testkit::ids::random_uuid;
+use testkit::process::Service;
+use testkit::{Backend, Client, Socket, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_accounts");
 
-/// A running `accounts` process; killed (SIGKILL) when dropped.
-struct Service {
-    child: Child,
-    base: String,
-}
-
-impl Service {
-    fn start(database_url: &str, extra: &[&str]) -> Service {
-        let mut child = Command::new(BINARY)
-            .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
-            .args(["--drain-delay-ms", "0", "--log-format", "text"])
-            .args(extra)
-            .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting accounts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        // Reads the log for the bound address, then keeps draining it so
-        // the service never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sender = Some(sender);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listening on ").nth(1)
-                    && let Some(sender) = sender.take()
-                {
-                    let _ = sender.send(address.trim().to_owned());
-                }
-            }
-        });
-        let address = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the service logs the address it listens on");
-        let address: SocketAddr = address.parse().expect("a socket address");
-        Service {
-            child,
-            base: format!("http://{address}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Kills the process without letting it shut down: whatever was
-    /// acknowledged must already be durable.
-    fn crash(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("a client")
+fn start(database_url: &str, extra: &[&str]) -> Service {
+    let mut args = vec!["--database-url", database_url];
+    args.extend(["--drain-delay-ms", "0", "--log-format", "text"]);
+    args.extend(extra);
+    Service::start(BINARY, &args)
 }
 
 fn new_id() -> String {
-    SeededEntropy::from_os().uuid().to_string()
+    random_uuid().to_string()
 }
 
-async fn open(service: &Service, account: &str) {
-    let response = client()
-        .post(service.url(&format!("/api/account/{account}?owner={}", new_id())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+async fn open(api: &Client<Socket>, account: &str) {
+    api.open_ok(account, new_id()).await;
 }
 
-async fn deposit(service: &Service, account: &str, amount: i64, transaction: &str) -> StatusCode {
-    client()
-        .put(service.url(&format!(
-            "/api/account/{account}/deposit?amount={amount}&transactionId={transaction}"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .status()
+async fn deposit(
+    api: &Client<Socket>,
+    account: &str,
+    amount: i64,
+    transaction: &str,
+) -> StatusCode {
+    api.deposit(account, amount, transaction).await.status
 }
 
-async fn balance(service: &Service, account: &str) -> i64 {
-    let response = client()
-        .get(service.url(&format!("/api/account/{account}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: serde_json::Value = response.json().await.unwrap();
-    body["balance"].as_i64().expect("a balance")
-}
-
-async fn event_count(service: &Service, account: &str) -> usize {
-    let response = client()
-        .get(service.url(&format!("/api/account/{account}/events")))
-        .send()
-        .await
-        .unwrap();
-    let body: Vec<serde_json::Value> = response.json().await.unwrap();
-    body.len()
+async fn event_count(api: &Client<Socket>, account: &str) -> usize {
+    api.event_list(account).await.len()
 }
 
 // ------------------------------------------------------------ durability
@@ -143,50 +56,38 @@ async fn survives_a_restart(database_url: &str) {
     let account = new_id();
     let other = new_id();
     let repeated = new_id();
-    let service = Service::start(database_url, &["--snapshot-every", "3"]);
-    open(&service, &account).await;
-    open(&service, &other).await;
+    let service = start(database_url, &["--snapshot-every", "3"]);
+    let api = service.client();
+    open(&api, &account).await;
+    open(&api, &other).await;
     for amount in [5, 7, 11] {
         assert_eq!(
-            deposit(&service, &account, amount, &new_id()).await,
+            deposit(&api, &account, amount, &new_id()).await,
             StatusCode::NO_CONTENT
         );
     }
     assert_eq!(
-        deposit(&service, &account, 100, &repeated).await,
+        deposit(&api, &account, 100, &repeated).await,
         StatusCode::NO_CONTENT
     );
-    let transfer = client()
-        .put(service.url(&format!(
-            "/api/account/{account}/transfer?targetAccount={other}&amount=3&transactionId={}",
-            new_id()
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(transfer.status(), StatusCode::NO_CONTENT);
-    assert_eq!(balance(&service, &account).await, 120);
+    let transfer = api.transfer(&account, &other, 3, new_id()).await;
+    assert_eq!(transfer.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.balance(&account).await, 120);
     service.crash();
 
-    let service = Service::start(database_url, &["--snapshot-every", "3"]);
-    assert_eq!(balance(&service, &account).await, 120);
-    assert_eq!(balance(&service, &other).await, 3);
-    assert_eq!(event_count(&service, &account).await, 6);
+    let service = start(database_url, &["--snapshot-every", "3"]);
+    let api = service.client();
+    assert_eq!(api.balance(&account).await, 120);
+    assert_eq!(api.balance(&other).await, 3);
+    assert_eq!(event_count(&api, &account).await, 6);
     // The idempotency records survive too: the replay records nothing.
     assert_eq!(
-        deposit(&service, &account, 100, &repeated).await,
+        deposit(&api, &account, 100, &repeated).await,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(balance(&service, &account).await, 120);
-    assert_eq!(event_count(&service, &account).await, 6);
-    let metrics = client()
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(api.balance(&account).await, 120);
+    assert_eq!(event_count(&api, &account).await, 6);
+    let metrics = api.metrics().await.body;
     for state in ["idle", "in_use"] {
         assert!(
             metrics.contains(&format!(
@@ -200,7 +101,7 @@ async fn survives_a_restart(database_url: &str) {
 #[tokio::test]
 async fn sqlite_data_survives_a_restart() {
     let file = TempFile::new("db");
-    survives_a_restart(&format!("sqlite:{}", file.0.display())).await;
+    survives_a_restart(&file.sqlite_url()).await;
 }
 
 #[tokio::test]
@@ -348,61 +249,47 @@ fn through(url: &str, address: SocketAddr) -> (String, SocketAddr) {
     (format!("{scheme}://{credentials}{address}{path}"), upstream)
 }
 
-async fn ready(service: &Service) -> StatusCode {
-    client()
-        .get(service.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 async fn outage_is_503_and_recovers(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let (_, upstream) = through(&database.url, "127.0.0.1:1".parse().unwrap());
     let proxy = Proxy::start(upstream).await;
     let (url, _) = through(&database.url, proxy.address);
-    let service = Service::start(
+    let service = start(
         &url,
         &["--acquire-timeout-ms", "500", "--store-timeout-ms", "2000"],
     );
+    let api = service.client();
     let account = new_id();
-    open(&service, &account).await;
+    open(&api, &account).await;
     assert_eq!(
-        deposit(&service, &account, 5, &new_id()).await,
+        deposit(&api, &account, 5, &new_id()).await,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(ready(&service).await, StatusCode::OK);
+    assert_eq!(api.ready().await.status, StatusCode::OK);
 
     proxy.cut();
     let during = new_id();
-    let response = client()
-        .put(service.url(&format!(
-            "/api/account/{account}/deposit?amount=7&transactionId={during}"
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(ready(&service).await, StatusCode::SERVICE_UNAVAILABLE);
+    let response = api.deposit(&account, 7, &during).await;
+    response.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "");
+    assert!(response.headers.contains_key("retry-after"));
+    assert_eq!(api.ready().await.status, StatusCode::SERVICE_UNAVAILABLE);
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ready(&service).await != StatusCode::OK {
+    while api.ready().await.status != StatusCode::OK {
         assert!(Instant::now() < deadline, "the service recovers by itself");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The client's retry of the request that got 503 applies it once.
     assert_eq!(
-        deposit(&service, &account, 7, &during).await,
+        deposit(&api, &account, 7, &during).await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        deposit(&service, &account, 7, &during).await,
+        deposit(&api, &account, 7, &during).await,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(balance(&service, &account).await, 12);
+    assert_eq!(api.balance(&account).await, 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

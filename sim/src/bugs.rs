@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, PoolStatus, RecordedEvent,
-    Snapshot, StoreError,
+    AppendError, Commit, EventStore, Loaded, RecordedEvent, Snapshot, StoreError,
 };
 use async_trait::async_trait;
+use testkit::{Decorated, Decorator};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PlantedBug {
@@ -45,11 +45,11 @@ impl PlantedBug {
 
 /// The store an instance with `bug` planted sees.
 pub fn plant(bug: PlantedBug, store: Arc<dyn EventStore>) -> Arc<dyn EventStore> {
-    Arc::new(BuggyStore {
+    Arc::new(Decorated(BuggyStore {
         inner: store,
         bug,
         served: Mutex::default(),
-    })
+    }))
 }
 
 struct BuggyStore {
@@ -176,7 +176,11 @@ fn state_before(after: &Account, event: &Event) -> Account {
 }
 
 #[async_trait]
-impl EventStore for BuggyStore {
+impl Decorator for BuggyStore {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
     async fn load(
         &self,
         account: AccountId,
@@ -193,23 +197,6 @@ impl EventStore for BuggyStore {
         Ok(loaded)
     }
 
-    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
-        self.inner.load_at(account, at).await
-    }
-
-    async fn events(
-        &self,
-        account: AccountId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.events(account, from, limit).await
-    }
-
-    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        self.inner.feed(after, limit).await
-    }
-
     /// The members one after the other, each through the planted bug.
     async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
         let mut results = Vec::with_capacity(commits.len());
@@ -217,14 +204,6 @@ impl EventStore for BuggyStore {
             results.push(self.append_one(commit).await);
         }
         results
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    fn pool_status(&self) -> Option<PoolStatus> {
-        self.inner.pool_status()
     }
 }
 

@@ -9,8 +9,7 @@ use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::http::{AccountBody, EventBody};
 use accounts::store::{EventStore, Loaded, MemoryStore, RecordedEvent};
 
-use crate::client::{OpRecord, Verdict, error_code, verdict};
-use crate::net::Reply;
+use crate::client::{OpRecord, Verdict, verdict};
 use crate::plan::{Action, CLIENTS, Plan};
 
 /// One account as the store holds it after the run.
@@ -461,14 +460,15 @@ fn check_answers(log: &Log, record: &OpRecord, violations: &mut Vec<String>) {
         CLIENTS[record.client], record.index, record.action
     );
     for attempt in &record.attempts {
-        let Reply::Status { code, body } = &attempt.reply else {
+        let Ok(answer) = &attempt.reply else {
             continue;
         };
-        if !allowed(&record.action, *code) {
+        let (code, body) = (answer.status.as_u16(), &answer.body);
+        if !allowed(&record.action, code) {
             violations.push(format!("{who}: unexpected answer {code} {body}"));
         }
-        let error_status = error_code(body).map(|error| error.status().as_u16());
-        if *code >= 400 && error_status != Some(*code) {
+        let error_status = answer.error_code().map(|error| error.status().as_u16());
+        if code >= 400 && error_status != Some(code) {
             violations.push(format!(
                 "{who}: answer {code} without an error code of that status: {body}"
             ));
@@ -544,9 +544,13 @@ fn check_reads(log: &Log, records: &[OpRecord], violations: &mut Vec<String>) {
         );
         let account = &log.accounts[record.action.account()];
         for attempt in &record.attempts {
-            let Reply::Status { code: 200, body } = &attempt.reply else {
+            let Ok(answer) = &attempt.reply else {
                 continue;
             };
+            if answer.status != 200 {
+                continue;
+            }
+            let body = &answer.body;
             match record.action {
                 Action::GetState { .. } => match serde_json::from_str::<AccountBody>(body) {
                     Ok(state) => {

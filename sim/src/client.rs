@@ -10,11 +10,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use accounts::domain::TransactionId;
-use accounts::http::{ErrorBody, ErrorCode};
-use hyper::Method;
+use accounts::http::ErrorCode;
+use testkit::{ApiRequest, Client as ApiClient, Reply};
 
-use crate::net::{Reply, send};
-use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan, Style};
+use crate::net::TurmoilHost;
+use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan};
 use crate::trace::Trace;
 
 /// Longer than the service needs for one request without faults, shorter
@@ -64,15 +64,15 @@ pub enum Verdict {
 }
 
 pub fn verdict(action: &Action, reply: &Reply) -> Verdict {
-    let Reply::Status { code, body } = reply else {
+    let Ok(answer) = reply else {
         return Verdict::Unknown;
     };
-    match (*code, action) {
+    match (answer.status.as_u16(), action) {
         (200..=299, _) => Verdict::Success,
         (404, Action::GetState { .. }) => Verdict::Success,
         // An open's 409 is either "already exists" (definitive) or "too busy"
         // after the engine's retries (retry); the error code tells them apart.
-        (409, Action::Open { .. }) if error_code(body) == Some(ErrorCode::AccountExists) => {
+        (409, Action::Open { .. }) if answer.error_code() == Some(ErrorCode::AccountExists) => {
             Verdict::Refusal
         }
         (408 | 409, _) => Verdict::Unknown,
@@ -81,87 +81,31 @@ pub fn verdict(action: &Action, reply: &Reply) -> Verdict {
     }
 }
 
-/// The machine-readable code of an error answer's body, if it has one.
-pub fn error_code(body: &str) -> Option<ErrorCode> {
-    serde_json::from_str::<ErrorBody>(body)
-        .ok()
-        .map(|error| error.code)
-}
-
 /// The request an operation sends, every time.
-pub fn request(plan: &Plan, client: usize, index: usize, op: &Op) -> (Method, String) {
+pub fn request(plan: &Plan, client: usize, index: usize, op: &Op) -> ApiRequest {
     let id = |account: usize| plan.account_id(account);
     let transaction = plan.transaction_id(client, index);
-    match (&op.action, op.style) {
-        (Action::Open { account }, _) => (
-            Method::POST,
-            format!(
-                "/api/account/{}?owner={}",
-                id(*account),
-                plan.owner_id(*account)
-            ),
-        ),
-        (Action::Deposit { account, amount }, Style::Query) => (
-            Method::PUT,
-            format!(
-                "/api/account/{}?deposit={amount}&transactionId={transaction}",
-                id(*account)
-            ),
-        ),
-        (Action::Deposit { account, amount }, Style::Path) => (
-            Method::PUT,
-            format!(
-                "/api/account/{}/deposit?amount={amount}&transactionId={transaction}",
-                id(*account)
-            ),
-        ),
-        (Action::Withdraw { account, amount }, Style::Query) => (
-            Method::PUT,
-            format!(
-                "/api/account/{}?withdraw={amount}&transactionId={transaction}",
-                id(*account)
-            ),
-        ),
-        (Action::Withdraw { account, amount }, Style::Path) => (
-            Method::PUT,
-            format!(
-                "/api/account/{}/withdraw?amount={amount}&transactionId={transaction}",
-                id(*account)
-            ),
-        ),
-        (Action::Transfer { from, to, amount }, Style::Query) => (
-            Method::PUT,
-            format!(
-                "/api/account/{}?transfer={}&amount={amount}&transactionId={transaction}",
-                id(*from),
-                id(*to)
-            ),
-        ),
-        (Action::Transfer { from, to, amount }, Style::Path) => (
-            Method::PUT,
-            format!(
-                "/api/account/{}/transfer?targetAccount={}&amount={amount}&transactionId={transaction}",
-                id(*from),
-                id(*to)
-            ),
-        ),
-        (Action::Close { account }, _) => (
-            Method::DELETE,
-            format!("/api/account/{}?transactionId={transaction}", id(*account)),
-        ),
-        (Action::GetState { account }, _) => {
-            (Method::GET, format!("/api/account/{}", id(*account)))
+    match op.action {
+        Action::Open { account } => ApiRequest::open(id(account), plan.owner_id(account)),
+        Action::Deposit { account, amount } => {
+            ApiRequest::deposit(op.style, id(account), amount, transaction)
         }
-        (Action::GetEvents { account }, _) => {
-            (Method::GET, format!("/api/account/{}/events", id(*account)))
+        Action::Withdraw { account, amount } => {
+            ApiRequest::withdraw(op.style, id(account), amount, transaction)
         }
+        Action::Transfer { from, to, amount } => {
+            ApiRequest::transfer(op.style, id(from), id(to), amount, transaction)
+        }
+        Action::Close { account } => ApiRequest::close_with(id(account), transaction),
+        Action::GetState { account } => ApiRequest::state(id(account)),
+        Action::GetEvents { account } => ApiRequest::events(id(account)),
     }
 }
 
 pub struct Client {
     pub client: usize,
     pub ops: Vec<Op>,
-    pub requests: Vec<(Method, String)>,
+    pub requests: Vec<ApiRequest>,
     pub transactions: Vec<Option<TransactionId>>,
     pub instances: usize,
     pub heal_at: Duration,
@@ -246,22 +190,27 @@ impl Client {
         deadline: Option<Duration>,
     ) -> Option<Verdict> {
         let op = &self.ops[index];
-        let (method, path) = &self.requests[index];
+        let request = &self.requests[index];
         for attempt in 0..attempts_max {
             let now = turmoil::sim_elapsed().unwrap_or_default();
             if deadline.is_some_and(|deadline| now >= deadline) {
                 break;
             }
             let instance = (op.instance + attempt) % self.instances;
-            let reply = send(INSTANCES[instance], method.clone(), path, REQUEST_TIMEOUT).await;
+            let api = ApiClient::new(TurmoilHost(INSTANCES[instance]));
+            let reply = api
+                .with_timeout(REQUEST_TIMEOUT)
+                .call(request.clone())
+                .reply()
+                .await;
             self.trace.log(|| {
                 format!(
                     "{} #{index} {:?} via {}: {} {} -> {}",
                     CLIENTS[self.client],
                     phase,
                     INSTANCES[instance],
-                    method,
-                    path,
+                    request.method,
+                    request.target,
                     describe(&reply)
                 )
             });
@@ -285,9 +234,8 @@ impl Client {
 
 fn describe(reply: &Reply) -> String {
     match reply {
-        Reply::Status { code, body } if body.is_empty() => code.to_string(),
-        Reply::Status { code, body } => format!("{code} {body}"),
-        Reply::Timeout => "timeout".to_owned(),
-        Reply::Failed(error) => format!("failed: {error}"),
+        Ok(answer) if answer.body.is_empty() => answer.status.as_u16().to_string(),
+        Ok(answer) => format!("{} {}", answer.status.as_u16(), answer.body),
+        Err(no_answer) => no_answer.to_string(),
     }
 }

@@ -1,14 +1,16 @@
 //! HTTP over turmoil's simulated TCP: a listener the service's own serve
-//! loop accepts from, and a one-connection-per-request hyper client.
+//! loop accepts from, and the kit's client transport over it (hyper, one
+//! connection per request: reqwest cannot run inside turmoil).
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
+use testkit::{Answer, ApiRequest, NoAnswer, Reply, Transport};
 use tokio::task::JoinHandle;
 
 pub const PORT: u16 = 8080;
@@ -37,20 +39,6 @@ impl axum::serve::Listener for SimListener {
     }
 }
 
-/// What a client saw of one request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
-    Status {
-        code: u16,
-        body: String,
-    },
-    /// No answer within the client's timeout: the request may or may not
-    /// have been applied.
-    Timeout,
-    /// The connection failed (refused, reset, closed early).
-    Failed(String),
-}
-
 /// Aborts the connection task when the request is over, timed out or not:
 /// turmoil TCP has no retransmission, so a connection that lost a message
 /// would otherwise hang forever.
@@ -64,23 +52,27 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Sends one request on a fresh connection to `host`, giving up after `timeout`.
-pub async fn send(host: &str, method: Method, path_and_query: &str, timeout: Duration) -> Reply {
-    let mut connection = AbortOnDrop(None);
-    let exchange = exchange(host, method, path_and_query, &mut connection);
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok((code, body))) => Reply::Status { code, body },
-        Ok(Err(error)) => Reply::Failed(error),
-        Err(_) => Reply::Timeout,
+/// The kit's client transport over turmoil TCP: one fresh connection per
+/// request to a simulated host. (Here, not in the kit, so that turmoil stays
+/// a dependency of the simulation only.) A caller's timeout drops the
+/// exchange, and with it the connection task.
+#[derive(Clone, Copy, Debug)]
+pub struct TurmoilHost(pub &'static str);
+
+impl Transport for TurmoilHost {
+    async fn send(&self, request: ApiRequest) -> Reply {
+        let mut connection = AbortOnDrop(None);
+        exchange(self.0, request, &mut connection)
+            .await
+            .map_err(NoAnswer::Failed)
     }
 }
 
 async fn exchange(
     host: &str,
-    method: Method,
-    path_and_query: &str,
+    request: ApiRequest,
     connection: &mut AbortOnDrop,
-) -> Result<(u16, String), String> {
+) -> Result<Answer, String> {
     let stream = turmoil::net::TcpStream::connect((host, PORT))
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -91,22 +83,25 @@ async fn exchange(
         // Its errors reach the request below as well.
         let _ = driver.await;
     }));
-    let request = Request::builder()
-        .method(method)
-        .uri(path_and_query)
-        .header(hyper::header::HOST, host)
-        .body(Empty::<Bytes>::new())
+    let mut builder = Request::builder()
+        .method(request.method)
+        .uri(&request.target)
+        .header(hyper::header::HOST, host);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(request.body)))
         .map_err(|e| format!("request: {e}"))?;
     let response = sender
         .send_request(request)
         .await
         .map_err(|e| format!("send: {e}"))?;
-    let code = response.status().as_u16();
-    let body = response
-        .into_body()
+    let (parts, body) = response.into_parts();
+    let body = body
         .collect()
         .await
         .map_err(|e| format!("body: {e}"))?
         .to_bytes();
-    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+    Ok(Answer::new(parts.status, parts.headers, &body))
 }

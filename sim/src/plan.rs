@@ -20,13 +20,8 @@ pub const ACCOUNTS_MAX: usize = 4;
 /// heals and the liveness phase begins.
 pub const FAULT_PHASE_MS: u64 = 3_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Style {
-    /// `PUT /api/account/{id}?deposit=…`
-    Query,
-    /// `PUT /api/account/{id}/deposit?amount=…`
-    Path,
-}
+/// The URL style an operation is sent in.
+pub use testkit::Style;
 
 /// One client operation; accounts are indexes into the plan's accounts.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,19 +2,21 @@
 //! instance like a database outside the hosts (it survives their crashes),
 //! seen through a wrapper that adds latency, errors and ambiguous commits in
 //! the plan's time windows.
+//!
+//! It stays here rather than in the test kit: its faults are drawn from the
+//! run's seed, placed in virtual-time windows and written to the run's
+//! trace — the simulation's own machinery. It is written as the kit's
+//! `Decorator`, so calls it leaves alone pass through by themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accounts::domain::{AccountId, TransactionId};
-use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, MemoryStore, PointInTime, RecordedEvent,
-    StoreError,
-};
+use accounts::store::{AppendError, Commit, EventStore, MemoryStore, StoreError};
 use async_trait::async_trait;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use testkit::{Decorated, Decorator, Read};
 
 use crate::plan::{StoreFaultKind, StoreWindow, mix};
 use crate::trace::Trace;
@@ -53,15 +55,15 @@ impl FaultyStore {
         base_latency: Duration,
         seed: u64,
         trace: Trace,
-    ) -> FaultyStore {
-        FaultyStore {
+    ) -> Arc<Decorated<FaultyStore>> {
+        Arc::new(Decorated(FaultyStore {
             inner,
             windows,
             base_latency,
             rng: Mutex::new(Xoshiro256PlusPlus::seed_from_u64(mix(seed, 4, 0))),
             trace,
             injected: Injected::default(),
-        }
+        }))
     }
 
     /// Draws the faults for a call made now. Calls are made in a
@@ -126,50 +128,23 @@ pub fn short(id: &impl std::fmt::Display) -> String {
 }
 
 #[async_trait]
-impl EventStore for FaultyStore {
-    async fn load(
-        &self,
-        account: AccountId,
-        transaction: Option<TransactionId>,
-    ) -> Result<Loaded, StoreError> {
-        let hits = self.hits();
-        self.delay(hits.latency).await;
-        if hits.unavailable {
-            return Err(self.unavailable("load"));
-        }
-        self.inner.load(account, transaction).await
+impl Decorator for FaultyStore {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
     }
 
-    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+    /// Every read but a ping suffers the latency and errors of the windows
+    /// it falls in.
+    async fn before_read(&self, read: Read) -> Result<(), StoreError> {
+        if read == Read::Ping {
+            return Ok(());
+        }
         let hits = self.hits();
         self.delay(hits.latency).await;
         if hits.unavailable {
-            return Err(self.unavailable("load_at"));
+            return Err(self.unavailable(read.name()));
         }
-        self.inner.load_at(account, at).await
-    }
-
-    async fn events(
-        &self,
-        account: AccountId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let hits = self.hits();
-        self.delay(hits.latency).await;
-        if hits.unavailable {
-            return Err(self.unavailable("events"));
-        }
-        self.inner.events(account, from, limit).await
-    }
-
-    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        let hits = self.hits();
-        self.delay(hits.latency).await;
-        if hits.unavailable {
-            return Err(self.unavailable("feed"));
-        }
-        self.inner.feed(after, limit).await
+        Ok(())
     }
 
     /// One draw of faults per batch, as one database transaction suffers
@@ -219,9 +194,5 @@ impl EventStore for FaultyStore {
             }
         }
         results
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
     }
 }

@@ -183,13 +183,13 @@ fn schedule(plan: &Plan) -> Vec<(u64, Change)> {
 
 fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     let memory = Arc::new(MemoryStore::new());
-    let store = Arc::new(FaultyStore::new(
+    let store = FaultyStore::new(
         memory.clone(),
         plan.store_windows.clone(),
         Duration::from_millis(plan.store_latency_ms),
         plan.seed,
         trace.clone(),
-    ));
+    );
     let heal_at = Duration::from_millis(plan.heal_at_ms());
     let mut sim = turmoil::Builder::new()
         .rng_seed(plan.seed)
@@ -278,7 +278,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     summary.lost_replies = records
         .iter()
         .flat_map(|r| &r.attempts)
-        .filter(|a| !matches!(a.reply, crate::net::Reply::Status { .. }))
+        .filter(|a| a.reply.is_err())
         .count();
     Outcome {
         digest: digest(&log, &records),

@@ -23,6 +23,7 @@ mod sqlite;
 pub use memory::MemoryStore;
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
+pub use sql::{Dialect, WriteStage, classify_write_error};
 pub use sqlite::SqliteStore;
 
 use std::collections::{HashMap, HashSet};

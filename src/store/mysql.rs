@@ -34,7 +34,7 @@ pub struct MysqlStore {
 /// number or transactionId taken), 1213 deadlock, 1205 lock wait timeout,
 /// 1020 "record has changed since last read" (MariaDB's snapshot-isolation
 /// write conflict).
-fn is_conflict(error: &dyn DatabaseError) -> bool {
+pub(super) fn is_conflict(error: &dyn DatabaseError) -> bool {
     error
         .try_downcast_ref::<MySqlDatabaseError>()
         .is_some_and(|error| matches!(error.number(), 1062 | 1213 | 1205 | 1020))

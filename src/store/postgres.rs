@@ -36,7 +36,7 @@ pub struct PostgresStore {
 
 /// Unique violation (a sequence number or transactionId taken),
 /// serialization failure, deadlock.
-fn is_conflict(error: &dyn DatabaseError) -> bool {
+pub(super) fn is_conflict(error: &dyn DatabaseError) -> bool {
     matches!(error.code().as_deref(), Some("23505" | "40001" | "40P01"))
 }
 

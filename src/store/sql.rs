@@ -275,6 +275,42 @@ pub(super) fn unavailable(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// The SQL databases the stores speak, each with its own idea of a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+/// Where in an append a database error arose: before COMMIT was sent
+/// (nothing can have been written) or at the COMMIT itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteStage {
+    BeforeCommit,
+    AtCommit,
+}
+
+/// What an error of an append means for the store contract — exactly the
+/// mapping the stores apply ([`before_commit`], [`at_commit`] with the
+/// dialect's conflict codes). Public so that tests can feed it real errors
+/// produced by real databases.
+pub fn classify_write_error(
+    dialect: Dialect,
+    stage: WriteStage,
+    error: sqlx::Error,
+) -> AppendError {
+    let is_conflict = match dialect {
+        Dialect::Postgres => super::postgres::is_conflict,
+        Dialect::Mysql => super::mysql::is_conflict,
+        Dialect::Sqlite => super::sqlite::is_conflict,
+    };
+    match stage {
+        WriteStage::BeforeCommit => before_commit(error, is_conflict),
+        WriteStage::AtCommit => at_commit(error, is_conflict),
+    }
+}
+
 /// Maps an error raised before COMMIT was sent: the transaction cannot have
 /// landed (the server rolls it back when the connection drops), so anything
 /// but a conflict means "nothing written, store unavailable".

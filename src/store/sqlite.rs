@@ -33,7 +33,7 @@ pub struct SqliteStore {
 /// SQLITE_BUSY and SQLITE_LOCKED (with any extended code: the primary code
 /// is the low byte), and the primary-key and unique constraint violations
 /// (SQLITE_CONSTRAINT_PRIMARYKEY 1555, SQLITE_CONSTRAINT_UNIQUE 2067).
-fn is_conflict(error: &dyn DatabaseError) -> bool {
+pub(super) fn is_conflict(error: &dyn DatabaseError) -> bool {
     let Some(code) = error.code().and_then(|code| code.parse::<i32>().ok()) else {
         return false;
     };

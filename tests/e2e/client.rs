@@ -1,13 +1,14 @@
-//! A black-box client of the HTTP API (docs/API.md), and the checks every
-//! money test ends with: the event streams read back through Envoy.
+//! The black-box client of the HTTP API (the kit's, over a real socket),
+//! what the money tests send with it, and the checks every money test ends
+//! with: the event streams read back through Envoy.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use reqwest::StatusCode;
 use serde_json::Value;
+use testkit::{Client, Reply, Socket, StatusCode};
 use uuid::Uuid;
 
 /// Deterministic ids and choices; the seed is printed by each test.
@@ -29,150 +30,37 @@ impl Random {
     }
 }
 
-/// What one HTTP exchange gave: a status and body, or no answer at all.
-#[derive(Debug)]
-pub enum Answer {
-    Status(StatusCode, String),
-    /// Connection refused or reset, or the client's own timeout.
-    NoAnswer(String),
+/// The kit's client over a real socket, with a timeout no healthy request
+/// reaches.
+pub type Api = Client<Socket>;
+
+pub fn api(base: String) -> Api {
+    Client::new(Socket::new(base)).with_timeout(Duration::from_secs(20))
 }
 
-impl Answer {
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            Answer::Status(status, _) => Some(*status),
-            Answer::NoAnswer(_) => None,
-        }
-    }
+/// Opens `account` with a deposit of `amount`, retrying until both are
+/// acknowledged (ids fixed, so retries are safe).
+pub async fn open_funded(api: &Api, random: &mut Random, account: Uuid, amount: i64) {
+    let (owner, transaction) = (random.uuid(), random.uuid());
+    until_definitive(|| api.open(account, owner).reply(), StatusCode::CREATED).await;
+    until_definitive(
+        || api.deposit(account, amount, transaction).reply(),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
 }
 
-#[derive(Clone)]
-pub struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    pub fn new(base: String) -> Api {
-        Api::with_headers(base, reqwest::header::HeaderMap::new())
-    }
-
-    /// A client that sends `Authorization: Bearer <token>` with every request.
-    pub fn with_token(base: String, token: &str) -> Api {
-        let mut headers = reqwest::header::HeaderMap::new();
-        let value = format!("Bearer {token}").parse().expect("a header value");
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-        Api::with_headers(base, headers)
-    }
-
-    fn with_headers(base: String, headers: reqwest::header::HeaderMap) -> Api {
-        Api {
-            base,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .default_headers(headers)
-                .build()
-                .expect("build an HTTP client"),
-        }
-    }
-
-    /// A request of `method` to `path` (with query), for the checks that
-    /// need the status and headers of one answer.
-    pub async fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("an answer")
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                match response.text().await {
-                    Ok(body) => Answer::Status(status, body),
-                    Err(error) => Answer::NoAnswer(format!("{status}, then {error}")),
-                }
-            }
-            Err(error) => Answer::NoAnswer(error.to_string()),
-        }
-    }
-
-    pub async fn open(&self, account: Uuid, owner: Uuid) -> Answer {
-        let url = format!("{}/api/account/{account}?owner={owner}", self.base);
-        self.send(self.http.post(url)).await
-    }
-
-    pub async fn deposit(&self, account: Uuid, amount: i64, transaction: Uuid) -> Answer {
-        let url = format!(
-            "{}/api/account/{account}/deposit?amount={amount}&transactionId={transaction}",
-            self.base
-        );
-        self.send(self.http.put(url)).await
-    }
-
-    /// A transfer, sent with `timeout` (a short one loses the response).
-    pub async fn transfer(&self, transfer: &Transfer, timeout: Option<Duration>) -> Answer {
-        let url = format!(
-            "{}/api/account/{}/transfer?targetAccount={}&amount={}&transactionId={}",
-            self.base, transfer.source, transfer.target, transfer.amount, transfer.transaction
-        );
-        let mut request = self.http.put(url);
-        if let Some(timeout) = timeout {
-            request = request.timeout(timeout);
-        }
-        self.send(request).await
-    }
-
-    pub async fn state(&self, account: Uuid) -> Answer {
-        let url = format!("{}/api/account/{account}", self.base);
-        self.send(self.http.get(url)).await
-    }
-
-    pub async fn balance(&self, account: Uuid) -> i64 {
-        match self.state(account).await {
-            Answer::Status(StatusCode::OK, body) => {
-                let state: Value = serde_json::from_str(&body).expect("state is JSON");
-                state["balance"].as_i64().expect("balance is an integer")
-            }
-            other => panic!("GET state of {account}: {other:?}"),
-        }
-    }
-
-    /// The whole event stream of `account`, following `Link: rel="next"`.
-    pub async fn events(&self, account: Uuid) -> Vec<Value> {
-        let mut events = Vec::new();
-        let mut url = format!("{}/api/account/{account}/events?limit=10000", self.base);
-        loop {
-            let response = self.http.get(&url).send().await.expect("events answered");
-            assert_eq!(response.status(), StatusCode::OK, "GET {url}");
-            let next = response
-                .headers()
-                .get(reqwest::header::LINK)
-                .and_then(|link| link.to_str().ok())
-                .and_then(|link| link.strip_prefix('<')?.split_once('>'))
-                .map(|(path, _)| format!("{}{path}", self.base));
-            let page: Vec<Value> = response.json().await.expect("events are a JSON array");
-            events.extend(page);
-            match next {
-                Some(next) => url = next,
-                None => return events,
-            }
-        }
-    }
-
-    /// Opens `account` with a deposit of `amount`, retrying until both are
-    /// acknowledged (ids fixed, so retries are safe).
-    pub async fn open_funded(&self, random: &mut Random, account: Uuid, amount: i64) {
-        let owner = random.uuid();
-        let transaction = random.uuid();
-        until_definitive(|| self.open(account, owner), StatusCode::CREATED).await;
-        until_definitive(
-            || self.deposit(account, amount, transaction),
-            StatusCode::NO_CONTENT,
-        )
-        .await;
+/// A transfer, sent with `timeout` (a short one loses the response).
+pub async fn send_transfer(api: &Api, transfer: &Transfer, timeout: Option<Duration>) -> Reply {
+    let call = api.transfer(
+        transfer.source,
+        transfer.target,
+        transfer.amount,
+        transfer.transaction,
+    );
+    match timeout {
+        Some(timeout) => call.timeout(timeout).reply().await,
+        None => call.reply().await,
     }
 }
 
@@ -181,15 +69,18 @@ impl Api {
 async fn until_definitive<F, Fut>(mut send: F, expected: StatusCode)
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Answer>,
+    Fut: Future<Output = Reply>,
 {
     for _ in 0..200 {
         match send().await {
-            Answer::Status(status, _) if status == expected => return,
-            Answer::Status(status, _)
-                if status == StatusCode::CONFLICT || status.is_server_error() => {}
-            Answer::NoAnswer(_) => {}
-            Answer::Status(status, body) => panic!("expected {expected}, got {status}: {body}"),
+            Ok(answer) if answer.status == expected => return,
+            Ok(answer)
+                if answer.status == StatusCode::CONFLICT || answer.status.is_server_error() => {}
+            Err(_) => {}
+            Ok(answer) => panic!(
+                "expected {expected}, got {}: {}",
+                answer.status, answer.body
+            ),
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -239,7 +130,7 @@ pub async fn check_transfers(
     let mut seen: BTreeMap<Uuid, u32> = BTreeMap::new();
     let mut total = 0;
     for account in accounts {
-        let events = api.events(*account).await;
+        let events = api.all_events(account).await;
         for transaction in check_stream(*account, &events, &by_transaction) {
             *seen.entry(transaction).or_default() += 1;
         }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use testkit::{Client, Socket, StatusCode};
+
 /// What the harness is given by `just e2e` (see the justfile).
 pub struct Setup {
     pub binary: PathBuf,
@@ -155,7 +157,12 @@ pub struct Cluster {
     envoy_port: u16,
     admin_port: u16,
     pub dir: PathBuf,
-    http: reqwest::Client,
+}
+
+/// A client of one process's HTTP port (an instance, Envoy's admin), with
+/// a short timeout: these are probes.
+fn probe(base: String) -> Client<Socket> {
+    Client::new(Socket::new(base)).with_timeout(Duration::from_secs(2))
 }
 
 impl Cluster {
@@ -196,10 +203,6 @@ impl Cluster {
             envoy_port: ports[2],
             admin_port: ports[3],
             dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .build()
-                .expect("build an HTTP client"),
         };
         for index in 0..cluster.instances.len() {
             cluster.start_instance(index).await;
@@ -209,6 +212,11 @@ impl Cluster {
             cluster.wait_envoy_health(index, true).await;
         }
         cluster
+    }
+
+    /// Envoy's admin interface.
+    fn admin(&self) -> Client<Socket> {
+        probe(format!("http://127.0.0.1:{}", self.admin_port))
     }
 
     /// Envoy's listener: where the tests send their requests.
@@ -253,13 +261,13 @@ impl Cluster {
             .arg(DRAIN_DELAY_MS.to_string())
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(name, value)| (name, value)));
-        let url = format!("{}/ready", instance.url());
+        let instance_probe = probe(instance.url());
         let name = instance.name;
         let process = instance.process.insert(Guard::spawn(&mut command, &log));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if let Ok(response) = self.http.get(&url).send().await
-                && response.status() == reqwest::StatusCode::OK
+            if let Ok(answer) = instance_probe.ready().reply().await
+                && answer.status == StatusCode::OK
             {
                 return;
             }
@@ -293,14 +301,15 @@ impl Cluster {
         eprintln!("kill -TERM {} (pid {})", instance.name, process.pid());
         process.signal_terminate();
         let signalled = Instant::now();
-        let ready = format!("{}/ready", instance.url());
+        let instance_probe = probe(instance.url());
         loop {
-            let status = self.http.get(&ready).send().await.map(|r| r.status());
-            if let Ok(reqwest::StatusCode::SERVICE_UNAVAILABLE) = status {
+            let status = instance_probe.ready().reply().await.map(|a| a.status);
+            if status == Ok(StatusCode::SERVICE_UNAVAILABLE) {
                 break;
             }
+            // Within the drain delay, or Envoy could not move traffic away.
             assert!(
-                signalled.elapsed() < Duration::from_secs(1),
+                signalled.elapsed() < Duration::from_millis(DRAIN_DELAY_MS),
                 "/ready of {} still answers {status:?} after SIGTERM",
                 instance.name
             );
@@ -346,8 +355,7 @@ impl Cluster {
     /// From the admin `/clusters` page: `accounts::HOST::health_flags::healthy`
     /// when every check passes, else the failing flags.
     async fn envoy_health(&self, host: &str) -> Option<bool> {
-        let url = format!("http://127.0.0.1:{}/clusters", self.admin_port);
-        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        let text = self.admin().get("/clusters").reply().await.ok()?.body;
         let prefix = format!("accounts::{host}::health_flags::");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix))
@@ -356,16 +364,7 @@ impl Cluster {
 
     /// A counter from Envoy's admin `/stats` (e.g. `cluster.accounts.upstream_rq_retry`).
     pub async fn envoy_counter(&self, name: &str) -> u64 {
-        let url = format!("http://127.0.0.1:{}/stats", self.admin_port);
-        let text = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .expect("Envoy answers /stats")
-            .text()
-            .await
-            .expect("stats body");
+        let text = self.admin().get("/stats").await.body;
         let prefix = format!("{name}: ");
         text.lines()
             .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
@@ -394,20 +393,8 @@ impl Cluster {
 
     /// The sum of the samples of instance `index` whose lines `select` picks.
     async fn instance_metric(&self, index: usize, select: impl Fn(&str) -> bool) -> u64 {
-        let url = format!("{}/metrics", self.instances[index].url());
-        let text = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .expect("instance answers /metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        text.lines()
-            .filter(|line| select(line))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+        let text = probe(self.instances[index].url()).metrics().await.body;
+        testkit::metrics::sum(&text, select) as u64
     }
 }
 

@@ -1,5 +1,5 @@
 //! End to end (tier 3): two release binaries on one database behind a real
-//! Envoy, driven black-box through Envoy with reqwest. `just e2e` builds the
+//! Envoy, driven black-box through Envoy with the kit's client over TCP. `just e2e` builds the
 //! binary, installs Envoy, makes a fresh PostgreSQL database and runs these
 //! with the ACCOUNTS_E2E_* variables set; without them they are ignored.
 
@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use accounts::domain::OwnerId;
+use accounts::http::ErrorCode;
 use serde_json::Value;
+use testkit::{Answer, StatusCode, Tokens};
 use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use client::{Answer, Api, Outcome, Random, Transfer, check_transfers};
+use client::{Api, Outcome, Random, Transfer, api, check_transfers, open_funded, send_transfer};
 use cluster::Cluster;
 
 /// Every test is bounded: past this its cluster is dropped (all processes
@@ -34,25 +36,17 @@ async fn bounded<F: Future<Output = ()>>(test: F) {
 async fn create_and_query_an_account() {
     bounded(async {
         let cluster = Cluster::start("create-and-query").await;
-        let api = Api::new(cluster.url());
+        let api = api(cluster.url());
         let mut random = Random::new(1);
         let (account, owner) = (random.uuid(), random.uuid());
 
-        let http = reqwest::Client::new();
-        let opened = http
-            .post(format!(
-                "{}/api/account/{account}?owner={owner}",
-                cluster.url()
-            ))
-            .send()
-            .await
-            .expect("open answered");
-        assert_eq!(opened.status(), StatusCode::CREATED);
+        let opened = api.open(account, owner).await;
+        assert_eq!(opened.status, StatusCode::CREATED);
         assert_eq!(
-            opened.headers()[reqwest::header::LOCATION],
-            format!("/api/account/{account}").as_str()
+            opened.header("location"),
+            Some(format!("/api/account/{account}").as_str())
         );
-        assert_eq!(opened.text().await.expect("body"), "");
+        assert_eq!(opened.body, "");
 
         let expected =
             format!(r#"{{"accountId":"{account}","ownerId":"{owner}","balance":0,"open":true}}"#);
@@ -65,11 +59,7 @@ async fn create_and_query_an_account() {
             );
         }
         let deposit = api.deposit(account, 42, random.uuid()).await;
-        assert_eq!(
-            deposit.status(),
-            Some(StatusCode::NO_CONTENT),
-            "{deposit:?}"
-        );
+        deposit.assert_status(StatusCode::NO_CONTENT);
         let expected =
             format!(r#"{{"accountId":"{account}","ownerId":"{owner}","balance":42,"open":true}}"#);
         for _ in 0..4 {
@@ -81,7 +71,7 @@ async fn create_and_query_an_account() {
         // Each instance, asked directly, tells the same.
         for instance in &cluster.instances {
             assert_eq!(
-                state_of(&Api::new(instance.url()), account).await,
+                state_of(&client::api(instance.url()), account).await,
                 (StatusCode::OK, expected.clone())
             );
         }
@@ -96,10 +86,8 @@ async fn create_and_query_an_account() {
 }
 
 async fn state_of(api: &Api, account: Uuid) -> (StatusCode, String) {
-    match api.state(account).await {
-        Answer::Status(status, body) => (status, body),
-        Answer::NoAnswer(error) => panic!("GET state: {error}"),
-    }
+    let answer = api.state(account).await;
+    (answer.status, answer.body)
 }
 
 /// The old service's consistency scenario, full size: 8 clients × 1000
@@ -112,14 +100,11 @@ async fn eight_clients_deposit_each_round_once() {
     const ROUNDS: usize = 1000;
     bounded(async {
         let cluster = Cluster::start("consistency").await;
-        let api = Api::new(cluster.url());
+        let api = api(cluster.url());
         let mut random = Random::new(2);
         let account = random.uuid();
         let owner = random.uuid();
-        assert_eq!(
-            api.open(account, owner).await.status(),
-            Some(StatusCode::CREATED)
-        );
+        api.open_ok(account, owner).await;
         let transactions: Arc<Vec<Uuid>> = Arc::new((0..ROUNDS).map(|_| random.uuid()).collect());
         let barrier = Arc::new(Barrier::new(CLIENTS));
         let conflicts = Arc::new(AtomicU64::new(0));
@@ -152,7 +137,7 @@ async fn eight_clients_deposit_each_round_once() {
             cluster.counter_total("accounts_retries_total").await,
         );
         assert_eq!(api.balance(account).await, ROUNDS as i64);
-        assert_one_deposit_per_round(&api.events(account).await, &transactions);
+        assert_one_deposit_per_round(&api.all_events(account).await, &transactions);
     })
     .await;
 }
@@ -170,9 +155,15 @@ async fn deposit_each_round(
     for transaction in transactions.iter() {
         barrier.wait().await;
         loop {
-            match api.deposit(account, 1, *transaction).await {
-                Answer::Status(StatusCode::NO_CONTENT, _) => break,
-                Answer::Status(StatusCode::CONFLICT, _) => {
+            match api.deposit(account, 1, *transaction).reply().await {
+                Ok(Answer {
+                    status: StatusCode::NO_CONTENT,
+                    ..
+                }) => break,
+                Ok(Answer {
+                    status: StatusCode::CONFLICT,
+                    ..
+                }) => {
                     conflicts.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(1 + client)).await;
                 }
@@ -269,7 +260,7 @@ impl TransferLoad {
             let mode = random.below(3);
             if mode == 2 {
                 let timeout = Duration::from_millis(1 + random.below(20));
-                let _lost = self.api.transfer(&transfer, Some(timeout)).await;
+                let _lost = send_transfer(&self.api, &transfer, Some(timeout)).await;
                 self.counts.lost_responses.fetch_add(1, Ordering::Relaxed);
             }
             let outcome = self.until_definitive(&transfer, faults).await;
@@ -286,21 +277,19 @@ impl TransferLoad {
     async fn until_definitive(&self, transfer: &Transfer, faults: Faults) -> Outcome {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let answer = self.api.transfer(transfer, None).await;
+            let answer = send_transfer(&self.api, transfer, None).await;
             match &answer {
-                Answer::Status(StatusCode::NO_CONTENT, _) => return Outcome::Applied,
-                Answer::Status(StatusCode::BAD_REQUEST, body) if body.contains("insufficient") => {
+                Ok(answer) if answer.status == StatusCode::NO_CONTENT => return Outcome::Applied,
+                Ok(answer) if answer.error_code() == Some(ErrorCode::InsufficientBalance) => {
                     return Outcome::Refused;
                 }
-                Answer::Status(StatusCode::CONFLICT, _) => {
+                Ok(answer) if answer.status == StatusCode::CONFLICT => {
                     self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
                 }
-                Answer::Status(status, _)
-                    if status.is_server_error() && faults == Faults::Tolerated =>
-                {
+                Ok(answer) if answer.status.is_server_error() && faults == Faults::Tolerated => {
                     self.counts.faults.fetch_add(1, Ordering::Relaxed);
                 }
-                Answer::NoAnswer(_) if faults == Faults::Tolerated => {
+                Err(_) if faults == Faults::Tolerated => {
                     self.counts.faults.fetch_add(1, Ordering::Relaxed);
                 }
                 other => panic!("{transfer:?}: {other:?}"),
@@ -333,8 +322,7 @@ async fn start_transfers(
     let accounts: Arc<Vec<Uuid>> =
         Arc::new((0..TRANSFER_ACCOUNTS).map(|_| random.uuid()).collect());
     for account in accounts.iter() {
-        api.open_funded(&mut random, *account, INITIAL_BALANCE)
-            .await;
+        open_funded(api, &mut random, *account, INITIAL_BALANCE).await;
     }
     let clients = (0..TRANSFER_CLIENTS as u64)
         .map(|client| {
@@ -372,7 +360,7 @@ fn applied(results: &[(Transfer, Outcome)]) -> usize {
 async fn transfers_with_lost_responses_conserve_money() {
     bounded(async {
         let cluster = Cluster::start("transfers").await;
-        let api = Api::new(cluster.url());
+        let api = api(cluster.url());
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
         let started = Instant::now();
@@ -400,7 +388,7 @@ async fn transfers_with_lost_responses_conserve_money() {
 async fn kill_9_loses_and_duplicates_nothing() {
     bounded(async {
         let mut cluster = Cluster::start("kill-9").await;
-        let api = Api::new(cluster.url());
+        let api = api(cluster.url());
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
         let (accounts, clients) = start_transfers(
@@ -448,13 +436,13 @@ async fn rolling_restart_fails_no_request() {
     const CLIENTS: usize = 6;
     bounded(async {
         let mut cluster = Cluster::start("rolling-restart").await;
-        let api = Api::new(cluster.url());
+        let api = api(cluster.url());
         let mut random = Random::new(5);
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = Vec::new();
         for client in 0..CLIENTS as u64 {
             let account = random.uuid();
-            api.open_funded(&mut random, account, 0).await;
+            open_funded(&api, &mut random, account, 0).await;
             let (api, stop) = (api.clone(), stop.clone());
             clients.push(tokio::spawn(async move {
                 deposit_without_retries(api, account, 100 + client, stop).await
@@ -519,12 +507,12 @@ async fn deposit_without_retries(
     let (mut deposited, mut sent, mut failures) = (0, 0, Vec::new());
     while !stop.load(Ordering::Relaxed) {
         sent += 2;
-        match api.deposit(account, 1, random.uuid()).await {
-            Answer::Status(StatusCode::NO_CONTENT, _) => deposited += 1,
+        match api.deposit(account, 1, random.uuid()).reply().await {
+            Ok(answer) if answer.status == StatusCode::NO_CONTENT => deposited += 1,
             other => failures.push(format!("deposit: {other:?}")),
         }
-        match api.state(account).await {
-            Answer::Status(StatusCode::OK, _) => {}
+        match api.state(account).reply().await {
+            Ok(answer) if answer.status == StatusCode::OK => {}
             other => failures.push(format!("state: {other:?}")),
         }
     }
@@ -534,13 +522,15 @@ async fn deposit_without_retries(
 /// The shared secret of the authenticated cluster (tests only).
 const AUTH_SECRET: &str = "e2e tests only: a secret of at least 32 bytes";
 
-fn token_for(owner: Uuid, admin: bool) -> String {
-    use accounts::auth::{Secret, TokenSpec, mint};
-    use accounts::domain::OwnerId;
+/// Tokens the cluster accepts: issued now by the system clock, which the
+/// binaries judge them by.
+fn tokens() -> Tokens {
     use accounts::engine::{Clock, SystemClock};
-    let spec = TokenSpec::owner(OwnerId::from_uuid(owner), SystemClock.now());
-    let spec = if admin { spec.admin() } else { spec };
-    mint(&Secret::new(AUTH_SECRET), &spec).expect("minted")
+    Tokens::with_secret(AUTH_SECRET).issued_at(SystemClock.now())
+}
+
+fn owner_api(cluster_url: String, owner: Uuid) -> Api {
+    api(cluster_url).with_token(tokens().owner(OwnerId::from_uuid(owner)))
 }
 
 /// Authentication on, through Envoy: Envoy passes the `Authorization`
@@ -559,54 +549,34 @@ async fn with_authentication_owners_are_scoped_and_money_is_conserved() {
         let cluster = Cluster::start_with_env("auth", env).await;
         let mut random = Random::new(11);
         let (alice, bob) = (random.uuid(), random.uuid());
-        let anonymous = Api::new(cluster.url());
-        let alice_api = Api::with_token(cluster.url(), &token_for(alice, false));
-        let bob_api = Api::with_token(cluster.url(), &token_for(bob, false));
-        let admin_api = Api::with_token(cluster.url(), &token_for(random.uuid(), true));
+        let anonymous = api(cluster.url());
+        let alice_api = owner_api(cluster.url(), alice);
+        let bob_api = owner_api(cluster.url(), bob);
+        let admin_api = api(cluster.url()).with_token(tokens().admin());
 
-        let refused = anonymous
-            .raw(
-                reqwest::Method::GET,
-                &format!("/api/account/{}", random.uuid()),
-            )
-            .await;
-        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            refused.headers()[reqwest::header::WWW_AUTHENTICATE],
-            accounts::http::WWW_AUTHENTICATE_BEARER
-        );
-        let body: Value = refused.json().await.expect("a JSON error body");
-        assert_eq!(body["code"], "unauthorized");
+        anonymous.state(random.uuid()).await.assert_unauthorized();
 
         let (account, bobs) = (random.uuid(), random.uuid());
-        assert_eq!(
-            alice_api.open(account, alice).await.status(),
-            Some(StatusCode::CREATED)
-        );
-        assert_eq!(
-            bob_api.open(bobs, bob).await.status(),
-            Some(StatusCode::CREATED)
-        );
-        let deposit = alice_api.deposit(account, 100, random.uuid()).await;
-        assert_eq!(
-            deposit.status(),
-            Some(StatusCode::NO_CONTENT),
-            "{deposit:?}"
-        );
+        alice_api.open_ok(account, alice).await;
+        bob_api.open_ok(bobs, bob).await;
+        alice_api
+            .deposit(account, 100, random.uuid())
+            .await
+            .assert_status(StatusCode::NO_CONTENT);
         // Round robin: each of these lands on both instances in turn.
         for _ in 0..2 {
-            assert_eq!(
-                bob_api.state(account).await.status(),
-                Some(StatusCode::NOT_FOUND)
-            );
-            assert_eq!(
-                bob_api.deposit(account, 1, random.uuid()).await.status(),
-                Some(StatusCode::NOT_FOUND)
-            );
-            assert_eq!(
-                bob_api.open(random.uuid(), alice).await.status(),
-                Some(StatusCode::FORBIDDEN)
-            );
+            bob_api
+                .state(account)
+                .await
+                .assert_status(StatusCode::NOT_FOUND);
+            bob_api
+                .deposit(account, 1, random.uuid())
+                .await
+                .assert_status(StatusCode::NOT_FOUND);
+            bob_api
+                .open(random.uuid(), alice)
+                .await
+                .assert_status(StatusCode::FORBIDDEN);
         }
         let transfer = Transfer {
             source: account,
@@ -614,17 +584,18 @@ async fn with_authentication_owners_are_scoped_and_money_is_conserved() {
             amount: 30,
             transaction: random.uuid(),
         };
-        let paid = alice_api.transfer(&transfer, None).await;
-        assert_eq!(paid.status(), Some(StatusCode::NO_CONTENT), "{paid:?}");
+        let paid = send_transfer(&alice_api, &transfer, None).await;
+        let paid = paid.expect("an answer to the transfer");
+        paid.assert_status(StatusCode::NO_CONTENT);
         assert_eq!(bob_api.balance(bobs).await, 30);
         assert_eq!(alice_api.balance(account).await, 70);
         for instance in &cluster.instances {
-            let direct = Api::with_token(instance.url(), &token_for(bob, false));
+            let direct = owner_api(instance.url(), bob);
             assert_eq!(direct.balance(bobs).await, 30);
-            assert_eq!(
-                direct.state(account).await.status(),
-                Some(StatusCode::NOT_FOUND)
-            );
+            direct
+                .state(account)
+                .await
+                .assert_status(StatusCode::NOT_FOUND);
         }
 
         let stop = Arc::new(AtomicBool::new(false));

@@ -1,0 +1,605 @@
+//! The engine's own paths, with fixed inputs and on paused time (every wait
+//! is virtual, so the tests are fast and exact): the backoff between
+//! retries is the one drawn from the injected entropy; a conflict reloads
+//! and decides again on the fresh state; an ambiguous commit that landed is
+//! "already applied" and one that was lost is applied on the retry; a store
+//! that does not answer is unavailable, an append that does not answer is
+//! ambiguous; snapshots come every `snapshot_every` events, never with 0;
+//! and the metrics count what happened. The store is the kit's
+//! `InstrumentedStore`, scripted per call.
+
+use std::time::Duration;
+
+use accounts::domain::{
+    Account, AccountId, Amount, Caller, Command, Event, Fingerprint, OwnerId, Timestamp,
+    TransactionId,
+};
+use accounts::engine::{
+    Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
+};
+use accounts::metrics::EngineMetrics;
+use accounts::store::{Commit, PointInTime, RecordedEvent, StoreError, TransactionRecord};
+use testkit::stores::AppendCall;
+use testkit::{Backend, Fault, Instrumented, InstrumentedStore, TestInstance, TestStore};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+const SEED: u64 = 11;
+
+fn id(n: u128) -> AccountId {
+    AccountId::from_uuid(Uuid::from_u128(n))
+}
+
+fn tx(n: u128) -> TransactionId {
+    TransactionId::from_uuid(Uuid::from_u128(0x7700 + n))
+}
+
+fn amount(value: i64) -> Amount {
+    Amount::new(value).expect("a valid amount")
+}
+
+fn request(account: AccountId, command: Command, transaction: u128) -> Request {
+    Request {
+        caller: Caller::Anyone,
+        account,
+        command,
+        transaction_id: Some(tx(transaction)),
+    }
+}
+
+fn deposit(account: AccountId, value: i64, transaction: u128) -> Request {
+    request(
+        account,
+        Command::Deposit {
+            amount: amount(value),
+        },
+        transaction,
+    )
+}
+
+fn open(account: AccountId) -> Request {
+    Request {
+        caller: Caller::Anyone,
+        account,
+        command: Command::Open {
+            owner_id: OwnerId::from_uuid(Uuid::from_u128(0x0e)),
+        },
+        transaction_id: None,
+    }
+}
+
+/// An engine over `store` with `config`, and its metrics.
+fn engine(store: &Instrumented, config: EngineConfig) -> (Engine, EngineMetrics) {
+    let builder = TestInstance::builder()
+        .store(store.clone())
+        .seed(SEED)
+        .engine_config(config);
+    let metrics = builder.metrics().engine;
+    (builder.build_engine(), metrics)
+}
+
+/// An account opened, with `balance` deposited.
+async fn funded(engine: &Engine, account: AccountId, balance: i64) {
+    assert_eq!(engine.execute(open(account)).await, Ok(Outcome::Applied));
+    if balance > 0 {
+        let outcome = engine.execute(deposit(account, balance, 0)).await;
+        assert_eq!(outcome, Ok(Outcome::Applied));
+    }
+}
+
+async fn events(store: &Instrumented, account: AccountId) -> Vec<RecordedEvent> {
+    store.bypass().events(account, 1, 1_000).await.unwrap()
+}
+
+fn balances(events: &[RecordedEvent]) -> Vec<i64> {
+    events
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::MoneyDeposited { balance, .. } | Event::MoneyWithdrawn { balance, .. } => {
+                Some(balance)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------- retries
+
+/// Full jitter, written out from the engine's documentation: retry `a`
+/// waits a uniform draw in [0, min(max, base · 2^min(a, 20))], drawn from
+/// the engine's entropy after the two draws of the open's generated
+/// transactionId.
+fn expected_waits(config: &EngineConfig, retries: u32) -> Vec<Duration> {
+    let entropy = SeededEntropy::new(SEED);
+    entropy.uuid();
+    let (base, cap) = (
+        config.backoff_base.as_micros() as u64,
+        config.backoff_max.as_micros() as u64,
+    );
+    (1..=retries)
+        .map(|attempt| {
+            let ceiling = (base << attempt.min(20)).min(cap);
+            Duration::from_micros(entropy.below(ceiling + 1))
+        })
+        .collect()
+}
+
+/// Between consecutive appends, exactly the expected wait, rounded up to
+/// tokio's timer resolution of a millisecond (loads take no virtual time).
+fn assert_waited(calls: &[AppendCall], expected: &[Duration]) {
+    let waits: Vec<Duration> = calls.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert_eq!(waits.len(), expected.len());
+    for (retry, (waited, drawn)) in waits.iter().zip(expected).enumerate() {
+        let tick = Duration::from_millis(1);
+        assert!(
+            drawn <= waited && *waited < *drawn + tick,
+            "retry {}: waited {waited:?} for a draw of {drawn:?}",
+            retry + 1
+        );
+    }
+}
+
+/// Opens an account with `config` against a store whose every append
+/// conflicts: the retries run out. Checks the waits between the appends
+/// and returns the metrics.
+async fn open_against_conflicts(config: &EngineConfig) -> EngineMetrics {
+    let store = InstrumentedStore::new();
+    store.fail_appends(Some(Fault::Conflict));
+    let (engine, metrics) = engine(&store, config.clone());
+    let started = Instant::now();
+    let outcome = engine.execute(open(id(1))).await;
+    assert_eq!(outcome, Err(EngineError::Conflict(config.retries_max)));
+    let calls = store.append_calls();
+    assert_eq!(calls[0].at, started, "the first attempt does not wait");
+    let expected = expected_waits(config, config.retries_max);
+    assert_waited(&calls, &expected);
+    assert!(
+        expected.iter().any(|wait| !wait.is_zero()),
+        "the waits are not all zero"
+    );
+    metrics
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_wait_the_backoff_drawn_from_the_injected_entropy() {
+    // A cap above base · 2^21, so that the exponent's own cap shows.
+    let config = EngineConfig {
+        retries_max: 24,
+        backoff_base: Duration::from_micros(1),
+        backoff_max: Duration::from_secs(10),
+        ..EngineConfig::default()
+    };
+    let metrics = open_against_conflicts(&config).await;
+    assert_eq!(metrics.retries.get(), 24);
+    assert_eq!(
+        metrics.conflicts.get(),
+        25,
+        "the first attempt and 24 retries"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backoff_is_capped() {
+    let config = EngineConfig {
+        retries_max: 8,
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        ..EngineConfig::default()
+    };
+    open_against_conflicts(&config).await;
+    let expected = expected_waits(&config, 8);
+    assert!(expected.iter().all(|wait| *wait <= config.backoff_max));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_reloads_and_decides_again_on_the_fresh_state() {
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    let account = id(1);
+    funded(&engine, account, 10).await;
+    // Another writer deposits 5 just before our append lands.
+    let other = TransactionId::from_uuid(Uuid::from_u128(0xbeef));
+    let interloper = Commit {
+        events: vec![RecordedEvent {
+            account_id: account,
+            sequence_number: 3,
+            transaction_id: other,
+            event: Event::MoneyDeposited {
+                amount_deposited: 5,
+                balance: 15,
+                transfer_from: None,
+            },
+            recorded_at: Timestamp::from_unix_millis(0),
+        }],
+        transactions: vec![TransactionRecord {
+            account_id: account,
+            transaction_id: other,
+            fingerprint: Fingerprint("deposit amount=5".to_owned()),
+        }],
+        snapshots: vec![],
+    };
+    store.script_appends([Fault::OtherWriterFirst(Box::new(interloper))]);
+    let reads = store.reads();
+    let outcome = engine.execute(deposit(account, 7, 1)).await;
+    assert_eq!(outcome, Ok(Outcome::Applied));
+    let stored = events(&store, account).await;
+    assert_eq!(stored.len(), 4);
+    assert_eq!(
+        stored[3].sequence_number, 4,
+        "appended after the other writer"
+    );
+    assert_eq!(
+        balances(&stored),
+        [10, 15, 22],
+        "decided again on 15, not on 10"
+    );
+    assert_eq!(store.reads(), reads + 2, "loaded again after the conflict");
+    assert_eq!((metrics.conflicts.get(), metrics.retries.get()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_commit_that_landed_answers_already_applied() {
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    funded(&engine, id(1), 10).await;
+    store.script_appends([Fault::AmbiguousLanded]);
+    let attempted = store.appends_attempted();
+    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    assert_eq!(outcome, Ok(Outcome::AlreadyApplied));
+    assert_eq!(
+        balances(&events(&store, id(1)).await),
+        [10, 17],
+        "written once"
+    );
+    assert_eq!(
+        store.appends_attempted(),
+        attempted + 1,
+        "not written again"
+    );
+    assert_eq!(metrics.ambiguous_commits.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_commit_that_was_lost_is_applied_on_the_retry() {
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    funded(&engine, id(1), 10).await;
+    store.script_appends([Fault::AmbiguousLost]);
+    let attempted = store.appends_attempted();
+    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    assert_eq!(outcome, Ok(Outcome::Applied));
+    assert_eq!(balances(&events(&store, id(1)).await), [10, 17]);
+    assert_eq!(store.appends_attempted(), attempted + 2);
+    assert_eq!(metrics.ambiguous_commits.get(), 1);
+    assert_eq!(metrics.retries.get(), 1);
+}
+
+// ------------------------------------------------------------- timeouts
+
+#[tokio::test(start_paused = true)]
+async fn a_load_that_does_not_answer_is_unavailable_after_the_store_timeout() {
+    let config = EngineConfig {
+        store_timeout: Duration::from_secs(3),
+        ..EngineConfig::default()
+    };
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, config);
+    funded(&engine, id(1), 10).await;
+    let attempted = store.appends_attempted();
+    store.script_reads([Fault::Hang]);
+    let started = Instant::now();
+    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    assert!(
+        matches!(outcome, Err(EngineError::Store(StoreError::Unavailable(_)))),
+        "{outcome:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(
+        store.appends_attempted(),
+        attempted,
+        "never reached the append"
+    );
+    let unavailable = metrics
+        .commands
+        .with_label_values(&["deposit", "unavailable"]);
+    assert_eq!(unavailable.get(), 1);
+    // Reads of every kind and pings are timed the same way.
+    store.script_reads(vec![Fault::Hang; 5]);
+    assert!(matches!(
+        engine.state(Caller::Anyone, id(1)).await,
+        Err(EngineError::Store(_))
+    ));
+    assert!(matches!(
+        engine.events(Caller::Anyone, id(1), 1, 10).await,
+        Err(EngineError::Store(_))
+    ));
+    assert!(matches!(
+        engine.state_at(id(1), PointInTime::Version(1)).await,
+        Err(EngineError::Store(_))
+    ));
+    assert!(matches!(
+        engine.feed(0, 10).await,
+        Err(EngineError::Store(_))
+    ));
+    assert!(matches!(
+        engine.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_eq!(started.elapsed(), Duration::from_secs(18));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_append_that_does_not_answer_is_ambiguous_and_retried() {
+    let config = EngineConfig {
+        store_timeout: Duration::from_secs(3),
+        ..EngineConfig::default()
+    };
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, config);
+    funded(&engine, id(1), 10).await;
+    store.script_appends([Fault::Hang]);
+    let started = Instant::now();
+    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    assert_eq!(outcome, Ok(Outcome::Applied));
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(metrics.ambiguous_commits.get(), 1);
+    assert_eq!(balances(&events(&store, id(1)).await), [10, 17]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unavailable_store_at_append_is_answered_at_once_without_retry() {
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    funded(&engine, id(1), 10).await;
+    store.script_appends([Fault::Unavailable]);
+    let attempted = store.appends_attempted();
+    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    assert!(matches!(outcome, Err(EngineError::Store(_))), "{outcome:?}");
+    assert_eq!(store.appends_attempted(), attempted + 1);
+    assert_eq!(metrics.retries.get(), 0);
+    assert_eq!(balances(&events(&store, id(1)).await), [10]);
+}
+
+// ------------------------------------------------------------ snapshots
+
+/// The sequence numbers of the snapshots the engine wrote, per commit.
+fn snapshot_positions(store: &Instrumented) -> Vec<u64> {
+    store
+        .append_calls()
+        .iter()
+        .flat_map(|call| call.commit.snapshots.iter().map(|s| s.sequence_number))
+        .collect()
+}
+
+/// An account opened and given `count` deposits (1, 2, 3, …) by an engine
+/// snapshotting every `snapshot_every` events.
+async fn deposits_with_snapshots_every(
+    snapshot_every: u64,
+    count: u128,
+) -> (Instrumented, Engine, EngineMetrics) {
+    let config = EngineConfig {
+        snapshot_every,
+        ..EngineConfig::default()
+    };
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, config);
+    funded(&engine, id(1), 0).await;
+    for n in 1..=count {
+        let outcome = engine.execute(deposit(id(1), n as i64, n)).await;
+        assert_eq!(outcome, Ok(Outcome::Applied));
+    }
+    (store, engine, metrics)
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshot_every_zero_never_snapshots() {
+    let (store, engine, metrics) = deposits_with_snapshots_every(0, 12).await;
+    assert_eq!(snapshot_positions(&store), Vec::<u64>::new());
+    assert_eq!(
+        store.bypass().load(id(1), None).await.unwrap().snapshot,
+        None
+    );
+    assert_eq!(metrics.snapshots_written.get(), 0);
+    assert_eq!(
+        engine.state(Caller::Anyone, id(1)).await.unwrap().balance(),
+        78
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshots_come_every_snapshot_every_events_with_the_state_after_them() {
+    let (store, engine, metrics) = deposits_with_snapshots_every(3, 7).await;
+    assert_eq!(snapshot_positions(&store), [3, 6]);
+    assert_eq!(metrics.snapshots_written.get(), 2);
+    let loaded = store.bypass().load(id(1), None).await.unwrap();
+    let snapshot = loaded.snapshot.expect("the latest snapshot");
+    assert_eq!(snapshot.sequence_number, 6);
+    // Opened at 1, deposits 1..=5 at 2..=6: 15 after event 6.
+    assert_eq!(snapshot.state.balance(), 15);
+    let loads_with_snapshots = metrics.snapshots_loaded.get();
+    assert_eq!(
+        engine.state(Caller::Anyone, id(1)).await.unwrap().balance(),
+        28
+    );
+    assert_eq!(metrics.snapshots_loaded.get(), loads_with_snapshots + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transfer_snapshots_each_account_when_its_own_number_is_due() {
+    let config = EngineConfig {
+        snapshot_every: 2,
+        ..EngineConfig::default()
+    };
+    let store = InstrumentedStore::new();
+    let (engine, _) = engine(&store, config);
+    let (a, b) = (id(1), id(2));
+    funded(&engine, a, 10).await; // a at 2
+    funded(&engine, b, 0).await; // b at 1
+    let transfer = request(
+        a,
+        Command::Transfer {
+            target: b,
+            amount: amount(4),
+        },
+        9,
+    );
+    assert_eq!(engine.execute(transfer).await, Ok(Outcome::Applied));
+    // a's withdrawal is its event 3 (no snapshot); b's deposit its event 2.
+    let last = store.append_calls().pop().expect("the transfer's commit");
+    let snapshotted: Vec<(AccountId, u64)> = last
+        .commit
+        .snapshots
+        .iter()
+        .map(|s| (s.account_id, s.sequence_number))
+        .collect();
+    assert_eq!(snapshotted, [(b, 2)]);
+    assert_eq!(last.commit.events.len(), 2);
+    assert_eq!(
+        last.commit.transactions.len(),
+        2,
+        "recorded on both accounts"
+    );
+}
+
+// ---------------------------------------------------------- idempotency
+
+#[tokio::test(start_paused = true)]
+async fn a_transaction_id_recorded_on_the_target_alone_decides_the_answer() {
+    let store = InstrumentedStore::new();
+    let (engine, _) = engine(&store, EngineConfig::default());
+    let (a, b) = (id(1), id(2));
+    funded(&engine, a, 10).await;
+    funded(&engine, b, 0).await;
+    assert_eq!(engine.execute(deposit(b, 3, 5)).await, Ok(Outcome::Applied));
+    let transfer = request(
+        a,
+        Command::Transfer {
+            target: b,
+            amount: amount(3),
+        },
+        5,
+    );
+    let outcome = engine.execute(transfer).await;
+    assert!(
+        matches!(outcome, Err(EngineError::TransactionReused { account, .. }) if account == b),
+        "{outcome:?}"
+    );
+    assert_eq!(balances(&events(&store, a).await), [10]);
+}
+
+// -------------------------------------------------------------- metrics
+
+#[tokio::test(start_paused = true)]
+async fn commands_are_counted_by_kind_and_outcome_and_appends_by_event() {
+    let config = EngineConfig {
+        retries_max: 1,
+        ..EngineConfig::default()
+    };
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, config);
+    let (a, b, c) = (id(1), id(2), id(3));
+    funded(&engine, a, 10).await;
+    funded(&engine, b, 0).await;
+    funded(&engine, c, 0).await;
+    let count =
+        |kind: &str, outcome: &str| metrics.commands.with_label_values(&[kind, outcome]).get();
+    assert_eq!(engine.execute(open(a)).await, Ok(Outcome::Unchanged));
+    assert_eq!(
+        engine.execute(deposit(a, 0, 1)).await,
+        Ok(Outcome::Unchanged)
+    );
+    assert_eq!(
+        engine.execute(deposit(a, 10, 0)).await,
+        Ok(Outcome::AlreadyApplied)
+    );
+    let withdraw = request(a, Command::Withdraw { amount: amount(99) }, 2);
+    assert!(matches!(
+        engine.execute(withdraw).await,
+        Err(EngineError::Refused(_))
+    ));
+    assert!(matches!(
+        engine.execute(deposit(a, 11, 0)).await,
+        Err(EngineError::TransactionReused { .. })
+    ));
+    let transfer = request(
+        a,
+        Command::Transfer {
+            target: b,
+            amount: amount(4),
+        },
+        3,
+    );
+    assert_eq!(engine.execute(transfer).await, Ok(Outcome::Applied));
+    store.script_appends([Fault::Conflict, Fault::Conflict]);
+    assert_eq!(
+        engine.execute(request(c, Command::Close, 4)).await,
+        Err(EngineError::Conflict(1))
+    );
+    store.script_appends([Fault::Unavailable]);
+    assert!(matches!(
+        engine.execute(request(c, Command::Close, 5)).await,
+        Err(EngineError::Store(_))
+    ));
+    assert_eq!(count("open", "applied"), 3);
+    assert_eq!(count("open", "unchanged"), 1);
+    assert_eq!(count("deposit", "applied"), 1);
+    assert_eq!(count("deposit", "unchanged"), 1);
+    assert_eq!(count("deposit", "already_applied"), 1);
+    assert_eq!(count("deposit", "refused"), 1);
+    assert_eq!(count("withdraw", "refused"), 1);
+    assert_eq!(count("transfer", "applied"), 1);
+    assert_eq!(count("close", "conflict"), 1);
+    assert_eq!(count("close", "unavailable"), 1);
+    // Opens 3, deposit 1, the transfer's 2 legs.
+    assert_eq!(metrics.events_appended.get(), 6);
+}
+
+// --------------------------------------------------------------- stores
+
+#[tokio::test]
+async fn the_pool_status_is_the_stores() {
+    let memory = InstrumentedStore::new();
+    assert_eq!(
+        engine(&memory, EngineConfig::default()).0.pool_status(),
+        None
+    );
+    let sqlite = TestStore::open(Backend::Sqlite).await;
+    let engine = sqlite.engine(SEED, 50);
+    assert_eq!(
+        engine.state(Caller::Anyone, id(1)).await,
+        Ok(Account::Unopened)
+    );
+    let status = engine
+        .pool_status()
+        .expect("a pooled store reports its pool");
+    assert!(status.idle + status.in_use >= 1, "{status:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transfer_to_itself_loads_the_account_once_and_is_refused() {
+    let store = InstrumentedStore::new();
+    let (engine, _) = engine(&store, EngineConfig::default());
+    funded(&engine, id(1), 10).await;
+    let (reads, attempted) = (store.reads(), store.appends_attempted());
+    let to_itself = request(
+        id(1),
+        Command::Transfer {
+            target: id(1),
+            amount: amount(4),
+        },
+        7,
+    );
+    let outcome = engine.execute(to_itself).await;
+    assert_eq!(
+        outcome,
+        Err(EngineError::Refused(
+            accounts::domain::Refusal::TransferToSelf
+        ))
+    );
+    assert_eq!(
+        store.reads(),
+        reads + 1,
+        "one load: source and target are one"
+    );
+    assert_eq!(store.appends_attempted(), attempted);
+}
