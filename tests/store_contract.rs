@@ -7,12 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use accounts::app::InstanceBuilder;
 use accounts::domain::{
     Account, AccountId, Amount, Caller, Command, Event, OwnerId, Timestamp, TransactionId, replay,
 };
 use accounts::engine::{
-    Clock, Engine, EngineConfig, EngineError, Entropy, FixedClock, Outcome, Request, SeededEntropy,
+    Clock, Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
 };
 use accounts::store::{
     AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, RecordedEvent, Snapshot,
@@ -21,7 +20,7 @@ use testkit::commits::{
     RECORDED_AT, deposited, opened, record, recorded, single, transfer, whole_feed,
 };
 use testkit::stores::checked_stream;
-use testkit::{Backend, TestStore};
+use testkit::{Backend, TestInstance, TestStore};
 
 /// One test function per contract case and store.
 macro_rules! contract_suite {
@@ -1153,23 +1152,21 @@ async fn load_at_time_is_the_longest_prefix_recorded_by_then(test: &TestStore) {
 async fn engine_snapshots_carry_a_running_maximum_of_recorded_at(test: &TestStore) {
     let entropy = ids();
     let id = account(&entropy);
-    let clocks =
-        [1_000, 900].map(|millis| Arc::new(FixedClock::new(Timestamp::from_unix_millis(millis))));
-    let engines: Vec<Engine> = clocks
-        .iter()
-        .enumerate()
-        .map(|(seed, clock)| {
-            InstanceBuilder::new()
-                .store(test.store.clone())
-                .seed(seed as u64)
-                .clock(clock.clone())
-                .engine_config(EngineConfig {
-                    snapshot_every: 3,
-                    ..EngineConfig::default()
-                })
-                .build_engine()
-        })
-        .collect();
+    let builders = [1_000, 900].map(|millis| {
+        let builder = TestInstance::builder()
+            .store(test.store.clone())
+            .seed(millis)
+            .engine_config(EngineConfig {
+                snapshot_every: 3,
+                ..EngineConfig::default()
+            });
+        builder
+            .clock()
+            .set(Timestamp::from_unix_millis(millis as i64));
+        builder
+    });
+    let clocks = builders.each_ref().map(|builder| builder.clock());
+    let engines = builders.map(|builder| builder.build_engine());
     open_account(&engines[0], id).await;
     for n in 0..12usize {
         let instance = n % 2;

@@ -123,3 +123,38 @@ pub async fn whole_feed(store: &dyn EventStore) -> Vec<FeedEvent> {
         feed.extend(page);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn a_commit_is_in_account_order_with_one_record_per_account() {
+        let (low, high) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let (low, high) = (AccountId::from_uuid(low), AccountId::from_uuid(high));
+        let tx = TransactionId::from_uuid(Uuid::from_u128(3));
+        let commit = transfer((high, 4, 0), (low, 7, 5), 5, tx);
+        let events: Vec<(AccountId, u64)> = commit
+            .events
+            .iter()
+            .map(|e| (e.account_id, e.sequence_number))
+            .collect();
+        assert_eq!(events, [(low, 7), (high, 4)]);
+        let records: Vec<AccountId> = commit.transactions.iter().map(|t| t.account_id).collect();
+        assert_eq!(records, [low, high]);
+        let fingerprint = format!("transfer from={high} to={low} amount=5");
+        assert!(
+            commit
+                .transactions
+                .iter()
+                .all(|t| t.fingerprint.0 == fingerprint)
+        );
+        let two = commit_of(
+            vec![(low, 1, deposited(1, 1)), (low, 2, deposited(1, 2))],
+            tx,
+        );
+        assert_eq!(two.transactions.len(), 1);
+    }
+}

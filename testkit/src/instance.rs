@@ -105,6 +105,12 @@ impl TestBuilder {
         self
     }
 
+    /// The fixed clock the instance will read, to set or move from outside
+    /// (also for an engine from [`TestBuilder::build_engine`]).
+    pub fn clock(&self) -> Arc<FixedClock> {
+        self.clock.clone()
+    }
+
     /// The metrics the instance will export, to read from outside.
     pub fn metrics(&self) -> Metrics {
         self.metrics.clone()

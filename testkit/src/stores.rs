@@ -445,3 +445,62 @@ impl Decorator for InstrumentedStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use accounts::domain::{AccountId, OwnerId, TransactionId};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::commits::{opened, single};
+
+    fn account(n: u128) -> AccountId {
+        AccountId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn opening(n: u128) -> Commit {
+        let owner = OwnerId::from_uuid(Uuid::from_u128(0x0e));
+        single(
+            account(n),
+            1,
+            TransactionId::from_uuid(Uuid::from_u128(n)),
+            opened(owner),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_landed_ambiguous_batch_keeps_its_refused_members_refused() {
+        let store = InstrumentedStore::new();
+        store.append(&opening(1)).await.unwrap();
+        store.script_appends([Fault::AmbiguousLanded]);
+        let results = store.append_batch(&[opening(2), opening(1)]).await;
+        assert!(
+            matches!(results[0], Err(AppendError::Ambiguous(_))),
+            "{results:?}"
+        );
+        assert!(
+            matches!(results[1], Err(AppendError::Conflict(_))),
+            "{results:?}"
+        );
+        let landed = store.bypass().load(account(2), None).await.unwrap();
+        assert_eq!(landed.events.len(), 1, "the ambiguous member landed");
+        assert_eq!(store.appends_attempted(), 3, "each member counted");
+        assert_eq!(store.appends_applied(), 2);
+        assert_eq!(store.append_calls().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_read_goes_through_the_read_knobs() {
+        let store = InstrumentedStore::new();
+        store.fail_reads(Some(Fault::Unavailable));
+        assert!(store.load(account(1), None).await.is_err());
+        let at = PointInTime::Version(1);
+        assert!(store.load_at(account(1), at).await.is_err());
+        assert!(store.events(account(1), 1, 10).await.is_err());
+        assert!(store.feed(0, 10).await.is_err());
+        assert!(store.ping().await.is_err());
+        assert_eq!(store.reads(), 5);
+        store.fail_reads(None);
+        assert_eq!(store.feed(0, 10).await, Ok(Vec::new()));
+    }
+}
