@@ -284,7 +284,7 @@ async fn health_metrics_and_the_document_need_no_token() {
             }
         }
     }
-    assert_eq!(api_operations, 8);
+    assert_eq!(api_operations, 10);
     let open = &document["paths"]["/api/account/{accountId}"]["post"];
     assert!(open["responses"]["403"].is_object());
 }
