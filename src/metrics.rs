@@ -27,6 +27,8 @@ pub struct Metrics {
     pub pool_connections: IntGaugeVec,
     /// Server-Sent Events consumers of the feed being served now.
     pub feed_streams: IntGauge,
+    /// Events queued in the stream consumers' buffers, all together.
+    pub feed_stream_buffered: IntGauge,
     /// Feed consumers disconnected because their buffer stayed full.
     pub feed_stream_slow_disconnects: IntCounter,
     pub engine: EngineMetrics,
@@ -139,6 +141,14 @@ impl Metrics {
         registry
             .register(Box::new(feed_streams.clone()))
             .expect("unique");
+        let feed_stream_buffered = IntGauge::new(
+            "accounts_feed_stream_buffered_events",
+            "Events queued in the feed stream consumers' bounded buffers, all together.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(feed_stream_buffered.clone()))
+            .expect("unique");
         let feed_stream_slow_disconnects = counter(
             &registry,
             "accounts_feed_stream_slow_disconnects_total",
@@ -151,6 +161,7 @@ impl Metrics {
             http_request_duration,
             pool_connections,
             feed_streams,
+            feed_stream_buffered,
             feed_stream_slow_disconnects,
             engine,
         }

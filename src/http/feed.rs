@@ -154,10 +154,15 @@ pub async fn stream(
     };
     authorize(caller)?;
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER_EVENTS);
+    let buffer = Buffer {
+        receiver,
+        metrics: app.metrics().clone(),
+    };
     tokio::spawn(produce(app, after, sender));
-    let messages = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let message = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(message), receiver))
+    let messages = futures_util::stream::unfold(buffer, |mut buffer| async move {
+        let message = buffer.receiver.recv().await?;
+        buffer.metrics.feed_stream_buffered.dec();
+        Some((Ok::<_, Infallible>(message), buffer))
     });
     let keep_alive = KeepAlive::new().interval(Duration::from_millis(STREAM_KEEP_ALIVE_MS));
     Ok(Sse::new(messages).keep_alive(keep_alive).into_response())
@@ -194,11 +199,19 @@ async fn produce(app: AppState, mut after: u64, buffer: mpsc::Sender<SseEvent>) 
         }
         for event in &events {
             let stall = Duration::from_millis(STREAM_STALL_MS);
+            // Counted before it is queued, so the consumer's end never
+            // takes away what was not yet added.
+            let buffered = &app.metrics().feed_stream_buffered;
+            buffered.inc();
             match tokio::time::timeout(stall, buffer.send(message(event))).await {
                 Ok(Ok(())) => after = event.position,
                 // The consumer hung up.
-                Ok(Err(_)) => return,
+                Ok(Err(_)) => {
+                    buffered.dec();
+                    return;
+                }
                 Err(_) => {
+                    buffered.dec();
                     app.metrics().feed_stream_slow_disconnects.inc();
                     tracing::info!(after, "feed stream: consumer too slow, disconnected");
                     return;
@@ -230,6 +243,20 @@ fn store_unavailable(error: EngineError) -> ApiError {
         ErrorCode::Unavailable,
         "the account store is unavailable; retry later",
     )
+}
+
+/// A stream consumer's end of its bounded buffer; what is still queued
+/// when it goes away leaves `accounts_feed_stream_buffered_events` too.
+struct Buffer {
+    receiver: mpsc::Receiver<SseEvent>,
+    metrics: Metrics,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let queued = i64::try_from(self.receiver.len()).unwrap_or(i64::MAX);
+        self.metrics.feed_stream_buffered.sub(queued);
+    }
 }
 
 /// Counts a stream consumer in `accounts_feed_streams` while it lives,

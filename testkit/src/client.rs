@@ -559,6 +559,16 @@ impl Streaming for InProcess {
 
 impl Streaming for Socket {
     async fn open_stream(&self, request: ApiRequest) -> EventStream {
+        self.try_open_stream(request)
+            .await
+            .unwrap_or_else(|error| panic!("opening the stream: {error}"))
+    }
+}
+
+impl Socket {
+    /// [`Streaming::open_stream`], or why there was no answer: what a
+    /// consumer that reconnects needs.
+    pub async fn try_open_stream(&self, request: ApiRequest) -> Result<EventStream, NoAnswer> {
         let url = format!("{}{}", self.base, request.target);
         let response = self
             .http
@@ -566,13 +576,13 @@ impl Streaming for Socket {
             .headers(request.headers)
             .send()
             .await
-            .unwrap_or_else(|error| panic!("opening the stream: {}", no_answer(error)));
-        EventStream {
+            .map_err(no_answer)?;
+        Ok(EventStream {
             status: response.status(),
             body: StreamBody::Socket(response),
             parser: SseParser::new(),
             queued: Default::default(),
-        }
+        })
     }
 }
 
