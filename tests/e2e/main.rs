@@ -618,11 +618,12 @@ async fn with_authentication_owners_are_scoped_and_money_is_conserved() {
     .await;
 }
 
-/// The feed through Envoy while an instance is killed: one reader follows
-/// the Server-Sent Events stream (reconnecting with Last-Event-ID whenever
-/// it ends), one long-polls `/api/events`; transfers run all along. Each
-/// must end with exactly the feed as it stands — every position once, in
-/// order, nothing skipped.
+/// The feed through Envoy while an instance is killed: two readers follow
+/// the Server-Sent Events stream (opened one after the other, so round
+/// robin puts one on each instance and the kill cuts one of them; they
+/// reconnect with Last-Event-ID), one long-polls `/api/events`; transfers
+/// run all along. Each must end with exactly the feed as it stands — every
+/// position once, in order, nothing skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
 async fn the_feed_through_envoy_skips_nothing_when_an_instance_is_killed() {
@@ -633,7 +634,12 @@ async fn the_feed_through_envoy_skips_nothing_when_an_instance_is_killed() {
         let counts = Arc::new(Counts::default());
         // 0 until the writers are done; then the last position of the feed.
         let head = Arc::new(AtomicU64::new(0));
-        let follower = tokio::spawn(follow_stream(cluster.url(), head.clone()));
+        let mut followers = Vec::new();
+        for _ in 0..2 {
+            let (opened, ready) = tokio::sync::oneshot::channel();
+            followers.push(tokio::spawn(follow_stream(cluster.url(), head.clone(), opened)));
+            ready.await.expect("the follower opened its stream");
+        }
         let poller = tokio::spawn(long_poll(cluster.url(), head.clone()));
         let (_accounts, clients) = start_transfers(
             &api,
@@ -656,13 +662,18 @@ async fn the_feed_through_envoy_skips_nothing_when_an_instance_is_killed() {
         let feed = api.whole_feed(1000).await;
         let positions: Vec<u64> = feed.iter().map(testkit::position).collect();
         head.store(*positions.last().expect("events"), Ordering::SeqCst);
-        let (streamed, reconnections) = follower.await.expect("the follower does not panic");
+        let mut reconnections = 0;
+        for follower in followers {
+            let (streamed, reconnected) = follower.await.expect("the follower does not panic");
+            assert_eq!(streamed, positions, "the stream skipped or repeated nothing");
+            reconnections += reconnected;
+        }
         let polled = poller.await.expect("the poller does not panic");
         eprintln!(
-            "feed through Envoy, kill -9: {} events; the SSE follower reconnected {reconnections} times",
+            "feed through Envoy, kill -9: {} events; the SSE followers reconnected {reconnections} times",
             positions.len()
         );
-        assert_eq!(streamed, positions, "the stream skipped or repeated nothing");
+        assert!(reconnections > 0, "the kill cut a follower's stream");
         assert_eq!(polled, positions, "the long-poll skipped or repeated nothing");
     })
     .await;
@@ -670,7 +681,12 @@ async fn the_feed_through_envoy_skips_nothing_when_an_instance_is_killed() {
 
 /// Follows the stream until it has seen `head` (once known), reconnecting
 /// with Last-Event-ID after every end or failure.
-async fn follow_stream(base: String, head: Arc<AtomicU64>) -> (Vec<u64>, usize) {
+async fn follow_stream(
+    base: String,
+    head: Arc<AtomicU64>,
+    opened: tokio::sync::oneshot::Sender<()>,
+) -> (Vec<u64>, usize) {
+    let mut opened = Some(opened);
     let client = testkit::Client::new(testkit::Socket::new(base));
     let mut seen: Vec<u64> = Vec::new();
     let mut reconnections = 0;
@@ -679,8 +695,11 @@ async fn follow_stream(base: String, head: Arc<AtomicU64>) -> (Vec<u64>, usize) 
             .feed_stream(None, seen.last().copied())
             .request()
             .clone();
-        let mut stream = testkit::Streaming::open_stream(client.transport(), request).await;
-        if stream.status == StatusCode::OK {
+        let stream = client.transport().try_open_stream(request).await;
+        if let Some(opened) = opened.take() {
+            let _ = opened.send(());
+        }
+        if let Some(mut stream) = stream.ok().filter(|stream| stream.status == StatusCode::OK) {
             loop {
                 let target = head.load(Ordering::SeqCst);
                 if target != 0 && seen.last() == Some(&target) {
