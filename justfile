@@ -39,7 +39,7 @@ sim-replay seed *ARGS:
 integration:
     ACCOUNTS_TEST_POSTGRES_URL="${ACCOUNTS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
     ACCOUNTS_TEST_MYSQL_URL="${ACCOUNTS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}" \
-    cargo test --test store_contract --test store_errors --test store_faults --test store_service --test store_http --test feed_guarantee --test batch_faults --test store_migration --test auth -- --include-ignored
+    cargo test --test store_contract --test store_errors --test store_faults --test store_service --test store_http --test feed_guarantee --test feed_http_stress --test batch_faults --test store_migration --test auth -- --include-ignored
 
 # Schemathesis against a live debug instance (memory store) and /openapi.json: fixed seed, bounded examples.
 fuzz-api:

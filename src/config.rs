@@ -81,6 +81,25 @@ pub enum Subcommands {
     /// Print an HS256 bearer token signed with the secret the service
     /// verifies with (--auth-jwt-secret), for trying the service and tests.
     Token(TokenArgs),
+    /// Print the feed (every committed event of every account, in commit
+    /// order) as JSON lines and follow it live; reconnects by itself and
+    /// resumes where it stopped, skipping nothing.
+    Feed {
+        /// Start after this feed position (0: from the first event).
+        #[arg(long, value_name = "P", default_value_t = 0)]
+        after: u64,
+        /// A bearer token (an admin's), when the instance requires tokens.
+        #[arg(
+            long,
+            env = "ACCOUNTS_TOKEN",
+            value_name = "JWT",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// Base URL of the instance.
+        #[arg(default_value = PROBE_URL)]
+        url: String,
+    },
 }
 
 /// `accounts token`: what the minted token says and what signs it.

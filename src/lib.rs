@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod follow;
 pub mod http;
 pub mod metrics;
 pub mod probe;

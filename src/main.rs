@@ -21,6 +21,18 @@ fn main() -> ExitCode {
             &url,
             Duration::from_millis(timeout_ms),
         )),
+        Some(Subcommands::Feed { after, token, url }) => {
+            // Reconnections are logged to stderr; stdout carries only events.
+            accounts::app::init_logging(cli.serve.log_format);
+            runtime
+                .block_on(accounts::follow::follow(
+                    &url,
+                    after,
+                    token.as_deref(),
+                    &mut std::io::stdout(),
+                ))
+                .map_err(|error| error.to_string())
+        }
         Some(Subcommands::Token(token)) => token
             .mint(SystemClock.now())
             .map(|token| println!("{token}"))

@@ -2,8 +2,8 @@
 //! several instances can live in one process and each exports its own.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Counters the engine bumps. Cheap to clone: each is a handle.
@@ -25,6 +25,12 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_request_duration: HistogramVec,
     pub pool_connections: IntGaugeVec,
+    /// Server-Sent Events consumers of the feed being served now.
+    pub feed_streams: IntGauge,
+    /// Events queued in the stream consumers' buffers, all together.
+    pub feed_stream_buffered: IntGauge,
+    /// Feed consumers disconnected because their buffer stayed full.
+    pub feed_stream_slow_disconnects: IntCounter,
     pub engine: EngineMetrics,
 }
 
@@ -127,12 +133,36 @@ impl Metrics {
         registry
             .register(Box::new(pool_connections.clone()))
             .expect("unique");
+        let feed_streams = IntGauge::new(
+            "accounts_feed_streams",
+            "Server-Sent Events consumers of the feed connected now.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(feed_streams.clone()))
+            .expect("unique");
+        let feed_stream_buffered = IntGauge::new(
+            "accounts_feed_stream_buffered_events",
+            "Events queued in the feed stream consumers' bounded buffers, all together.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(feed_stream_buffered.clone()))
+            .expect("unique");
+        let feed_stream_slow_disconnects = counter(
+            &registry,
+            "accounts_feed_stream_slow_disconnects_total",
+            "Feed stream consumers disconnected because their bounded buffer stayed full.",
+        );
         let engine = EngineMetrics::new(&registry);
         Metrics {
             registry,
             http_requests,
             http_request_duration,
             pool_connections,
+            feed_streams,
+            feed_stream_buffered,
+            feed_stream_slow_disconnects,
             engine,
         }
     }

@@ -96,7 +96,7 @@ fn start() -> Timestamp {
 }
 
 /// Every `/api/…` operation: (method, target with `{id}` for the account).
-const API_OPERATIONS: [(&str, &str); 9] = [
+const API_OPERATIONS: [(&str, &str); 13] = [
     ("POST", "/api/account/{id}?owner={id}"),
     ("GET", "/api/account/{id}"),
     ("PUT", "/api/account/{id}?deposit=1&transactionId={id}"),
@@ -115,6 +115,10 @@ const API_OPERATIONS: [(&str, &str); 9] = [
     ),
     ("GET", "/api/account/{id}/events"),
     ("GET", "/api/account/{id}/events?from=1&limit=5"),
+    ("GET", "/api/account/{id}?version=1"),
+    ("GET", "/api/account/{id}?at=2026-11-26T10:00:00Z"),
+    ("GET", "/api/events?after=0&limit=5"),
+    ("GET", "/api/events/stream?after=0"),
 ];
 
 /// The route template of a target: its path with ids as `{}`.
@@ -232,6 +236,9 @@ async fn the_token_is_checked_before_the_parameters() {
             format!("/api/account/{}?deposit=1&withdraw=1", fresh()),
         ),
         ("GET", format!("/api/account/{}/events?limit=0", fresh())),
+        ("GET", format!("/api/account/{}?version=0", fresh())),
+        ("GET", "/api/events?limit=0".to_owned()),
+        ("GET", "/api/events/stream?after=x".to_owned()),
     ];
     for (method, target) in &malformed {
         server
@@ -277,7 +284,7 @@ async fn health_metrics_and_the_document_need_no_token() {
             }
         }
     }
-    assert_eq!(api_operations, 8);
+    assert_eq!(api_operations, 10);
     let open = &document["paths"]["/api/account/{accountId}"]["post"];
     assert!(open["responses"]["403"].is_object());
 }

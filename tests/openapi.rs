@@ -4,7 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use accounts::http::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX, ErrorCode};
+use accounts::http::{
+    EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX, ErrorCode, FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX,
+    FEED_WAIT_MS_MAX,
+};
 use serde_json::Value;
 use testkit::{Client, InProcess, Method, StatusCode, TestInstance, fresh_id};
 
@@ -156,6 +159,8 @@ async fn every_status_of_the_contract_is_described() {
             &["204", "400", "404", "409", "422"],
         ),
         ("/api/account/{accountId}/events", "get", &["200", "400"]),
+        ("/api/events", "get", &["200", "400", "403"]),
+        ("/api/events/stream", "get", &["200", "400", "403"]),
         ("/ready", "get", &["200", "503"]),
     ];
     for (path, method, statuses) in expected {
@@ -328,6 +333,13 @@ async fn bodies_fit_their_schemas() {
         }
         let account_state = api.state(account).await;
         assert_fits(&document, "Account", &account_state.json());
+        let past = api.state_at_version(account, 1).await;
+        assert_fits(&document, "Account", &past.json());
+    }
+    let feed = api.whole_feed(3).await;
+    assert!(feed.len() >= 6);
+    for event in &feed {
+        assert_fits(&document, "FeedEvent", event);
     }
     let all: BTreeSet<String> = [
         "AccountOpened",
@@ -391,6 +403,20 @@ async fn the_event_page_limits_come_from_the_constants() {
         description.contains(&EVENTS_LIMIT_MAX.to_string()),
         "{description}"
     );
+    let parameters = document["paths"]["/api/events"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let limit = parameters
+        .iter()
+        .find(|parameter| parameter["name"] == "limit")
+        .expect("a limit parameter");
+    assert_eq!(limit["schema"]["maximum"], FEED_LIMIT_MAX);
+    assert_eq!(limit["schema"]["default"], FEED_LIMIT_DEFAULT);
+    let wait = parameters
+        .iter()
+        .find(|parameter| parameter["name"] == "waitMs")
+        .expect("a waitMs parameter");
+    assert_eq!(wait["schema"]["maximum"], FEED_WAIT_MS_MAX);
 }
 
 /// docs/API.md, the project's own API reference, next to this document:

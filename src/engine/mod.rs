@@ -159,6 +159,9 @@ pub struct Engine {
     entropy: Arc<dyn Entropy>,
     config: EngineConfig,
     metrics: EngineMetrics,
+    /// Bumped right after every successful append, so feed readers on this
+    /// instance wake at once instead of polling the store.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl Engine {
@@ -175,7 +178,14 @@ impl Engine {
             entropy,
             config,
             metrics,
+            commits: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes after every commit made through this engine (the value counts
+    /// them); commits of other instances are not seen here.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// The store's connection pool use (`None` for stores without a pool).
@@ -190,6 +200,18 @@ impl Engine {
         let state = self.load(account, None).await?.state;
         domain::authorize_access(caller, &state)?;
         Ok(state)
+    }
+
+    /// [`Engine::state`] with its version (the last sequence number folded
+    /// into it), which the read side sends as the `ETag`.
+    pub async fn state_with_version(
+        &self,
+        caller: Caller,
+        account: AccountId,
+    ) -> Result<(Account, u64), EngineError> {
+        let party = self.load(account, None).await?;
+        domain::authorize_access(caller, &party.state)?;
+        Ok((party.state, party.version))
     }
 
     /// The state right after event `n` (`Version(n)`), or after the longest
@@ -431,6 +453,7 @@ impl Engine {
         let timeout = self.config.store_timeout;
         match tokio::time::timeout(timeout, self.store.append(commit)).await {
             Ok(Ok(())) => {
+                self.commits.send_modify(|count| *count += 1);
                 self.metrics
                     .events_appended
                     .inc_by(commit.events.len() as u64);

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{Account, AccountId, Event, OwnerId, Timestamp, TransactionId};
-use crate::store::RecordedEvent;
+use crate::store::{FeedEvent, RecordedEvent};
 
 /// An account's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -54,6 +54,30 @@ impl From<&RecordedEvent> for EventBody {
             transaction_id: recorded.transaction_id,
             event: recorded.event.clone(),
             recorded_at: recorded.recorded_at,
+        }
+    }
+}
+
+/// One event of the store-wide feed: its position and account in front of
+/// the stream's event object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = FeedEvent)]
+pub struct FeedEventBody {
+    /// ≥ 1, strictly increasing over the whole store; gaps are allowed.
+    #[schema(minimum = 1)]
+    pub position: u64,
+    pub account_id: AccountId,
+    #[serde(flatten)]
+    pub event: EventBody,
+}
+
+impl From<&FeedEvent> for FeedEventBody {
+    fn from(feed: &FeedEvent) -> Self {
+        FeedEventBody {
+            position: feed.position,
+            account_id: feed.event.account_id,
+            event: EventBody::from(&feed.event),
         }
     }
 }

@@ -12,8 +12,9 @@ use super::AppState;
 use super::body::{AccountBody, EventBody};
 use super::error::{ApiError, ErrorCode, json_error};
 use super::params::{self, AccountPath, Query};
-use crate::domain::{Caller, Command};
+use crate::domain::{self, Caller, Command};
 use crate::engine::{Outcome, Request};
+use crate::store::PointInTime;
 
 /// Default and maximum page sizes of the event stream.
 pub const EVENTS_LIMIT_DEFAULT: u64 = 1000;
@@ -47,19 +48,58 @@ pub async fn open(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
 
+/// `?version=n` or `?at=<RFC 3339>`: a past state instead of the current one.
+#[derive(Deserialize)]
+pub struct StateParams {
+    version: Option<String>,
+    at: Option<String>,
+}
+
 pub async fn state(
     caller: Caller,
     State(app): State<AppState>,
     AccountPath(account): AccountPath,
-) -> Result<Json<AccountBody>, ApiError> {
-    let state = app
-        .engine()
-        .state(caller, account)
-        .await
-        .map_err(|e| ApiError::from_engine(e, account, None))?;
-    AccountBody::new(account, &state)
-        .map(Json)
-        .ok_or_else(|| ApiError::account_not_found(account))
+    Query(query): Query<StateParams>,
+) -> Result<Response, ApiError> {
+    let point = match (&query.version, &query.at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_parameter(
+                "give either version or at, not both".to_owned(),
+            ));
+        }
+        // Sequence numbers, like every JSON number of the API, stay within i64.
+        (Some(_), None) => Some(PointInTime::Version(params::bounded(
+            &query.version,
+            "version",
+            1,
+            1,
+            i64::MAX as u64,
+        )?)),
+        (None, Some(_)) => Some(PointInTime::Time(params::timestamp(&query.at, "at")?)),
+        (None, None) => None,
+    };
+    let engine = app.engine();
+    let found = match point {
+        None => Some(
+            engine
+                .state_with_version(caller, account)
+                .await
+                .map_err(|e| ApiError::from_engine(e, account, None))?,
+        ),
+        Some(point) => engine
+            .state_at(account, point)
+            .await
+            .map_err(|e| ApiError::from_engine(e, account, None))?
+            // The owner never changes, so a past state answers the same
+            // question of access as the current one.
+            .filter(|(state, _)| domain::authorize_access(caller, state).is_ok()),
+    };
+    let (state, version) = found.ok_or_else(|| ApiError::account_not_found(account))?;
+    let body =
+        AccountBody::new(account, &state).ok_or_else(|| ApiError::account_not_found(account))?;
+    let etag =
+        HeaderValue::from_str(&format!("\"{version}\"")).expect("a number is a valid header value");
+    Ok(([(header::ETAG, etag)], Json(body)).into_response())
 }
 
 /// The query style: `PUT /api/account/{id}?deposit=…` (or `withdraw=…`, or

@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 mod error;
+mod feed;
 mod handlers;
 mod middleware;
 mod openapi;
@@ -11,8 +12,12 @@ mod params;
 mod serve;
 
 pub use auth::Authenticator;
-pub use body::{AccountBody, EventBody};
+pub use body::{AccountBody, EventBody, FeedEventBody};
 pub use error::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS, WWW_AUTHENTICATE_BEARER};
+pub use feed::{
+    FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX, FEED_POLL_MS, FEED_WAIT_MS_MAX, STREAM_BUFFER_EVENTS,
+    STREAM_KEEP_ALIVE_MS, STREAM_STALL_MS,
+};
 pub use handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
 pub use openapi::document as openapi_document;
 pub use serve::{
@@ -21,7 +26,6 @@ pub use serve::{
 };
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -98,7 +102,8 @@ struct Inner {
     limits: Limits,
     /// `None` while authentication is off: every caller is `Caller::Anyone`.
     authenticator: Option<Authenticator>,
-    draining: AtomicBool,
+    /// `true` once draining: `/ready` answers 503 and feed streams end.
+    draining: tokio::sync::watch::Sender<bool>,
     /// `/openapi.json`, serialized once per instance.
     openapi_json: String,
 }
@@ -122,7 +127,7 @@ impl AppState {
             metrics,
             limits,
             authenticator,
-            draining: AtomicBool::new(false),
+            draining: tokio::sync::watch::Sender::new(false),
             openapi_json,
         }))
     }
@@ -153,7 +158,7 @@ impl AppState {
     /// From now on `/ready` answers 503, so a load balancer moves traffic
     /// away while requests are still served.
     pub fn begin_drain(&self) {
-        self.0.draining.store(true, Ordering::SeqCst);
+        self.0.draining.send_replace(true);
     }
 
     pub fn openapi_json(&self) -> &str {
@@ -161,7 +166,13 @@ impl AppState {
     }
 
     pub fn is_draining(&self) -> bool {
-        self.0.draining.load(Ordering::SeqCst)
+        *self.0.draining.borrow()
+    }
+
+    /// Turns `true` when draining begins, so long-lived answers end and a
+    /// graceful shutdown need not wait for them.
+    pub fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.draining.subscribe()
     }
 }
 
@@ -188,11 +199,18 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             put(handlers::transfer),
         ),
         ("/api/account/{account_id}/events", get(handlers::events)),
+        ("/api/events", get(feed::feed)),
+        ("/api/events/stream", get(feed::stream)),
         ("/ping", get(handlers::ping)),
         ("/ready", get(handlers::ready)),
         ("/metrics", get(handlers::metrics)),
         ("/openapi.json", get(handlers::openapi)),
     ]
+}
+
+/// The routes exempt from the request timeout (see `router`).
+fn is_long_lived(path: &str) -> bool {
+    path.starts_with("/api/events")
 }
 
 /// The path templates the router serves (`{name}` marks a parameter).
@@ -202,18 +220,31 @@ pub fn route_paths() -> Vec<&'static str> {
 
 pub fn router(state: AppState) -> Router {
     let limits = state.0.limits.clone();
-    let api = routes()
+    let (long_lived, timed): (Vec<_>, Vec<_>) = routes()
         .into_iter()
-        .fold(Router::new(), |router, (path, methods)| {
-            router.route(path, methods)
-        })
+        .partition(|(path, _)| is_long_lived(path));
+    let add = |router: Router<AppState>,
+               (path, methods): (&'static str, MethodRouter<AppState>)| {
+        router.route(path, methods)
+    };
+    // The feed may hold a request up to its waitMs (beyond the request
+    // timeout) and the stream answers at once with an endless body; the
+    // request timeout covers every other route. `Router::layer` wraps only
+    // the routes added before it, so the long-lived ones are merged after.
+    let api = timed
+        .into_iter()
+        .fold(Router::new(), add)
         .fallback(handlers::unknown_route)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .merge(long_lived.into_iter().fold(Router::new(), add))
         .with_state(state.clone());
     // Router::layer wraps every route (and the fallback) separately, so the
     // concurrency limit must be the global one: one semaphore for all routes.
     // Each layer wraps the ones above it: the last is the outermost.
     api.layer(RequestBodyLimitLayer::new(limits.body_bytes_max))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {

@@ -21,8 +21,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::body::{AccountBody, EventBody};
+use super::body::{AccountBody, EventBody, FeedEventBody};
 use super::error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS, WWW_AUTHENTICATE_BEARER};
+use super::feed::{FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX};
 use super::handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
 use crate::domain::{AccountId, OwnerId, Timestamp, TransactionId};
 
@@ -43,12 +44,14 @@ const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenate
         withdraw,
         transfer,
         events,
+        feed,
+        feed_stream,
         ping,
         ready,
         metrics,
         openapi_json
     ),
-    components(schemas(ErrorBody, ErrorCode, AccountBody, EventBody)),
+    components(schemas(ErrorBody, ErrorCode, AccountBody, EventBody, FeedEventBody)),
     modifiers(&LimitResponses, &EventPageLimits, &BearerScheme),
     tags((name = "accounts", description = "Accounts and their money"), (name = "operations", description = "Health and metrics"))
 )]
@@ -230,31 +233,41 @@ struct EventPageLimits;
 
 impl Modify for EventPageLimits {
     fn modify(&self, openapi: &mut Document) {
-        let operation = openapi
-            .paths
-            .paths
-            .get_mut("/api/account/{accountId}/events")
-            .and_then(|item| item.get.as_mut());
-        let parameters = operation.and_then(|operation| operation.parameters.as_mut());
-        let limit = parameters.and_then(|parameters| {
-            parameters.iter_mut().find_map(|parameter| match parameter {
-                RefOr::T(parameter) if parameter.name == "limit" => Some(parameter),
-                _ => None,
-            })
-        });
-        if let Some(limit) = limit {
-            describe_page_limit(limit);
+        let pages = [
+            (
+                "/api/account/{accountId}/events",
+                EVENTS_LIMIT_DEFAULT,
+                EVENTS_LIMIT_MAX,
+            ),
+            ("/api/events", FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX),
+        ];
+        for (path, default, max) in pages {
+            let operation = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.get.as_mut());
+            let parameters = operation.and_then(|operation| operation.parameters.as_mut());
+            let limit = parameters.and_then(|parameters| {
+                parameters.iter_mut().find_map(|parameter| match parameter {
+                    RefOr::T(parameter) if parameter.name == "limit" => Some(parameter),
+                    _ => None,
+                })
+            });
+            if let Some(limit) = limit {
+                describe_page_limit(limit, default, max);
+            }
         }
     }
 }
 
-fn describe_page_limit(limit: &mut Parameter) {
+fn describe_page_limit(limit: &mut Parameter, default: u64, max: u64) {
     limit.description = Some(format!(
-        "Most events to return (default {EVENTS_LIMIT_DEFAULT}, at most {EVENTS_LIMIT_MAX})."
+        "Most events to return (default {default}, at most {max})."
     ));
     if let Some(RefOr::T(Schema::Object(schema))) = limit.schema.as_mut() {
-        schema.maximum = Some(EVENTS_LIMIT_MAX.into());
-        schema.default = Some(EVENTS_LIMIT_DEFAULT.into());
+        schema.maximum = Some(max.into());
+        schema.default = Some(default.into());
     }
 }
 
@@ -295,12 +308,18 @@ fn open() {}
     path = "/api/account/{accountId}",
     operation_id = "state",
     tag = "accounts",
-    summary = "An account's state",
-    params(("accountId" = Uuid, Path, description = ID_FORMS)),
+    summary = "An account's state, now or in the past",
+    description = "Without parameters, the current state. `version` or `at` (not both) answer a past state from the nearest kept snapshot at or before it plus the events after it, so the cost is bounded by the snapshot interval.",
+    params(
+        ("accountId" = Uuid, Path, description = ID_FORMS),
+        ("version" = Option<i64>, Query, minimum = 1, description = "The state right after the event with this sequence number."),
+        ("at" = Option<String>, Query, format = DateTime, description = "The state after the longest prefix of the stream whose events all have recordedAt at or before this RFC 3339 time (a `+` offset sent as `%2B`)."),
+    ),
     responses(
-        (status = 200, description = "The account, open or closed.", body = AccountBody),
-        (status = 400, description = "Malformed id.", body = ErrorBody),
-        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
+        (status = 200, description = "The account, open or closed.", body = AccountBody,
+            headers(("ETag" = String, description = "`\"<n>\"`: n is the sequence number of the last event folded into this state."))),
+        (status = 400, description = "Malformed id, version or at; both version and at; a repeated parameter.", body = ErrorBody),
+        (status = 404, description = "No such account, no such version (beyond the last event), or not opened yet at that time (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -442,6 +461,49 @@ fn transfer() {}
 )]
 #[allow(dead_code)]
 fn events() {}
+
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    operation_id = "feed",
+    tag = "accounts",
+    summary = "Every committed event of every account, in commit order",
+    description = "A reader that starts at after=0 and always resumes from the last position it was given sees every committed event exactly once, never an uncommitted one, and never misses one. Per account the order is the sequence order; the two legs of a transfer are adjacent. Admins only when authentication is on.",
+    params(
+        ("after" = Option<i64>, Query, minimum = 0, description = "Return events after this position (default 0: from the start)."),
+        // Its maximum, default and description come from the constants (EventPageLimits).
+        ("limit" = Option<i64>, Query, minimum = 1),
+        ("waitMs" = Option<i64>, Query, minimum = 0, maximum = 30000, description = "When nothing follows `after`, hold the request until an event commits (through any instance) or this many milliseconds pass (default 0)."),
+    ),
+    responses(
+        (status = 200, description = "The events after `after` (`[]` if none came within waitMs).", body = Vec<FeedEventBody>,
+            headers(("Link" = String, description = "`</api/events?after=P&limit=L>; rel=\"next\"` on a full page."))),
+        (status = 400, description = "after, limit or waitMs not an integer in range, or repeated.", body = ErrorBody),
+        (status = 403, description = "Authentication is on and the token is not an admin's.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn feed() {}
+
+#[utoipa::path(
+    get,
+    path = "/api/events/stream",
+    operation_id = "feedStream",
+    tag = "accounts",
+    summary = "The feed, live, as Server-Sent Events",
+    description = "One message per event: `id: <position>`, `event: <type>`, `data: <the feed object>`, starting after `after`, or after the `Last-Event-ID` header when present (it wins). A comment line at least every 15 s keeps idle connections alive. A consumer whose bounded buffer stays full is disconnected; it reconnects with Last-Event-ID and loses nothing. Admins only when authentication is on.",
+    params(
+        ("after" = Option<i64>, Query, minimum = 0, description = "Start after this position (default 0)."),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The last position received; wins over `after`."),
+    ),
+    responses(
+        (status = 200, description = "An endless stream of events.", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "after or Last-Event-ID not an integer in range, or repeated.", body = ErrorBody),
+        (status = 403, description = "Authentication is on and the token is not an admin's.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn feed_stream() {}
 
 #[utoipa::path(
     get,

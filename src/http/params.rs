@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::domain::{AccountId, Amount, AmountError, OwnerId, TransactionId};
+use crate::domain::{AccountId, Amount, AmountError, OwnerId, Timestamp, TransactionId};
 
 /// The `{accountId}` of the URL, parsed.
 pub struct AccountPath(pub AccountId);
@@ -123,4 +123,15 @@ pub fn bounded(
             "invalid parameter {name}={text:?}: must be an integer from {min} to {max}"
         ))),
     }
+}
+
+/// An RFC 3339 time, e.g. `2026-11-26T10:00:00Z` (a `+hh:mm` offset must
+/// come percent-encoded, as `+` in a query string means a space).
+pub fn timestamp(value: &Option<String>, name: &str) -> Result<Timestamp, ApiError> {
+    let text = required(value, name)?;
+    Timestamp::parse_rfc3339(text).ok_or_else(|| {
+        ApiError::bad_parameter(format!(
+            "invalid parameter {name}={text:?}: not an RFC 3339 time such as 2026-11-26T10:00:00Z"
+        ))
+    })
 }

@@ -20,6 +20,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use accounts::follow::{SseItem, SseParser};
+
 use crate::answer::{Answer, NoAnswer, Reply};
 use crate::api::{ApiRequest, Style};
 
@@ -453,4 +455,171 @@ impl<'a, T: Transport> IntoFuture for Call<'a, T> {
                 .unwrap_or_else(|error| panic!("{method} {target}: {error}"))
         })
     }
+}
+
+/// Where an [`EventStream`] reads its bytes from.
+enum StreamBody {
+    Socket(reqwest::Response),
+    InProcess(Body),
+}
+
+/// A Server-Sent Events answer (the feed's stream), read as it arrives.
+pub struct EventStream {
+    pub status: StatusCode,
+    body: StreamBody,
+    parser: SseParser,
+    queued: std::collections::VecDeque<SseItem>,
+}
+
+/// One message of the feed's stream: its `id`, `event` and parsed `data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedMessage {
+    pub id: u64,
+    pub event: String,
+    pub data: Value,
+}
+
+impl EventStream {
+    /// The next item (message or comment); `None` once the stream ended.
+    pub async fn next_item(&mut self) -> Option<SseItem> {
+        loop {
+            if let Some(item) = self.queued.pop_front() {
+                return Some(item);
+            }
+            let chunk = match &mut self.body {
+                StreamBody::Socket(response) => response.chunk().await.ok()??.to_vec(),
+                StreamBody::InProcess(body) => match body.frame().await? {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => data.to_vec(),
+                        Err(_) => continue,
+                    },
+                    Err(_) => return None,
+                },
+            };
+            self.queued.extend(self.parser.push(&chunk));
+        }
+    }
+
+    /// The next message, skipping comments; `None` once the stream ended.
+    pub async fn next_message(&mut self) -> Option<FeedMessage> {
+        loop {
+            if let SseItem::Message { id, event, data } = self.next_item().await? {
+                return Some(FeedMessage {
+                    id: id.and_then(|id| id.parse().ok()).expect("a numeric id"),
+                    event: event.expect("an event type"),
+                    data: serde_json::from_str(&data).expect("data is JSON"),
+                });
+            }
+        }
+    }
+
+    /// The next `n` messages, failing the test if the stream ends first.
+    pub async fn messages(&mut self, n: usize) -> Vec<FeedMessage> {
+        let mut messages = Vec::with_capacity(n);
+        while messages.len() < n {
+            let message = self.next_message().await;
+            messages.push(message.unwrap_or_else(|| {
+                panic!("the stream ended after {} of {n} messages", messages.len())
+            }));
+        }
+        messages
+    }
+}
+
+/// Opens a streamed answer: the transports that can keep reading a body
+/// after its head arrived.
+pub trait Streaming: Transport {
+    fn open_stream(&self, request: ApiRequest) -> impl Future<Output = EventStream> + Send;
+}
+
+impl Streaming for InProcess {
+    async fn open_stream(&self, request: ApiRequest) -> EventStream {
+        let mut builder = axum::http::Request::builder()
+            .method(request.method)
+            .uri(&request.target);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Body::from(request.body)).expect("a request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let (parts, body) = response.into_parts();
+        EventStream {
+            status: parts.status,
+            body: StreamBody::InProcess(body),
+            parser: SseParser::new(),
+            queued: Default::default(),
+        }
+    }
+}
+
+impl Streaming for Socket {
+    async fn open_stream(&self, request: ApiRequest) -> EventStream {
+        self.try_open_stream(request)
+            .await
+            .unwrap_or_else(|error| panic!("opening the stream: {error}"))
+    }
+}
+
+impl Socket {
+    /// [`Streaming::open_stream`], or why there was no answer: what a
+    /// consumer that reconnects needs.
+    pub async fn try_open_stream(&self, request: ApiRequest) -> Result<EventStream, NoAnswer> {
+        let url = format!("{}{}", self.base, request.target);
+        let response = self
+            .http
+            .request(request.method, url)
+            .headers(request.headers)
+            .send()
+            .await
+            .map_err(no_answer)?;
+        Ok(EventStream {
+            status: response.status(),
+            body: StreamBody::Socket(response),
+            parser: SseParser::new(),
+            queued: Default::default(),
+        })
+    }
+}
+
+impl<T: Streaming> Client<T> {
+    /// The feed's stream (with the client's token), asserting 200.
+    pub async fn follow(&self, after: Option<u64>, last_event_id: Option<u64>) -> EventStream {
+        let request = self.feed_stream(after, last_event_id).request;
+        let stream = self.transport.open_stream(request).await;
+        assert_eq!(stream.status, StatusCode::OK, "the feed stream opens");
+        stream
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// One page of the feed, asserting 200.
+    pub async fn feed_page(&self, after: u64, limit: u64) -> Vec<Value> {
+        let answer = self.feed(Some(after), Some(limit), None).await;
+        answer.assert_status(StatusCode::OK);
+        answer.json().as_array().expect("an array").clone()
+    }
+
+    /// The whole feed from the start, in pages of `limit`, resuming each
+    /// page after the last position given.
+    pub async fn whole_feed(&self, limit: u64) -> Vec<Value> {
+        let mut feed: Vec<Value> = Vec::new();
+        loop {
+            let after = feed.last().map_or(0, position);
+            let page = self.feed_page(after, limit).await;
+            if page.is_empty() {
+                return feed;
+            }
+            feed.extend(page);
+        }
+    }
+}
+
+/// The `position` of a feed object.
+pub fn position(event: &Value) -> u64 {
+    event["position"].as_u64().expect("a position")
 }

@@ -224,6 +224,16 @@ impl TestInstance {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
+        self.serve_on(listener, shutdown)
+    }
+
+    /// Serves on `listener` (e.g. one whose socket options a test chose)
+    /// until `shutdown` completes.
+    pub fn serve_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Served {
         let address = listener.local_addr().expect("a bound address");
         let task = tokio::spawn(serve(
             listener,

@@ -40,7 +40,9 @@ pub use answer::{Answer, NoAnswer, Reply};
 pub use api::{ApiRequest, Style};
 pub use auth::Tokens;
 pub use axum::http::{Method, StatusCode};
-pub use client::{Call, Client, InProcess, Socket, Transport};
+pub use client::{
+    Call, Client, EventStream, FeedMessage, InProcess, Socket, Streaming, Transport, position,
+};
 pub use database::{Backend, TestStore};
 pub use ids::{fresh_id, fresh_owner, fresh_uuid, id};
 pub use instance::{Served, TestInstance};

@@ -49,8 +49,19 @@ impl Service {
     /// [`Service::start`] with `env` set too (after `RUST_LOG=info`, so it
     /// may change the level).
     pub fn start_with(binary: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> Service {
+        Service::start_on(binary, "127.0.0.1:0", args, env)
+    }
+
+    /// [`Service::start_with`] on `listen`: e.g. the address of a service
+    /// that stopped, to restart it where its clients look for it.
+    pub fn start_on(
+        binary: impl AsRef<Path>,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Service {
         let mut child = command(binary)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())

@@ -617,3 +617,128 @@ async fn with_authentication_owners_are_scoped_and_money_is_conserved() {
     })
     .await;
 }
+
+/// The feed through Envoy while an instance is killed: two readers follow
+/// the Server-Sent Events stream (opened one after the other, so round
+/// robin puts one on each instance and the kill cuts one of them; they
+/// reconnect with Last-Event-ID), one long-polls `/api/events`; transfers
+/// run all along. Each must end with exactly the feed as it stands — every
+/// position once, in order, nothing skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_E2E_* — run with just e2e"]
+async fn the_feed_through_envoy_skips_nothing_when_an_instance_is_killed() {
+    bounded(async {
+        let mut cluster = Cluster::start("feed-kill-9").await;
+        let api = api(cluster.url());
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        // 0 until the writers are done; then the last position of the feed.
+        let head = Arc::new(AtomicU64::new(0));
+        let mut followers = Vec::new();
+        for _ in 0..2 {
+            let (opened, ready) = tokio::sync::oneshot::channel();
+            followers.push(tokio::spawn(follow_stream(cluster.url(), head.clone(), opened)));
+            ready.await.expect("the follower opened its stream");
+        }
+        let poller = tokio::spawn(long_poll(cluster.url(), head.clone()));
+        let (_accounts, clients) = start_transfers(
+            &api,
+            4,
+            usize::MAX,
+            Faults::Tolerated,
+            stop.clone(),
+            counts.clone(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        cluster.kill_instance(0);
+        cluster.wait_envoy_health(0, false).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        cluster.start_instance(0).await;
+        cluster.wait_envoy_health(0, true).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, Ordering::Relaxed);
+        join_all(clients).await;
+        let feed = api.whole_feed(1000).await;
+        let positions: Vec<u64> = feed.iter().map(testkit::position).collect();
+        head.store(*positions.last().expect("events"), Ordering::SeqCst);
+        let mut reconnections = 0;
+        for follower in followers {
+            let (streamed, reconnected) = follower.await.expect("the follower does not panic");
+            assert_eq!(streamed, positions, "the stream skipped or repeated nothing");
+            reconnections += reconnected;
+        }
+        let polled = poller.await.expect("the poller does not panic");
+        eprintln!(
+            "feed through Envoy, kill -9: {} events; the SSE followers reconnected {reconnections} times",
+            positions.len()
+        );
+        assert!(reconnections > 0, "the kill cut a follower's stream");
+        assert_eq!(polled, positions, "the long-poll skipped or repeated nothing");
+    })
+    .await;
+}
+
+/// Follows the stream until it has seen `head` (once known), reconnecting
+/// with Last-Event-ID after every end or failure.
+async fn follow_stream(
+    base: String,
+    head: Arc<AtomicU64>,
+    opened: tokio::sync::oneshot::Sender<()>,
+) -> (Vec<u64>, usize) {
+    let mut opened = Some(opened);
+    let client = testkit::Client::new(testkit::Socket::new(base));
+    let mut seen: Vec<u64> = Vec::new();
+    let mut reconnections = 0;
+    loop {
+        let request = client
+            .feed_stream(None, seen.last().copied())
+            .request()
+            .clone();
+        let stream = client.transport().try_open_stream(request).await;
+        if let Some(opened) = opened.take() {
+            let _ = opened.send(());
+        }
+        if let Some(mut stream) = stream.ok().filter(|stream| stream.status == StatusCode::OK) {
+            loop {
+                let target = head.load(Ordering::SeqCst);
+                if target != 0 && seen.last() == Some(&target) {
+                    return (seen, reconnections);
+                }
+                match tokio::time::timeout(Duration::from_secs(1), stream.next_message()).await {
+                    Ok(Some(message)) => seen.push(message.id),
+                    Ok(None) => break,
+                    Err(_) => continue,
+                }
+            }
+        }
+        reconnections += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Long-polls the feed until it has seen `head` (once known), resuming
+/// after the last position given; a failed request is simply asked again.
+async fn long_poll(base: String, head: Arc<AtomicU64>) -> Vec<u64> {
+    let api = api(base);
+    let mut seen: Vec<u64> = Vec::new();
+    loop {
+        let target = head.load(Ordering::SeqCst);
+        if target != 0 && seen.last() == Some(&target) {
+            return seen;
+        }
+        let after = seen.last().copied().unwrap_or(0);
+        match api.feed(Some(after), Some(100), Some(1000)).reply().await {
+            Ok(answer) if answer.status == StatusCode::OK => {
+                let page = answer.json();
+                seen.extend(
+                    page.as_array()
+                        .expect("an array")
+                        .iter()
+                        .map(testkit::position),
+                );
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The read side's feed: every committed event of every account, in commit
+//! order, paged (`GET /api/events`, with long-poll) and live over
+//! Server-Sent Events (`GET /api/events/stream`). The guarantee that no
+//! reader ever skips an event is the store's (`EventStore::feed`); this
+//! module only decides when to ask the store again.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::AppState;
+use super::body::FeedEventBody;
+use super::error::{ApiError, ErrorCode};
+use super::params::{self, Query};
+use crate::domain::{self, Caller};
+use crate::engine::{Engine, EngineError};
+use crate::metrics::Metrics;
+use crate::store::FeedEvent;
+
+/// Default and maximum page sizes of the feed.
+pub const FEED_LIMIT_DEFAULT: u64 = 1000;
+pub const FEED_LIMIT_MAX: u64 = 10_000;
+
+/// The longest a client may ask a feed request to wait for an event.
+pub const FEED_WAIT_MS_MAX: u64 = 30_000;
+
+/// How often a waiting reader asks the store again. Commits made through this
+/// instance wake readers at once; commits made through another instance are
+/// seen within this interval (plus one store round trip).
+pub const FEED_POLL_MS: u64 = 250;
+
+/// Events a stream consumer may have queued but not yet taken. Bounded, so
+/// the instance's memory never grows with a slow reader.
+pub const STREAM_BUFFER_EVENTS: usize = 256;
+
+/// A stream consumer whose buffer stays full this long is disconnected; it
+/// reconnects with `Last-Event-ID` and loses nothing.
+pub const STREAM_STALL_MS: u64 = 1_000;
+
+/// An idle stream gets a comment line this often, so proxies and clients do
+/// not take it for dead.
+pub const STREAM_KEEP_ALIVE_MS: u64 = 15_000;
+
+/// Events read from the store at once for a stream consumer.
+const STREAM_PAGE: usize = 100;
+
+/// Positions, like every JSON number of the API, stay within i64.
+const POSITION_MAX: u64 = i64::MAX as u64;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedParams {
+    after: Option<String>,
+    limit: Option<String>,
+    wait_ms: Option<String>,
+}
+
+pub async fn feed(
+    caller: Caller,
+    State(app): State<AppState>,
+    Query(query): Query<FeedParams>,
+) -> Result<Response, ApiError> {
+    let after = params::bounded(&query.after, "after", 0, 0, POSITION_MAX)?;
+    let limit = params::bounded(&query.limit, "limit", FEED_LIMIT_DEFAULT, 1, FEED_LIMIT_MAX)?;
+    let wait = params::bounded(&query.wait_ms, "waitMs", 0, 0, FEED_WAIT_MS_MAX)?;
+    authorize(caller)?;
+    let page = usize::try_from(limit).unwrap_or(usize::MAX);
+    let events = wait_for_events(app.engine(), after, page, Duration::from_millis(wait))
+        .await
+        .map_err(store_unavailable)?;
+    let next = events.last().map(|event| event.position);
+    let body: Vec<FeedEventBody> = events.iter().map(FeedEventBody::from).collect();
+    let mut response = Json(body).into_response();
+    if let (true, Some(next)) = (events.len() == page, next) {
+        let link = format!("</api/events?after={next}&limit={limit}>; rel=\"next\"");
+        let link = HeaderValue::from_str(&link).expect("numbers are valid header text");
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+/// The events after `after`; when there are none, waits up to `wait` for a
+/// commit — woken at once by this instance's, by polling for others'.
+async fn wait_for_events(
+    engine: &Engine,
+    after: u64,
+    page: usize,
+    wait: Duration,
+) -> Result<Vec<FeedEvent>, EngineError> {
+    let deadline = Instant::now() + wait;
+    // Subscribed before the first read, so a commit between the read and
+    // the wait still wakes us.
+    let mut commits = engine.commits();
+    loop {
+        commits.borrow_and_update();
+        let events = engine.feed(after, page).await?;
+        let now = Instant::now();
+        if !events.is_empty() || now >= deadline {
+            return Ok(events);
+        }
+        let poll = (now + Duration::from_millis(FEED_POLL_MS)).min(deadline);
+        wait_for_commit(&mut commits, poll).await;
+    }
+}
+
+/// Until this instance commits or `until`, whichever comes first.
+async fn wait_for_commit(commits: &mut watch::Receiver<u64>, until: Instant) {
+    tokio::select! {
+        changed = commits.changed() => {
+            if changed.is_err() {
+                // The engine is gone: no signal will come, poll only.
+                tokio::time::sleep_until(until).await;
+            }
+        }
+        () = tokio::time::sleep_until(until) => {}
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StreamParams {
+    after: Option<String>,
+}
+
+pub async fn stream(
+    caller: Caller,
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StreamParams>,
+) -> Result<Response, ApiError> {
+    let after = params::bounded(&query.after, "after", 0, 0, POSITION_MAX)?;
+    // A reconnecting EventSource sends the last id it saw: it wins.
+    let last_event_id = match headers.get_all("last-event-id").iter().collect::<Vec<_>>()[..] {
+        [] => None,
+        [value] => Some(value.to_str().map(str::to_owned).map_err(|_| {
+            ApiError::bad_parameter("the Last-Event-ID header is not text".to_owned())
+        })?),
+        _ => {
+            return Err(ApiError::bad_parameter(
+                "the Last-Event-ID header is given more than once".to_owned(),
+            ));
+        }
+    };
+    let after = match last_event_id {
+        Some(text) => params::bounded(&Some(text), "Last-Event-ID", 0, 0, POSITION_MAX)?,
+        None => after,
+    };
+    authorize(caller)?;
+    let (sender, receiver) = mpsc::channel(STREAM_BUFFER_EVENTS);
+    let buffer = Buffer {
+        receiver,
+        metrics: app.metrics().clone(),
+    };
+    tokio::spawn(produce(app, after, sender));
+    let messages = futures_util::stream::unfold(buffer, |mut buffer| async move {
+        let message = buffer.receiver.recv().await?;
+        buffer.metrics.feed_stream_buffered.dec();
+        Some((Ok::<_, Infallible>(message), buffer))
+    });
+    let keep_alive = KeepAlive::new().interval(Duration::from_millis(STREAM_KEEP_ALIVE_MS));
+    Ok(Sse::new(messages).keep_alive(keep_alive).into_response())
+}
+
+/// Feeds one stream consumer's bounded buffer from the store, from `after`
+/// on, until the consumer goes away, stays full for `STREAM_STALL_MS`, or the
+/// instance drains. Ending drops the sender: the response ends once the
+/// consumer has taken what is queued.
+async fn produce(app: AppState, mut after: u64, buffer: mpsc::Sender<SseEvent>) {
+    let _connected = Connected::new(app.metrics().clone());
+    let engine = app.engine();
+    let mut commits = engine.commits();
+    let mut draining = app.draining();
+    while !*draining.borrow() {
+        commits.borrow_and_update();
+        let events = match engine.feed(after, STREAM_PAGE).await {
+            Ok(events) => events,
+            Err(error) => {
+                // A store outage: keep the consumer and try again; it loses
+                // nothing, as positions resume where they were.
+                tracing::warn!(%error, "feed stream: store call failed");
+                Vec::new()
+            }
+        };
+        if events.is_empty() {
+            let poll = Instant::now() + Duration::from_millis(FEED_POLL_MS);
+            tokio::select! {
+                () = wait_for_commit(&mut commits, poll) => {}
+                () = buffer.closed() => return,
+                _ = draining.wait_for(|draining| *draining) => return,
+            }
+            continue;
+        }
+        for event in &events {
+            let stall = Duration::from_millis(STREAM_STALL_MS);
+            // Counted before it is queued, so the consumer's end never
+            // takes away what was not yet added.
+            let buffered = &app.metrics().feed_stream_buffered;
+            buffered.inc();
+            match tokio::time::timeout(stall, buffer.send(message(event))).await {
+                Ok(Ok(())) => after = event.position,
+                // The consumer hung up.
+                Ok(Err(_)) => {
+                    buffered.dec();
+                    return;
+                }
+                Err(_) => {
+                    buffered.dec();
+                    app.metrics().feed_stream_slow_disconnects.inc();
+                    tracing::info!(after, "feed stream: consumer too slow, disconnected");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One SSE message: `id: <position>`, `event: <type>`, `data: <feed object>`.
+fn message(event: &FeedEvent) -> SseEvent {
+    let body = FeedEventBody::from(event);
+    let data = serde_json::to_string(&body).expect("a feed event serializes");
+    SseEvent::default()
+        .id(event.position.to_string())
+        .event(event.event.event.type_name())
+        .data(data)
+}
+
+/// The feed is admins' (and anyone's while authentication is off).
+fn authorize(caller: Caller) -> Result<(), ApiError> {
+    domain::authorize_feed(caller)
+        .map_err(|refusal| ApiError::new(ErrorCode::Forbidden, refusal.to_string()))
+}
+
+fn store_unavailable(error: EngineError) -> ApiError {
+    tracing::warn!(%error, "feed: store call failed");
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the account store is unavailable; retry later",
+    )
+}
+
+/// A stream consumer's end of its bounded buffer; what is still queued
+/// when it goes away leaves `accounts_feed_stream_buffered_events` too.
+struct Buffer {
+    receiver: mpsc::Receiver<SseEvent>,
+    metrics: Metrics,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let queued = i64::try_from(self.receiver.len()).unwrap_or(i64::MAX);
+        self.metrics.feed_stream_buffered.sub(queued);
+    }
+}
+
+/// Counts a stream consumer in `accounts_feed_streams` while it lives,
+/// however its task ends.
+struct Connected(Metrics);
+
+impl Connected {
+    fn new(metrics: Metrics) -> Connected {
+        metrics.feed_streams.inc();
+        Connected(metrics)
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.feed_streams.dec();
+    }
+}
