@@ -30,6 +30,17 @@ sim seeds="10000":
     cargo run --release -p sim -- --histories 300
     cargo run --release -p sim -- --self-test
 
+# Live mode: the simulation's plans and checker against 2–3 release binaries on a fresh database per plan, with real faults (SIGKILL and restart, SIGSTOP pauses, connections killed by the server): PLANS plans on PostgreSQL, PLANS on MariaDB, then the live planted bugs (servers as for `integration`).
+sim-live plans="20":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    postgres="${ACCOUNTS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+    mysql="${ACCOUNTS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
+    cargo build --release -p accounts -p sim --bins
+    cargo run --release -p sim -- --live --database-url "$postgres" --seeds {{plans}}
+    cargo run --release -p sim -- --live --database-url "$mysql" --seeds {{plans}}
+    cargo run --release -p sim -- --live --database-url "$postgres" --self-test
+
 # Replay one simulation seed with its plan and a readable trace (add `--bug NAME` to plant a bug).
 sim-replay seed *ARGS:
     cargo run --release -p sim -- --seed {{seed}} --trace {{ARGS}}
