@@ -200,7 +200,9 @@ mod tests {
             // An open's transactionId is the service's own; any unused one.
             transaction_id: plan.transaction_id(9, op),
             event,
-            recorded_at: Timestamp::from_unix_millis(1_000 + 10 * (account as i64 + sequence as i64)),
+            recorded_at: Timestamp::from_unix_millis(
+                1_000 + 10 * (account as i64 + sequence as i64),
+            ),
         }
     }
 

@@ -422,9 +422,7 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
     let storms: Vec<_> = killers
         .into_iter()
         .zip(&schedule.kill_windows)
-        .map(|(killer, window)| {
-            tokio::spawn(storm(killer, *window, started, stop_storms.clone()))
-        })
+        .map(|(killer, window)| tokio::spawn(storm(killer, *window, started, stop_storms.clone())))
         .collect();
     let changes = schedule.changes.clone();
     let (clients_done, mut until_clients_done) = tokio::sync::oneshot::channel::<()>();
@@ -478,11 +476,15 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
             Ok(opened) => {
                 match opened.store.events(id, 1, usize::MAX).await {
                     Ok(events) => stored = Some(events),
-                    Err(error) => observed.incomplete.push(format!("events of a{index}: {error}")),
+                    Err(error) => observed
+                        .incomplete
+                        .push(format!("events of a{index}: {error}")),
                 }
                 match opened.store.load(id, None).await {
                     Ok(load) => loaded = Some(load),
-                    Err(error) => observed.incomplete.push(format!("load of a{index}: {error}")),
+                    Err(error) => observed
+                        .incomplete
+                        .push(format!("load of a{index}: {error}")),
                 }
             }
             Err(error) => observed
@@ -533,7 +535,7 @@ pub struct LiveCli {
 }
 
 /// Plans each planted bug may take before it counts as not caught.
-pub const LIVE_SELF_TEST_PLANS: u64 = 8;
+pub const LIVE_SELF_TEST_PLANS: u64 = 12;
 
 impl LiveCli {
     fn config(&self, bug: Option<LiveBug>) -> Result<LiveConfig, String> {
@@ -550,7 +552,11 @@ impl LiveCli {
                 binary.display()
             ));
         }
-        Ok(LiveConfig { target, binary, bug })
+        Ok(LiveConfig {
+            target,
+            binary,
+            bug,
+        })
     }
 
     fn replay_command(&self, seed: u64, bug: Option<LiveBug>) -> String {
@@ -558,7 +564,7 @@ impl LiveCli {
             format!(" --live-bug {}", live_bug_name(bug))
         });
         format!(
-            "cargo build --release --bin accounts --bin sim && target/release/sim --live --database-url '{}' --seed {seed}{bug} --trace",
+            "cargo build --release -p accounts -p sim --bins && target/release/sim --live --database-url '{}' --seed {seed}{bug} --trace",
             redact(&self.database_url)
         )
     }
