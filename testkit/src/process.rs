@@ -49,6 +49,18 @@ impl Service {
     /// [`Service::start`] with `env` set too (after `RUST_LOG=info`, so it
     /// may change the level).
     pub fn start_with(binary: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> Service {
+        Service::try_start_with(binary, args, env)
+            .unwrap_or_else(|log| panic!("the service never logged its address:\n{log}"))
+    }
+
+    /// [`Service::start_with`], or the log of a process that exited (or
+    /// stayed silent) before it listened: what a supervisor sees of a
+    /// failed start, and retries.
+    pub fn try_start_with(
+        binary: impl AsRef<Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Service, String> {
         let mut child = command(binary)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -77,15 +89,17 @@ impl Service {
         });
         let Ok(address) = receiver.recv_timeout(START_TIMEOUT) else {
             let _ = child.kill();
-            let log = log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
-            panic!("the service never logged its address:\n{log}");
+            let _ = child.wait();
+            // The reader ends with the process; then the log is complete.
+            let _ = reader.join();
+            return Err(log.lock().unwrap_or_else(|p| p.into_inner()).join("\n"));
         };
-        Service {
+        Ok(Service {
             child,
             address: address.parse().expect("a socket address"),
             log,
             reader: Some(reader),
-        }
+        })
     }
 
     pub fn client(&self) -> Client<Socket> {

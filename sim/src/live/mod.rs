@@ -88,6 +88,9 @@ pub struct LiveSummary {
     pub kills: usize,
     pub pauses: usize,
     pub connections_killed: usize,
+    /// Starts that failed and were tried again (a connection killed while
+    /// the binary migrated the database).
+    pub failed_starts: usize,
     /// Store windows of the plan without a live form.
     pub skipped_windows: usize,
     /// Read from the instances' /metrics before each kill and at the end:
@@ -197,14 +200,29 @@ struct Cluster {
     summary: LiveSummary,
 }
 
-async fn start(binary: &Path, args: &[String]) -> Service {
-    let (binary, args) = (binary.to_owned(), args.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Service::start(binary, &args)
-    })
-    .await
-    .unwrap_or_else(|error| panic!("starting an instance: {error}"))
+/// Starts of one instance tried before the run gives up on it.
+const START_ATTEMPTS: usize = 20;
+
+/// Starts the binary as a supervisor would: a start that fails (the
+/// database killed the connection running the migrations) is tried again.
+/// Returns the service and how many starts failed.
+async fn start(binary: &Path, args: &[String]) -> (Service, usize) {
+    let mut last_log = String::new();
+    for failed in 0..START_ATTEMPTS {
+        let (binary, args) = (binary.to_owned(), args.to_owned());
+        let started = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Service::try_start_with(binary, &args, &[])
+        })
+        .await
+        .unwrap_or_else(|error| panic!("starting an instance: {error}"));
+        match started {
+            Ok(service) => return (service, failed),
+            Err(log) => last_log = log,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("an instance failed to start {START_ATTEMPTS} times; its last log:\n{last_log}");
 }
 
 impl Cluster {
@@ -223,7 +241,8 @@ impl Cluster {
         };
         // One after another: the first one migrates the fresh database.
         for instance in 0..instances {
-            let service = start(&cluster.binary, &cluster.args).await;
+            let (service, failed) = start(&cluster.binary, &cluster.args).await;
+            cluster.summary.failed_starts += failed;
             cluster.addresses.set(instance, service.address);
             cluster.services.push(Some(service));
         }
@@ -273,7 +292,8 @@ impl Cluster {
         if self.services[instance].is_some() {
             return;
         }
-        let service = start(&self.binary, &self.args).await;
+        let (service, failed) = start(&self.binary, &self.args).await;
+        self.summary.failed_starts += failed;
         // A restart inside a pause window comes back paused: the window is
         // the plan's, not the process's.
         if self.paused[instance] > 0 {
@@ -738,7 +758,7 @@ fn redact(url: &str) -> String {
 fn describe(seed: u64, config: &LiveConfig, outcome: &LiveOutcome) -> String {
     let s = &outcome.summary;
     format!(
-        "live seed {seed} on {}: {} in {:.1} s: {} instances, {} requests ({} unanswered), {} events, {} kills, {} pauses, {} connections killed{}, ≥{} conflicts, ≥{} ambiguous commits",
+        "live seed {seed} on {}: {} in {:.1} s: {} instances, {} requests ({} unanswered), {} events, {} kills, {} pauses, {} connections killed{}, {} failed starts, ≥{} conflicts, ≥{} ambiguous commits",
         config.target.name(),
         if outcome.passed() { "ok" } else { "FAILED" },
         outcome.elapsed.as_secs_f64(),
@@ -754,6 +774,7 @@ fn describe(seed: u64, config: &LiveConfig, outcome: &LiveOutcome) -> String {
         } else {
             String::new()
         },
+        s.failed_starts,
         s.conflicts,
         s.ambiguous_commits,
     )
