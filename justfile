@@ -30,6 +30,26 @@ sim seeds="10000":
     cargo run --release -p sim -- --histories 300
     cargo run --release -p sim -- --self-test
 
+# Live mode: the simulation's plans and checker against 2–3 release binaries on a fresh database per plan, with real faults (SIGKILL and restart, SIGSTOP pauses, connections killed by the server): PLANS plans on PostgreSQL and PLANS on MariaDB (side by side: a plan mostly waits), then the live planted bugs (servers as for `integration`).
+sim-live plans="20":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    postgres="${ACCOUNTS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+    mysql="${ACCOUNTS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
+    cargo build --release -p accounts -p sim --bins
+    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    sim="$target_dir/release/sim"
+    logs="$(mktemp -d)"
+    trap 'rm -rf "$logs"' EXIT
+    "$sim" --live --database-url "$postgres" --seeds {{plans}} > "$logs/postgres" 2>&1 & postgres_sweep=$!
+    "$sim" --live --database-url "$mysql" --seeds {{plans}} > "$logs/mariadb" 2>&1 & mariadb_sweep=$!
+    failed=0
+    wait "$postgres_sweep" || failed=1
+    wait "$mariadb_sweep" || failed=1
+    cat "$logs/postgres" "$logs/mariadb"
+    [ "$failed" = 0 ]
+    "$sim" --live --database-url "$postgres" --self-test
+
 # Replay one simulation seed with its plan and a readable trace (add `--bug NAME` to plant a bug).
 sim-replay seed *ARGS:
     cargo run --release -p sim -- --seed {{seed}} --trace {{ARGS}}

@@ -1,10 +1,13 @@
 //! `sim`: the deterministic simulation of the accounts service.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser};
 use sim::bugs::PlantedBug;
 use sim::histories;
+use sim::live::LiveCli;
+use sim::live::client::{LiveBug, live_bug_from_name};
 use sim::sweep::{self, Sweep, bug_from_name, bug_name, replay_command};
 use sim::trace::Trace;
 
@@ -41,10 +44,37 @@ struct Cli {
     /// Threads for --seeds and --self-test (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Live mode: play the plans of --seeds, --seed or --self-test against
+    /// real `accounts` processes on a real database (see `sim/src/live/`).
+    #[arg(long, requires = "database_url", conflicts_with_all = ["histories", "bug"])]
+    live: bool,
+    /// With --live: `sqlite:` (a temporary file per plan), or a PostgreSQL
+    /// or MariaDB server URL on which each plan gets a fresh database.
+    #[arg(long, value_name = "URL", requires = "live")]
+    database_url: Option<String>,
+    /// With --live: the `accounts` binary to start (default: next to `sim`).
+    #[arg(long, value_name = "PATH", requires = "live")]
+    binary: Option<PathBuf>,
+    /// With --live: plant a bug between the clients and the service, see
+    /// `sim/src/live/client.rs`.
+    #[arg(long, value_name = "NAME", value_parser = live_bug_from_name, requires = "live")]
+    live_bug: Option<LiveBug>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.live {
+        let live = LiveCli {
+            database_url: cli.database_url.unwrap_or_default(),
+            binary: cli.binary,
+            bug: cli.live_bug,
+        };
+        return match (cli.seed, cli.seeds) {
+            (Some(seed), _) => live.replay(seed, cli.trace),
+            (None, Some(count)) => live.sweep(cli.first_seed..cli.first_seed.saturating_add(count)),
+            (None, None) => live.self_test(),
+        };
+    }
     let threads = cli.threads.unwrap_or_else(sweep::threads_default);
     if let Some(seed) = cli.seed {
         replay(seed, cli.bug, cli.trace)

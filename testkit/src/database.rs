@@ -224,7 +224,12 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create(backend: Backend) -> TestDatabase {
-        let admin_url = server_url(backend);
+        TestDatabase::create_on(backend, server_url(backend)).await
+    }
+
+    /// A fresh database on the server at `admin_url` (a URL naming any
+    /// database there that may create others), not the test variables'.
+    pub async fn create_on(backend: Backend, admin_url: String) -> TestDatabase {
         let name = format!(
             "accounts_test_{}",
             &SeededEntropy::from_os().uuid().simple().to_string()[..16]

@@ -60,6 +60,28 @@ impl Service {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Service {
+        Service::try_start_on(binary, listen, args, env)
+            .unwrap_or_else(|log| panic!("the service never logged its address:\n{log}"))
+    }
+
+    /// [`Service::start_with`], or the log of a process that exited (or
+    /// stayed silent) before it listened: what a supervisor sees of a
+    /// failed start, and retries.
+    pub fn try_start_with(
+        binary: impl AsRef<Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Service, String> {
+        Service::try_start_on(binary, "127.0.0.1:0", args, env)
+    }
+
+    /// [`Service::try_start_with`] on `listen`.
+    pub fn try_start_on(
+        binary: impl AsRef<Path>,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Service, String> {
         let mut child = command(binary)
             .args(["--listen", listen])
             .args(args)
@@ -88,15 +110,17 @@ impl Service {
         });
         let Ok(address) = receiver.recv_timeout(START_TIMEOUT) else {
             let _ = child.kill();
-            let log = log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
-            panic!("the service never logged its address:\n{log}");
+            let _ = child.wait();
+            // The reader ends with the process; then the log is complete.
+            let _ = reader.join();
+            return Err(log.lock().unwrap_or_else(|p| p.into_inner()).join("\n"));
         };
-        Service {
+        Ok(Service {
             child,
             address: address.parse().expect("a socket address"),
             log,
             reader: Some(reader),
-        }
+        })
     }
 
     pub fn client(&self) -> Client<Socket> {
@@ -114,11 +138,26 @@ impl Service {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGSTOP: the process freezes with its connections open, as a
+    /// machine stalled by the hypervisor or a long GC pause would.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Sends SIGCONT after [`Service::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("running kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Waits for the process to exit by itself; fails the test after `within`.
