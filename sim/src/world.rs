@@ -128,7 +128,7 @@ fn engine_config(plan: &Plan) -> EngineConfig {
 /// or ambiguous) is what the engine sees, on others longer, so that the
 /// engine's timeout cuts the call short.
 fn driver_timeout(seed: u64, instance: usize) -> Duration {
-    if mix(seed, 8, instance as u64) % 2 == 0 {
+    if mix(seed, 8, instance as u64).is_multiple_of(2) {
         Duration::from_millis(300)
     } else {
         Duration::from_secs(1)

@@ -154,7 +154,8 @@ fn a_commit_whose_reply_is_dropped_is_ambiguous_and_landed() {
                 transaction(1),
                 opened(OwnerId::from_uuid(Uuid::nil())),
             );
-            out.borrow_mut().push(store.append(&commit).await);
+            let result = store.append(&commit).await;
+            out.borrow_mut().push(result);
         },
         vec![at(0, |sim: &mut turmoil::Sim<'_>| {
             sim.partition_oneway(DB, INSTANCE)
@@ -220,7 +221,8 @@ fn a_held_commit_lands_after_its_caller_gave_up_a_zombie() {
                 transaction(1),
                 opened(OwnerId::from_uuid(Uuid::nil())),
             );
-            out.borrow_mut().push(store.append(&commit).await);
+            let result = store.append(&commit).await;
+            out.borrow_mut().push(result);
             // Stay up until the held request has been delivered.
             tokio::time::sleep(Duration::from_secs(2)).await;
         },
@@ -254,8 +256,8 @@ fn acknowledged_commits_survive_a_crash_of_the_database_host() {
                 transaction(1),
                 opened(OwnerId::from_uuid(Uuid::nil())),
             );
-            out.borrow_mut()
-                .push(format!("{:?}", store.append(&commit).await));
+            let result = store.append(&commit).await;
+            out.borrow_mut().push(format!("{result:?}"));
             tokio::time::sleep(Duration::from_millis(500)).await;
             // Down: nothing answers.
             let down = store.load(a, None).await;
