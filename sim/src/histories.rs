@@ -90,6 +90,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                 1..40u64,
                 0..6u64,
                 prop::sample::select(vec![2u64, 3, 5, 50]),
+                crate::dbplan::strategy(instances),
             )
                 .prop_map(
                     move |(
@@ -99,6 +100,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                         latency_max_ms,
                         store_latency_ms,
                         snapshot_every,
+                        db_faults,
                     )| {
                         faults.sort_by_key(|f| f.start_ms);
                         store_windows.sort_by_key(|w| w.start_ms);
@@ -114,6 +116,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                             fail_rate: 0.0,
                             snapshot_every,
                             bug,
+                            db_faults,
                         }
                     },
                 )

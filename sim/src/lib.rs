@@ -6,6 +6,8 @@
 pub mod bugs;
 pub mod check;
 pub mod client;
+pub mod db;
+pub mod dbplan;
 pub mod histories;
 pub mod live;
 pub mod net;

@@ -110,7 +110,7 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
     }
     let s = &outcome.summary;
     println!(
-        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} unavailable, {} ambiguous (landed), {} ambiguous (lost); engine: {} conflicts, {} ambiguous appends",
+        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} refused, replies lost after commit {}, commits lost {}; engine: {} conflicts, {} ambiguous appends; database: {} crashes, {} partitions, {} reply faults, {} slow-commit windows, {} zombie commits",
         s.requests,
         s.lost_replies,
         s.events,
@@ -121,7 +121,12 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
         s.ambiguous_landed,
         s.ambiguous_lost,
         s.conflicts,
-        s.ambiguous_seen
+        s.ambiguous_seen,
+        s.db_crashes,
+        s.db_partitions,
+        s.db_reply_faults,
+        s.db_slow_commits,
+        s.zombie_commits
     );
     println!("digest {}", outcome.digest);
     if outcome.passed() {

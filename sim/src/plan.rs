@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::bugs::PlantedBug;
+use crate::dbplan::DbFault;
 use accounts::domain::{AccountId, OwnerId, TransactionId};
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -149,6 +150,8 @@ pub struct Plan {
     pub fail_rate: f64,
     pub snapshot_every: u64,
     pub bug: Option<PlantedBug>,
+    /// Faults of the database host and its links (see `dbplan`).
+    pub db_faults: Vec<DbFault>,
 }
 
 impl Plan {
@@ -165,7 +168,8 @@ impl Plan {
         } else {
             0
         };
-        faults.chain(windows).fold(loss, u64::max)
+        let db = self.db_faults.iter().map(DbFault::end_ms);
+        faults.chain(windows).chain(db).fold(loss, u64::max)
     }
 
     pub fn account_id(&self, account: usize) -> AccountId {
@@ -250,6 +254,7 @@ impl Plan {
             fail_rate,
             snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
             bug: None,
+            db_faults: crate::dbplan::draw(seed, instances),
         }
     }
 }
@@ -354,6 +359,9 @@ impl fmt::Display for Plan {
                 "  fault  at {:>5} ms for {:>5} ms: {what}",
                 fault.start_ms, fault.duration_ms
             )?;
+        }
+        for fault in &self.db_faults {
+            writeln!(f, "{fault}")?;
         }
         for window in &self.store_windows {
             writeln!(

@@ -71,6 +71,12 @@ pub struct Coverage {
     pub ambiguous_lost: u64,
     pub conflicts: u64,
     pub ambiguous_seen: u64,
+    /// The database host's faults (see `dbplan`) and what they caused.
+    pub db_crashes: u64,
+    pub db_partitions: u64,
+    pub db_reply_faults: u64,
+    pub db_slow_commits: u64,
+    pub zombie_commits: u64,
 }
 
 impl Coverage {
@@ -84,13 +90,18 @@ impl Coverage {
         self.ambiguous_lost += count(summary.ambiguous_lost > 0);
         self.conflicts += count(summary.conflicts > 0);
         self.ambiguous_seen += count(summary.ambiguous_seen > 0);
+        self.db_crashes += count(summary.db_crashes > 0);
+        self.db_partitions += count(summary.db_partitions > 0);
+        self.db_reply_faults += count(summary.db_reply_faults > 0);
+        self.db_slow_commits += count(summary.db_slow_commits > 0);
+        self.zombie_commits += count(summary.zombie_commits > 0);
     }
 
     /// One line: the share of `ran` seeds that saw each.
     pub fn describe(&self, ran: u64) -> String {
         let share = |n: u64| 100.0 * n as f64 / ran.max(1) as f64;
         format!(
-            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%",
+            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%; database: crashes {:.0}%, partitions {:.0}%, replies dropped or held {:.0}%, slow commits {:.0}%, zombie commits {:.0}%",
             share(self.crashes),
             share(self.partitions),
             share(self.lost_replies),
@@ -99,6 +110,11 @@ impl Coverage {
             share(self.ambiguous_lost),
             share(self.ambiguous_seen),
             share(self.conflicts),
+            share(self.db_crashes),
+            share(self.db_partitions),
+            share(self.db_reply_faults),
+            share(self.db_slow_commits),
+            share(self.zombie_commits),
         )
     }
 }

@@ -1,7 +1,8 @@
 //! One simulation run: service instances (the real router and engine, served
-//! by the service's own serve loop over turmoil TCP) sharing one faulty
-//! store, client hosts running the plan's workload, and the fault schedule
-//! applied at its exact virtual times. Then the checker reads the store.
+//! by the service's own serve loop over turmoil TCP) reaching one database
+//! host over the simulated network, client hosts running the plan's
+//! workload, and the fault schedule applied at its exact virtual times.
+//! Then the checker reads the database's durable data.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -9,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use accounts::app::InstanceBuilder;
@@ -23,9 +24,11 @@ use sha2::{Digest, Sha256};
 use crate::bugs::{self, PlantedBug};
 use crate::check::{self, Log};
 use crate::client::{Client, LIVENESS_BOUND, OpRecord};
+use crate::db::{DB, Database, RemoteStore};
+use crate::dbplan::DbFaultKind;
 use crate::net::{PORT, SimListener};
 use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, mix};
-use crate::store::FaultyStore;
+use crate::store::StoreFaults;
 use crate::trace::Trace;
 
 /// Virtual time starts here on every run (2026-01-01T00:00:00Z), so
@@ -64,6 +67,15 @@ pub struct Summary {
     pub ambiguous_seen: u64,
     /// Replies clients never got (timeouts, broken connections).
     pub lost_replies: usize,
+    pub db_crashes: usize,
+    /// Partitions between an instance and the database.
+    pub db_partitions: usize,
+    /// Windows in which the database's replies were dropped or held back.
+    pub db_reply_faults: usize,
+    /// Windows in which the database was slow to commit.
+    pub db_slow_commits: usize,
+    /// Commits that landed after their caller had stopped waiting.
+    pub zombie_commits: u64,
 }
 
 pub struct Outcome {
@@ -111,9 +123,21 @@ fn engine_config(plan: &Plan) -> EngineConfig {
     }
 }
 
+/// The instance's database driver timeout: on some instances shorter than
+/// the engine's store timeout, so that the driver's own verdict (unavailable
+/// or ambiguous) is what the engine sees, on others longer, so that the
+/// engine's timeout cuts the call short.
+fn driver_timeout(seed: u64, instance: usize) -> Duration {
+    if mix(seed, 8, instance as u64).is_multiple_of(2) {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(1)
+    }
+}
+
 /// One boot of one service instance: the real router and engine over the
-/// shared store (seen through the plan's planted bug, if any), served by the
-/// production serve loop on turmoil TCP until the host crashes.
+/// database host (seen through the plan's planted bug, if any), served by
+/// the production serve loop on turmoil TCP until the host crashes.
 async fn instance(
     store: Arc<dyn EventStore>,
     bug: Option<PlantedBug>,
@@ -157,6 +181,8 @@ enum Change {
     Repair(usize, usize),
     Crash(usize),
     Restart(usize),
+    /// The plan's database fault with this index starts or ends.
+    DbFault(usize, bool),
     HealAll,
 }
 
@@ -175,6 +201,10 @@ fn schedule(plan: &Plan) -> Vec<(u64, Change)> {
             }
         }
     }
+    for (index, fault) in plan.db_faults.iter().enumerate() {
+        changes.push((fault.start_ms, Change::DbFault(index, true)));
+        changes.push((fault.end_ms(), Change::DbFault(index, false)));
+    }
     changes.push((plan.heal_at_ms(), Change::HealAll));
     // Stable: at equal times, the plan's order.
     changes.sort_by_key(|(at, _)| *at);
@@ -183,12 +213,9 @@ fn schedule(plan: &Plan) -> Vec<(u64, Change)> {
 
 fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     let memory = Arc::new(MemoryStore::new());
-    let store = FaultyStore::new(
+    let database = Database::new(
         memory.clone(),
-        plan.store_windows.clone(),
-        Duration::from_millis(plan.store_latency_ms),
-        plan.seed,
-        trace.clone(),
+        StoreFaults::new(plan.store_windows.clone(), plan.seed, trace.clone()),
     );
     let heal_at = Duration::from_millis(plan.heal_at_ms());
     let mut sim = turmoil::Builder::new()
@@ -202,9 +229,12 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         .repair_rate(1.0)
         .build();
 
+    let host_database = database.clone();
+    sim.host(DB, move || host_database.clone().serve());
     let mut engine_metrics = Vec::new();
     for (index, name) in INSTANCES.iter().enumerate().take(plan.instances) {
-        let store: Arc<dyn EventStore> = store.clone();
+        let ledger = database.ledger.clone();
+        let timeout = driver_timeout(plan.seed, index);
         let config = engine_config(plan);
         let bug = plan.bug;
         let boots = Cell::new(0u64);
@@ -218,14 +248,21 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         sim.host(*name, move || {
             let boot = boots.get();
             boots.set(boot + 1);
+            // A new process, a new connection pool.
+            let store = Arc::new(RemoteStore::new(DB, timeout, ledger.clone()));
             instance(
-                store.clone(),
+                store,
                 bug,
                 config.clone(),
                 mix(seed, 5, ((index as u64) << 32) | boot),
                 metrics.clone(),
             )
         });
+    }
+    for name in INSTANCES.iter().take(plan.instances) {
+        // A database round trip: what lets requests on different instances
+        // interleave between load and append, and so conflict.
+        sim.set_link_max_message_latency(*name, DB, Duration::from_millis(plan.store_latency_ms));
     }
     let mut records: Vec<Rc<RefCell<Vec<OpRecord>>>> = Vec::new();
     for (index, name) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
@@ -239,6 +276,10 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         crashed: vec![false; plan.instances],
         partitioned: BTreeSet::new(),
         healed: false,
+        db_active: vec![false; plan.db_faults.len()],
+        db_crashed: false,
+        db_links: vec![DbLink::Healthy; plan.instances],
+        commit_stall_ms: database.commit_stall_ms.clone(),
     };
     let mut changes = schedule(plan).into_iter().peekable();
     let mut stuck = None;
@@ -267,9 +308,11 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     }
     summary.requests = records.iter().map(|r| r.attempts.len()).sum();
     summary.events = log.event_count();
-    summary.store_unavailable = store.injected.unavailable.load(Ordering::Relaxed);
-    summary.ambiguous_landed = store.injected.ambiguous_landed.load(Ordering::Relaxed);
-    summary.ambiguous_lost = store.injected.ambiguous_lost.load(Ordering::Relaxed);
+    let fates = database.ledger.fates();
+    summary.store_unavailable = database.faults.injected.unavailable.load(Ordering::Relaxed);
+    summary.ambiguous_landed = fates.lost_replies;
+    summary.ambiguous_lost = fates.lost_commits;
+    summary.zombie_commits = fates.zombies;
     summary.conflicts = engine_metrics.iter().map(|m| m.conflicts.get()).sum();
     summary.ambiguous_seen = engine_metrics
         .iter()
@@ -324,7 +367,11 @@ fn apply(
             trace.log_at(now, || format!("fault: crash {}", INSTANCES[instance]));
             crash(sim, instance, plan, faults);
         }
-        Change::Restart(instance) => restart(sim, instance, &mut faults.crashed, trace),
+        Change::Restart(instance) => {
+            restart(sim, instance, &mut faults.crashed, trace);
+            settle_db_links(sim, faults, plan);
+        }
+        Change::DbFault(index, start) => db_fault(sim, index, start, faults, summary, trace, plan),
         Change::HealAll => {
             trace.log_at(now, || "heal: faults over, liveness phase".to_owned());
             faults.healed = true;
@@ -338,6 +385,9 @@ fn apply(
             for instance in 0..plan.instances {
                 restart(sim, instance, &mut faults.crashed, trace);
             }
+            faults.db_active.fill(false);
+            restart_db(sim, faults, trace);
+            settle_db_links(sim, faults, plan);
         }
     }
 }
@@ -347,6 +397,154 @@ struct Faults {
     crashed: Vec<bool>,
     partitioned: BTreeSet<(usize, usize)>,
     healed: bool,
+    /// Which of the plan's database faults are in force.
+    db_active: Vec<bool>,
+    db_crashed: bool,
+    /// Per instance, the state its link to the database is in.
+    db_links: Vec<DbLink>,
+    /// The database host's current commit stall.
+    commit_stall_ms: Arc<AtomicU64>,
+}
+
+/// The states of a link between an instance and the database, by
+/// precedence when several faults hold it at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum DbLink {
+    Healthy,
+    Held,
+    DropReplies,
+    Partitioned,
+}
+
+impl Faults {
+    /// What the database faults in force make of an instance's link. A
+    /// crashed database is silent, like a dead machine: its links are cut,
+    /// so that connects time out instead of queueing for the next boot.
+    fn db_link(&self, plan: &Plan, instance: usize) -> DbLink {
+        if self.db_crashed || self.crashed[instance] {
+            return DbLink::Partitioned;
+        }
+        let active = plan.db_faults.iter().zip(&self.db_active);
+        active
+            .filter(|(fault, on)| **on && fault.kind.instance() == Some(instance))
+            .filter_map(|(fault, _)| match fault.kind {
+                DbFaultKind::Partition { .. } => Some(DbLink::Partitioned),
+                DbFaultKind::DropReplies { .. } => Some(DbLink::DropReplies),
+                DbFaultKind::Hold { .. } => Some(DbLink::Held),
+                DbFaultKind::SlowCommits { .. } | DbFaultKind::Crash => None,
+            })
+            .max()
+            .unwrap_or(DbLink::Healthy)
+    }
+}
+
+/// Moves an instance's link to the database into a state, by way of healthy
+/// (turmoil does not combine a hold with a one-way partition). Leaving a
+/// hold delivers what it held, unless the link is cut instead.
+fn set_db_link(sim: &mut turmoil::Sim<'_>, instance: usize, to: DbLink, faults: &mut Faults) {
+    let from = std::mem::replace(&mut faults.db_links[instance], to);
+    if from == to {
+        return;
+    }
+    let name = INSTANCES[instance];
+    match from {
+        DbLink::Healthy => {}
+        DbLink::Held if to == DbLink::Partitioned => {}
+        DbLink::Held => sim.release(name, DB),
+        DbLink::DropReplies => sim.repair_oneway(DB, name),
+        DbLink::Partitioned => sim.repair(name, DB),
+    }
+    match to {
+        DbLink::Healthy => {}
+        DbLink::Held => sim.hold(name, DB),
+        DbLink::DropReplies => sim.partition_oneway(DB, name),
+        DbLink::Partitioned => sim.partition(name, DB),
+    }
+}
+
+/// Puts every instance's link to the database in the state the faults in
+/// force call for.
+fn settle_db_links(sim: &mut turmoil::Sim<'_>, faults: &mut Faults, plan: &Plan) {
+    let stall = commit_stall_ms(plan, &faults.db_active);
+    faults.commit_stall_ms.store(stall, Ordering::Relaxed);
+    for instance in 0..plan.instances {
+        let to = faults.db_link(plan, instance);
+        set_db_link(sim, instance, to, faults);
+    }
+}
+
+fn db_fault(
+    sim: &mut turmoil::Sim<'_>,
+    index: usize,
+    start: bool,
+    faults: &mut Faults,
+    summary: &mut Summary,
+    trace: &Trace,
+    plan: &Plan,
+) {
+    let fault = &plan.db_faults[index];
+    if faults.healed {
+        return;
+    }
+    faults.db_active[index] = start;
+    let now = sim.elapsed();
+    match (fault.kind, start) {
+        (DbFaultKind::Crash, true) if !faults.db_crashed => {
+            summary.db_crashes += 1;
+            trace.log_at(now, || "fault: crash db".to_owned());
+            // As for an instance: cut its links first, so that the sockets
+            // its death closes send nothing that draws from turmoil's rng.
+            sim.set_fail_rate(0.0);
+            faults.db_crashed = true;
+            settle_db_links(sim, faults, plan);
+            sim.crash(DB);
+            sim.set_fail_rate(plan.fail_rate);
+        }
+        (DbFaultKind::Crash, true) => {}
+        (DbFaultKind::Crash, false) => {
+            let still_down = plan
+                .db_faults
+                .iter()
+                .zip(&faults.db_active)
+                .any(|(f, on)| *on && f.kind == DbFaultKind::Crash);
+            if !still_down {
+                restart_db(sim, faults, trace);
+            }
+        }
+        (kind, start) => {
+            if start {
+                match kind {
+                    DbFaultKind::Partition { .. } => summary.db_partitions += 1,
+                    DbFaultKind::SlowCommits { .. } => summary.db_slow_commits += 1,
+                    _ => summary.db_reply_faults += 1,
+                }
+            }
+            trace.log_at(now, || {
+                format!("fault: {} {fault}", if start { "start" } else { "end" })
+            });
+        }
+    }
+    settle_db_links(sim, faults, plan);
+}
+
+/// The slowest commit stall in force (0: none).
+fn commit_stall_ms(plan: &Plan, active: &[bool]) -> u64 {
+    let faults = plan.db_faults.iter().zip(active);
+    faults
+        .filter(|(_, on)| **on)
+        .filter_map(|(fault, _)| match fault.kind {
+            DbFaultKind::SlowCommits { ms } => Some(ms),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn restart_db(sim: &mut turmoil::Sim<'_>, faults: &mut Faults, trace: &Trace) {
+    if std::mem::take(&mut faults.db_crashed) {
+        trace.log_at(sim.elapsed(), || "fault: restart db".to_owned());
+        sim.bounce(DB);
+    }
 }
 
 /// Crashes an instance so that the run stays a function of the seed. Dropping
@@ -361,8 +559,9 @@ fn crash(sim: &mut turmoil::Sim<'_>, instance: usize, plan: &Plan, faults: &mut 
     for client in CLIENTS.iter().take(plan.clients.len()) {
         sim.partition(*client, INSTANCES[instance]);
     }
-    sim.crash(INSTANCES[instance]);
     faults.crashed[instance] = true;
+    set_db_link(sim, instance, DbLink::Partitioned, faults);
+    sim.crash(INSTANCES[instance]);
     for (index, client) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
         if !faults.partitioned.contains(&(index, instance)) {
             sim.repair(*client, INSTANCES[instance]);
