@@ -341,7 +341,10 @@ class Runner:
                 database,
             ],
         )
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        ran = subprocess.run(command, capture_output=True, text=True)
+        if ran.returncode != 0:
+            raise RuntimeError(f"pgbench {script.name} failed:\n{ran.stdout}\n{ran.stderr}")
+        output = ran.stdout
         tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", output).group(1))
         latency = float(re.search(r"latency average = ([\d.]+) ms", output).group(1))
         failed = re.search(r"number of failed transactions: (\d+)", output)

@@ -7,12 +7,12 @@
 \set account :client_id + 32 * random(0, 1)
 BEGIN;
 SELECT COALESCE(MAX(sequence_number), 0) + 1 AS next FROM events
-WHERE account_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:account), 12, '0'))::uuid \gset
+WHERE account_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:account::bigint), 12, '0'))::uuid \gset
 WITH counter AS (
     UPDATE event_positions SET last = last + 1 WHERE id = 1 RETURNING last
 ), event AS (
     INSERT INTO events (position, account_id, sequence_number, transaction_id, event_type, payload, recorded_at_ms)
-    SELECT counter.last, ('00000000-0000-4000-8000-' || lpad(to_hex(:account), 12, '0'))::uuid, :next,
+    SELECT counter.last, ('00000000-0000-4000-8000-' || lpad(to_hex(:account::bigint), 12, '0'))::uuid, :next::bigint,
            gen_random_uuid(), 'MoneyDeposited', '{"type":"MoneyDeposited","amountDeposited":1,"balance":0}',
            (extract(epoch FROM clock_timestamp()) * 1000)::bigint
     FROM counter
