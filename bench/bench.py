@@ -887,7 +887,7 @@ CATEGORIES = (
     ("HTTP (hyper, axum, tower)", re.compile(r"hyper|axum|tower|http::|httparse|matchit")),
     ("metrics and tracing", re.compile(r"prometheus|tracing")),
     ("the service's own code", re.compile(r"accounts::")),
-    ("memory allocator", re.compile(r"malloc|free|realloc|calloc|_int_|cfree|memcpy|memmove|memset")),
+    ("memory allocator and copies (malloc, free, memcpy)", re.compile(r"malloc|free|realloc|calloc|_int_|cfree|memcpy|memmove|memset")),
     ("async runtime (tokio)", re.compile(r"tokio|mio::|parking_lot|futures")),
 )
 
@@ -973,7 +973,6 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
             open_accounts(service, 0, ACCOUNTS)
             runner.wrk(service, "deposit", duration=2)
             pids = store.backend_pids()
-            pool_size = len(pids)
             wal_columns = "wal_records, wal_fpi, wal_bytes, wal_write, wal_sync, wal_write_time, wal_sync_time"
             wal_before = [float(v) for v in psql("postgres", f"SELECT {wal_columns} FROM pg_stat_wal").strip().split("|")]
             commits_before = int(psql("postgres", f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{store.name}'").strip())
@@ -982,26 +981,10 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
             stop = threading.Event()
             sampler = threading.Thread(target=pool_sampler, args=(service, stop, samples))
             sampler.start()
-            perf_data = workdir / "perf.data"
-            perf = None
-            if shutil.which("perf"):
-                # The release build keeps line tables but no frame pointers:
-                # DWARF unwinding. cpu-clock, because virtual machines often
-                # have no hardware cycle counter.
-                perf = subprocess.Popen(
-                    cores.pin("load", ["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384",
-                                       "-p", str(service.pid), "-o", str(perf_data), "--", "sleep", str(max(1, round(args.duration / 2)))]),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            log(f"profile: deposits over {ACCOUNTS} accounts for {args.duration:g} s under perf")
+            log(f"profile: deposits over {ACCOUNTS} accounts for {args.duration:g} s")
             deposit = runner.wrk(service, "deposit", database_pids=pids)
             stop.set()
             sampler.join()
-            perf_error = ""
-            if perf is not None:
-                perf_error = perf.communicate()[1]
             wal_after = [float(v) for v in psql("postgres", f"SELECT {wal_columns} FROM pg_stat_wal").strip().split("|")]
             commits_after = int(psql("postgres", f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{store.name}'").strip())
             statements = psql(
@@ -1015,6 +998,26 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
                 "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + rust_statement("LOAD")
                 .replace("$1", f"'{account_id(1)}'::uuid").replace("$2", "NULL::uuid"),
             )
+            # A second run under perf, so that the sampling's own cost
+            # (DWARF stacks copied at every sample) does not distort the
+            # figures above.
+            perf_data = workdir / "perf.data"
+            perf = None
+            perf_error = ""
+            if shutil.which("perf"):
+                # The release build keeps line tables but no frame pointers:
+                # DWARF unwinding. cpu-clock, because virtual machines often
+                # have no hardware cycle counter.
+                perf = subprocess.Popen(
+                    cores.pin("load", ["perf", "record", "-q", "-e", "cpu-clock", "-F", "997", "--call-graph", "dwarf,8192",
+                                       "-p", str(service.pid), "-o", str(perf_data), "--", "sleep", str(max(1, round(args.duration - 1)))]),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                log(f"profile: the same load under perf")
+                runner.wrk(service, "deposit")
+                perf_error = perf.communicate()[1]
         finally:
             service.stop()
             store.drop()
@@ -1033,9 +1036,13 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
                 subprocess.run([flamegraph, str(folded)], stdout=svg, check=False)
     wal = {name: after - before for name, before, after in zip(wal_columns.split(", "), wal_before, wal_after)}
     in_use = sum(sample[0] for sample in samples) / len(samples) if samples else 0.0
+    pool_size = max((sum(sample) for sample in samples), default=0)
     rate = deposit["rate"]
     mean_latency_us = CONNECTIONS / rate * 1e6 if rate else 0.0
     hold_us = in_use / rate * 1e6 if rate else 0.0
+    statement_rows = [row.split("|", 7) for row in statements.strip().splitlines()]
+    statement_us = sum(float(row[1]) for row in statement_rows) * 1000 / max(answered, 1)
+    flush_us = wal["wal_sync_time"] * 1000 / wal["wal_sync"] if wal["wal_sync"] else 0.0
     lines = [
         f"Deposits over {ACCOUNTS} accounts on PostgreSQL, {CONNECTIONS} wrk connections, {args.duration:g} s, "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, commit {machine()['commit']}, "
@@ -1047,22 +1054,28 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
         f"Little's law each deposit spends {mean_latency_us:,.0f} µs in the service on average "
         f"({CONNECTIONS} in flight ÷ throughput).",
         "",
-        "| per deposit | µs | how it is measured |",
+        "A deposit's time, on average (wall clock unless it says CPU):",
+        "",
+        "| where | µs per deposit | how it is measured |",
         "|---|---|---|",
+        f"| in the service, end to end | {mean_latency_us:,.0f} | {CONNECTIONS} requests in flight ÷ throughput (Little's law) |",
+        f"| … waiting for a pool connection (and for the service's core) | {max(mean_latency_us - hold_us, 0):,.0f} | "
+        "the above minus the next line: the pool has no wait-time histogram, so it is derived |",
+        f"| … holding a pool connection | {hold_us:,.0f} | mean `accounts_db_pool_connections{{state=\"in_use\"}}` "
+        f"({in_use:.1f} of {pool_size}, sampled from /metrics 4×/s) ÷ throughput |",
+        f"| … … executing statements in PostgreSQL | {statement_us:,.0f} | `pg_stat_statements` total execution time ÷ "
+        "deposits (includes waiting for the feed counter's row lock) |",
+        f"| … … WAL flushes (fsync) | {wal['wal_sync_time'] * 1000 / max(answered, 1):,.0f} | `pg_stat_wal.wal_sync_time` ÷ deposits: "
+        f"{wal['wal_sync'] / max(answered, 1):.2f} flushes per deposit, {flush_us:,.0f} µs each |",
         f"| service CPU | {deposit['service_cpu_us']:.0f} | the service process's user+system time ÷ deposits |",
         f"| PostgreSQL backend CPU | {deposit.get('database_cpu_us', 0):.0f} | the CPU time of the pool's backends ÷ deposits |",
-        f"| holding a pool connection | {hold_us:.0f} | mean `accounts_db_pool_connections{{state=\"in_use\"}}` "
-        f"({in_use:.1f} of {pool_size}, sampled from /metrics) ÷ throughput |",
-        f"| waiting (for the pool, a core, the other side) | {max(mean_latency_us - hold_us, 0):.0f} | "
-        "the rest of the time in the service; with the pool always full it is mostly the wait for a connection |",
-        f"| WAL flushes (fsync) | {wal['wal_sync'] / max(answered, 1):.2f} per deposit, "
-        f"{wal['wal_sync_time'] * 1000 / max(answered, 1):.0f} µs each deposit's share | `pg_stat_wal` |",
         f"| transactions committed | {(commits_after - commits_before) / max(answered, 1):.2f} per deposit | "
-        "`pg_stat_database.xact_commit` |",
+        "`pg_stat_database.xact_commit` (reads included: each autocommit statement is one) |",
         f"| WAL written | {wal['wal_bytes'] / max(answered, 1):,.0f} bytes, {wal['wal_records'] / max(answered, 1):.1f} records | `pg_stat_wal` |",
         "",
-        "Service CPU by component (perf, cpu-clock samples of the service process, attributed to the first "
-        "frame from the leaf up that belongs to a component):",
+        "Service CPU by component (perf in a second run of the same load, cpu-clock samples of the service "
+        "process, each attributed to the first frame from the leaf up that belongs to a component; kernel "
+        "samples to the kernel):",
         "",
         "| component | share | µs per deposit |",
         "|---|---|---|",
@@ -1078,8 +1091,7 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
         "| calls | mean µs | total ms | shared blocks hit / read / dirtied | WAL records | statement |",
         "|---|---|---|---|---|---|",
     ]
-    for row in statements.strip().splitlines():
-        calls, total, mean, hit, read, dirtied, wal_records, query = row.split("|", 7)
+    for calls, total, mean, hit, read, dirtied, wal_records, query in statement_rows:
         lines.append(
             f"| {int(calls):,} | {float(mean) * 1000:.0f} | {float(total):,.0f} | {hit} / {read} / {dirtied} | "
             f"{wal_records} | `{query.strip()}…` |"
