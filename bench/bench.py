@@ -136,6 +136,11 @@ def http(method: str, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
 class Service:
     """One release instance on 127.0.0.1 with a free port, pinned."""
 
+    # Extra flags and environment for every instance (--service-arg,
+    # --service-env): to compare settings with the same harness.
+    extra_args: list[str] = []
+    extra_env: dict[str, str] = {}
+
     def __init__(self, binary: Path, database_url: str, cores: Cores, workdir: Path) -> None:
         self.log_path = workdir / f"service-{time.monotonic_ns()}.log"
         self.log_file = self.log_path.open("w")
@@ -149,10 +154,12 @@ class Service:
                 "0",
                 "--database-url",
                 database_url,
+                *Service.extra_args,
             ],
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNTS_")}
         env.pop("DATABASE_URL", None)
+        env.update(Service.extra_env)
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=self.log_file, env=env
         )
@@ -302,6 +309,8 @@ class Runner:
             service_hwm_kib=memory_kib(service.pid, "VmHWM"),
             service_hwm_before_kib=hwm_before,
             service_rss_kib=memory_kib(service.pid, "VmRSS"),
+            service_anon_kib=memory_kib(service.pid, "RssAnon"),
+            service_file_kib=memory_kib(service.pid, "RssFile"),
         )
         if database_pids:
             db_cpu = sum(cpu_seconds(pid) for pid in database_pids) - db_before
@@ -698,6 +707,8 @@ def render(results: dict, info: dict, args: argparse.Namespace, load: tuple) -> 
         f"(hot account: {HOT_CLIENTS}) on {ACCOUNTS} pre-opened accounts, "
         + ("the service pinned to one core and the load to another"
            if args.cores.separate else "one core only: service and load share it")
+        + (f"; instances run with {' '.join(Service.extra_args)} {' '.join(f'{k}={v}' for k, v in Service.extra_env.items())}"
+           if Service.extra_args or Service.extra_env else "; instances run with their default settings")
         + "; the database servers are not pinned. Service CPU is the service process's user+system time "
         "per answer; database CPU is that of the PostgreSQL backends serving the service.",
         "",
@@ -779,12 +790,21 @@ def render(results: dict, info: dict, args: argparse.Namespace, load: tuple) -> 
             f"{per_second(many['rate'])} vs {per_second(few['rate']) if few else '–'} | "
             f"{ratio(many['rate'], few['rate'] if few else None)} |"
         )
-    lines += ["", "### Memory", "", "| store | service peak RSS (VmHWM) after the deposit load | at the end |", "|---|---|---|"]
+    lines += [
+        "",
+        "### Memory",
+        "",
+        "| store | service peak RSS (VmHWM) after the deposit load | of which now heap and stacks / mapped files (the binary) | peak at the end of the main runs |",
+        "|---|---|---|---|",
+    ]
     for kind, figures in results.items():
         deposit = figures.get("deposit")
         if deposit:
             end = max(figures[k]["service_hwm_kib"] for k in ("ping", "deposit", "hot", "state", "transfer") if k in figures)
-            lines.append(f"| {kind} | {deposit['service_hwm_kib'] / 1024:.1f} MiB | {end / 1024:.1f} MiB |")
+            lines.append(
+                f"| {kind} | {deposit['service_hwm_kib'] / 1024:.1f} MiB | {deposit['service_anon_kib'] / 1024:.1f} / "
+                f"{deposit['service_file_kib'] / 1024:.1f} MiB | {end / 1024:.1f} MiB |"
+            )
     db = results.get("postgres", {}).get("deposit", {}).get("database_cpu_us")
     if db is not None:
         lines += [
@@ -887,7 +907,7 @@ CATEGORIES = (
     ("HTTP (hyper, axum, tower)", re.compile(r"hyper|axum|tower|http::|httparse|matchit")),
     ("metrics and tracing", re.compile(r"prometheus|tracing")),
     ("the service's own code", re.compile(r"accounts::")),
-    ("memory allocator and copies (malloc, free, memcpy)", re.compile(r"malloc|free|realloc|calloc|_int_|cfree|memcpy|memmove|memset")),
+    ("memory allocator and copies (malloc, free, memcpy)", re.compile(r"malloc|free|realloc|calloc|_int_|tcache|unlink_chunk|GlobalAlloc|__rust_alloc|__rust_dealloc|memcpy|memmove|memset")),
     ("async runtime (tokio)", re.compile(r"tokio|mio::|parking_lot|futures")),
 )
 
@@ -1148,7 +1168,13 @@ def main() -> None:
                         help="profile the deposit path on PostgreSQL instead (perf, pg_stat_statements, the pool)")
     parser.add_argument("--profile-dir", default=str(ROOT / "target" / "bench-profile"),
                         help="where --profile leaves the folded stacks and the flamegraph")
+    parser.add_argument("--service-arg", action="append", default=[], metavar="FLAG",
+                        help="pass this flag to every instance, e.g. --service-arg=--db-pool-size=5 (repeatable)")
+    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set this in every instance's environment, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     args = parser.parse_args()
+    Service.extra_args = list(args.service_arg)
+    Service.extra_env = dict(item.split("=", 1) for item in args.service_env)
     args.command_line = "python3 bench/bench.py " + " ".join(sys.argv[1:])
     if args.quick:
         args.duration = 2.0
