@@ -61,7 +61,8 @@ MANY = 0x300000  # 100,000 accounts from here on
 BIG_EVENTS = 100_000
 SMALL_EVENTS = 10
 MANY_ACCOUNTS = 100_000
-LATENCY_REQUESTS = 1_000
+LATENCY_REQUESTS = 1_000  # or the run's duration, whichever ends first
+SEED_SECONDS = 600
 SNAPSHOT_EVERY = 50  # the service's default (engine::SNAPSHOT_EVERY)
 INITIAL_BALANCE = 1_000_000_000
 STORES = ("memory", "sqlite", "postgres", "mariadb")
@@ -255,15 +256,16 @@ class Runner:
             DONE_FILE=str(done_file),
         )
         seconds = duration if duration is not None else self.duration
-        if limit:
-            seconds = max(seconds, 600)
+        # With a limit, the run ends at the count or after `seconds`,
+        # whichever comes first; wrk's own -d only as a backstop.
+        backstop = seconds + 30 if limit else seconds
         command = self.cores.pin(
             "load",
             [
                 "wrk",
                 "-t1",
                 f"-c{connections}",
-                f"-d{max(1, round(seconds))}s",
+                f"-d{max(1, round(backstop))}s",
                 "--timeout",
                 "10s",
                 "-s",
@@ -277,12 +279,12 @@ class Runner:
         started = time.monotonic()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         if limit:
-            while process.poll() is None and not done_file.exists():
+            while process.poll() is None and not done_file.exists() and time.monotonic() - started < seconds:
                 time.sleep(0.02)
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
         try:
-            stdout, stderr = process.communicate(timeout=seconds + 60)
+            stdout, stderr = process.communicate(timeout=backstop + 60)
         except subprocess.TimeoutExpired:
             process.kill()
             stdout, stderr = process.communicate()
@@ -567,8 +569,12 @@ ANALYZE TABLE events, applied_transactions, snapshots;""",
 def scale_accounts_memory(runner: Runner, service: Service) -> None:
     """The memory store cannot be seeded behind the service's back: the
     same rows through the API, with wrk (stopped after the count)."""
-    runner.wrk(service, "deposit", first=BIG, accounts=1, connections=1, limit=BIG_EVENTS - 1)
-    runner.wrk(service, "open", first=MANY, accounts=MANY_ACCOUNTS, limit=MANY_ACCOUNTS)
+    runner.wrk(service, "deposit", first=BIG, accounts=1, connections=1, limit=BIG_EVENTS - 1, duration=SEED_SECONDS)
+    runner.wrk(service, "open", first=MANY, accounts=MANY_ACCOUNTS, limit=MANY_ACCOUNTS, duration=SEED_SECONDS)
+    for number, count in ((BIG, BIG_EVENTS), (MANY + MANY_ACCOUNTS - 1, 1)):
+        status, body = http("GET", f"{service.base}/api/account/{account_id(number)}/events?from={count}&limit=1")
+        if status != 200 or b"sequenceNumber" not in body:
+            raise RuntimeError(f"seeding through the API did not finish within {SEED_SECONDS} s")
 
 
 def measure_store(kind: str, binary: Path, runner: Runner, cores: Cores, workdir: Path) -> dict:
@@ -766,7 +772,7 @@ def render(results: dict, info: dict, args: argparse.Namespace, load: tuple) -> 
         "",
         "### Cost against the size of the data",
         "",
-        f"One client, {LATENCY_REQUESTS:,} requests each, on an account with {BIG_EVENTS:,} events and on "
+        f"One client, {LATENCY_REQUESTS:,} requests each (or {args.duration:g} s, whichever ends first), on an account with {BIG_EVENTS:,} events and on "
         f"one with {SMALL_EVENTS} (seeded directly in the database, a snapshot every {SNAPSHOT_EVERY} events "
         "as the service writes them; through the API on the memory store); deposits with "
         f"{CONNECTIONS} connections spread over {MANY_ACCOUNTS:,} accounts against the {ACCOUNTS}-account "
@@ -1163,7 +1169,8 @@ def main() -> None:
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated, of: " + ", ".join(STORES))
     parser.add_argument("--binary", help="use this release binary instead of building one")
     parser.add_argument("--no-report", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
-    parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--json", help="also write the raw figures to this file (after each store)")
+    parser.add_argument("--from-json", help="render the report from the figures of an earlier --json run")
     parser.add_argument("--profile", action="store_true",
                         help="profile the deposit path on PostgreSQL instead (perf, pg_stat_statements, the pool)")
     parser.add_argument("--profile-dir", default=str(ROOT / "target" / "bench-profile"),
@@ -1200,6 +1207,9 @@ def main() -> None:
         runner = Runner(cores, args.duration, Path(workdir))
         for kind in stores:
             results[kind] = measure_store(kind, binary, runner, cores, Path(workdir))
+            if args.json:
+                # After each store, so that an interrupted run keeps what it measured.
+                Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     load_after = os.getloadavg()
     report = render(results, machine(), args, (load_before, load_after))
     print(report)
