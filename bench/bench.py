@@ -1170,7 +1170,8 @@ def main() -> None:
     parser.add_argument("--binary", help="use this release binary instead of building one")
     parser.add_argument("--no-report", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     parser.add_argument("--json", help="also write the raw figures to this file (after each store)")
-    parser.add_argument("--from-json", help="render the report from the figures of an earlier --json run")
+    parser.add_argument("--from-json", help="start from the figures of an earlier --json run; the stores of "
+                        "--stores (may be empty) are measured again and replace theirs")
     parser.add_argument("--profile", action="store_true",
                         help="profile the deposit path on PostgreSQL instead (perf, pg_stat_statements, the pool)")
     parser.add_argument("--profile-dir", default=str(ROOT / "target" / "bench-profile"),
@@ -1190,7 +1191,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown stores {unknown}; known: {', '.join(STORES)}")
     check_tools(stores)
-    binary = build(args)
+    binary = build(args) if stores else Path("/nonexistent")
     cores = Cores()
     args.cores = cores
     if args.profile:
@@ -1203,6 +1204,12 @@ def main() -> None:
         return
     load_before = os.getloadavg()
     results: dict = {}
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        for figures in results.values():
+            for figure in figures.values():
+                if "statuses" in figure:
+                    figure["statuses"] = {int(k): v for k, v in figure["statuses"].items()}
     with tempfile.TemporaryDirectory(prefix="accounts-bench-") as workdir:
         runner = Runner(cores, args.duration, Path(workdir))
         for kind in stores:
