@@ -1171,6 +1171,9 @@ def check_tools(stores: list[str]) -> None:
 
 
 def main() -> None:
+    # A run stopped with SIGTERM (e.g. by `timeout`) still stops its
+    # instances and drops its databases: the `finally` blocks run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per figure (default 10)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per figure, report not written")
