@@ -20,9 +20,15 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Throughput: wrk on /ping, then on deposits, against one release instance on loopback (needs wrk: apt-get install wrk).
-bench:
-    bench/run.sh
+# Benchmarks (issue 10): wrk and pgbench on every store, fresh instances and databases, each figure against its ceiling, into BENCHMARKS.md. `just bench --quick` smoke-runs it; `--stores postgres`, `--duration 20`. Installs wrk (apt-get) when missing.
+bench *ARGS:
+    command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+    python3 bench/bench.py {{ARGS}}
+
+# Where the time of a deposit goes on PostgreSQL: perf (flamegraph input), pg_stat_statements on a private cluster, the pool; into BENCHMARKS.md. Installs perf (linux-perf) when missing.
+profile *ARGS:
+    command -v perf >/dev/null || apt-get install -y linux-perf || (apt-get update && apt-get install -y linux-perf)
+    python3 bench/bench.py --profile {{ARGS}}
 
 # Deterministic simulation (release): SEEDS seeds on every core, generated histories, then the self-test against the planted bugs.
 sim seeds="10000":
