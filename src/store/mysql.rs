@@ -40,6 +40,10 @@ pub(super) fn is_conflict(error: &dyn DatabaseError) -> bool {
         .is_some_and(|error| matches!(error.number(), 1062 | 1213 | 1205 | 1020))
 }
 
+/// The events' lower bound is an uncorrelated MAX over `snapshots`, not the
+/// CTE: MariaDB folds the former into a constant and reads only the range
+/// after it, but filters every event of the account through the latter
+/// (EXPLAIN on a 100,000-event account: `range`, 1 row against `ref`, 50k).
 const LOAD: &str = "
 WITH snapshot AS (
     SELECT sequence_number, state, recorded_until_ms FROM snapshots
@@ -53,7 +57,7 @@ UNION ALL
 SELECT 'e', sequence_number, CAST(transaction_id AS CHAR), CAST(payload AS CHAR), recorded_at_ms
 FROM events
 WHERE account_id = ?
-  AND sequence_number > COALESCE((SELECT sequence_number FROM snapshot), 0)
+  AND sequence_number > (SELECT COALESCE(MAX(sequence_number), 0) FROM snapshots WHERE account_id = ?)
 UNION ALL
 SELECT 't', NULL, CAST(transaction_id AS CHAR), CAST(fingerprint AS CHAR), NULL
 FROM applied_transactions
@@ -68,7 +72,7 @@ ORDER BY sequence_number
 LIMIT ?";
 
 /// The latest snapshot at or before a version and the events after it up to
-/// the version. Binds: account, version, account, version.
+/// the version. Binds: account, version, account, account, version, version.
 const LOAD_AT_VERSION: &str = "
 WITH snapshot AS (
     SELECT sequence_number, state, recorded_until_ms FROM snapshots
@@ -82,7 +86,9 @@ UNION ALL
 SELECT 'e', sequence_number, CAST(transaction_id AS CHAR), CAST(payload AS CHAR), recorded_at_ms
 FROM events
 WHERE account_id = ?
-  AND sequence_number > COALESCE((SELECT sequence_number FROM snapshot), 0)
+  AND sequence_number > (
+      SELECT COALESCE(MAX(sequence_number), 0) FROM snapshots
+      WHERE account_id = ? AND sequence_number <= ?)
   AND sequence_number <= ?";
 
 /// The latest snapshot whose `recorded_until` is known and at or before a
@@ -178,6 +184,7 @@ impl EventStore for MysqlStore {
             .bind(&account_text)
             .bind(&account_text)
             .bind(&account_text)
+            .bind(&account_text)
             .bind(transaction.map(|id| id.to_string()));
         sql::load(&self.pool, account, query).await
     }
@@ -189,6 +196,8 @@ impl EventStore for MysqlStore {
                 .bind(&account_text)
                 .bind(sql::bigint(version))
                 .bind(&account_text)
+                .bind(&account_text)
+                .bind(sql::bigint(version))
                 .bind(sql::bigint(version)),
             PointInTime::Time(time) => sqlx::query_as(LOAD_AT_TIME)
                 .bind(&account_text)
