@@ -80,7 +80,7 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
     }
     let s = &outcome.summary;
     println!(
-        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} unavailable, {} ambiguous (landed), {} ambiguous (lost); engine: {} conflicts, {} ambiguous appends",
+        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} unavailable, {} ambiguous (landed), {} ambiguous (lost); engine: {} conflicts, {} ambiguous appends, {} stale cache entries, {} commits batched behind another",
         s.requests,
         s.lost_replies,
         s.events,
@@ -91,7 +91,9 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
         s.ambiguous_landed,
         s.ambiguous_lost,
         s.conflicts,
-        s.ambiguous_seen
+        s.ambiguous_seen,
+        s.cache_stale,
+        s.batched_members
     );
     println!("digest {}", outcome.digest);
     if outcome.passed() {

@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 5] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 7] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -27,6 +27,11 @@ pub const BUG_NAMES: [(PlantedBug, &str); 5] = [
         PlantedBug::SuccessOnAmbiguousCommit,
         "success-on-ambiguous-commit",
     ),
+    (
+        PlantedBug::CacheKeepsRefusedCommit,
+        "cache-keeps-refused-commit",
+    ),
+    (PlantedBug::BatchStopsAtConflict, "batch-stops-at-conflict"),
 ];
 
 pub fn bug_name(bug: PlantedBug) -> &'static str {
@@ -71,6 +76,8 @@ pub struct Coverage {
     pub ambiguous_lost: u64,
     pub conflicts: u64,
     pub ambiguous_seen: u64,
+    pub cache_stale: u64,
+    pub batched_members: u64,
 }
 
 impl Coverage {
@@ -84,13 +91,15 @@ impl Coverage {
         self.ambiguous_lost += count(summary.ambiguous_lost > 0);
         self.conflicts += count(summary.conflicts > 0);
         self.ambiguous_seen += count(summary.ambiguous_seen > 0);
+        self.cache_stale += count(summary.cache_stale > 0);
+        self.batched_members += count(summary.batched_members > 0);
     }
 
     /// One line: the share of `ran` seeds that saw each.
     pub fn describe(&self, ran: u64) -> String {
         let share = |n: u64| 100.0 * n as f64 / ran.max(1) as f64;
         format!(
-            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%",
+            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%, stale cache entries {:.0}%, batches of several commits {:.0}%",
             share(self.crashes),
             share(self.partitions),
             share(self.lost_replies),
@@ -99,6 +108,8 @@ impl Coverage {
             share(self.ambiguous_lost),
             share(self.ambiguous_seen),
             share(self.conflicts),
+            share(self.cache_stale),
+            share(self.batched_members),
         )
     }
 }
