@@ -37,20 +37,16 @@ pub enum PlantedBug {
     /// left, instead of dropping the accounts: the next command is decided
     /// on a state the account never had.
     CacheKeepsRefusedCommit,
-    /// Group commit that stops at a member's conflict: the members after it
-    /// are not written, yet answered as written.
-    BatchStopsAtConflict,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
         PlantedBug::StaleSnapshot,
         PlantedBug::SuccessOnAmbiguousCommit,
         PlantedBug::CacheKeepsRefusedCommit,
-        PlantedBug::BatchStopsAtConflict,
     ];
 }
 
@@ -163,9 +159,9 @@ impl BuggyStore {
                 self.after_append(commit, &result);
                 result
             }
-            PlantedBug::SkipIdempotencyCheck
-            | PlantedBug::CacheKeepsRefusedCommit
-            | PlantedBug::BatchStopsAtConflict => self.inner.append(commit).await,
+            PlantedBug::SkipIdempotencyCheck | PlantedBug::CacheKeepsRefusedCommit => {
+                self.inner.append(commit).await
+            }
         }
     }
 
@@ -242,13 +238,7 @@ impl Decorator for BuggyStore {
     async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
         let mut results = Vec::with_capacity(commits.len());
         for commit in commits {
-            let result = self.append_one(commit).await;
-            let conflict = matches!(result, Err(AppendError::Conflict(_)));
-            results.push(result);
-            if conflict && self.bug == PlantedBug::BatchStopsAtConflict {
-                results.resize(commits.len(), Ok(()));
-                break;
-            }
+            results.push(self.append_one(commit).await);
         }
         results
     }

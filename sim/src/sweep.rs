@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 7] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 6] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -31,7 +31,6 @@ pub const BUG_NAMES: [(PlantedBug, &str); 7] = [
         PlantedBug::CacheKeepsRefusedCommit,
         "cache-keeps-refused-commit",
     ),
-    (PlantedBug::BatchStopsAtConflict, "batch-stops-at-conflict"),
 ];
 
 pub fn bug_name(bug: PlantedBug) -> &'static str {
