@@ -12,7 +12,7 @@ use axum::Router;
 
 use crate::auth::Verifier;
 use crate::config::{LogFormat, ServeArgs};
-use crate::engine::{Clock, Engine, EngineConfig, Entropy, SeededEntropy, SystemClock};
+use crate::engine::{Clock, Engine, EngineConfig, Entropy, SeededEntropy, StateCache, SystemClock};
 use crate::http::{AppState, Authenticator, Limits, ServeConfig, router, serve};
 use crate::metrics::Metrics;
 use crate::store::{self, EventStore, MemoryStore};
@@ -45,6 +45,7 @@ pub struct InstanceBuilder {
     entropy: Option<Arc<dyn Entropy>>,
     metrics: Option<Metrics>,
     verifier: Option<Arc<Verifier>>,
+    cache: Option<Arc<dyn StateCache>>,
     engine_config: EngineConfig,
     limits: Limits,
     serve_config: ServeConfig,
@@ -94,6 +95,13 @@ impl InstanceBuilder {
         self
     }
 
+    /// The engine's state cache, instead of the LRU of
+    /// `EngineConfig::cache_accounts` accounts.
+    pub fn cache(mut self, cache: Arc<dyn StateCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -136,13 +144,16 @@ impl InstanceBuilder {
             .entropy
             .unwrap_or_else(|| Arc::new(SeededEntropy::from_os()));
         let metrics = self.metrics.unwrap_or_default();
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             store,
             clock.clone(),
             entropy.clone(),
             self.engine_config,
             metrics.engine.clone(),
         );
+        if let Some(cache) = self.cache {
+            engine = engine.with_cache(cache);
+        }
         Wired {
             engine,
             entropy,

@@ -437,6 +437,18 @@ pub struct ServeArgs {
     #[arg(long, env = "ACCOUNTS_RETRIES_MAX", default_value_t = engine::RETRIES_MAX, hide_env_values = true)]
     pub retries_max: u32,
 
+    /// Accounts whose latest state the instance keeps in memory, so that a
+    /// command on one skips the load (0: none). The store stays the only
+    /// authority: a command decided on a stale entry is refused by it and
+    /// decided again on a load.
+    #[arg(
+        long,
+        env = "ACCOUNTS_CACHE_ACCOUNTS",
+        default_value_t = engine::CACHE_ACCOUNTS,
+        hide_env_values = true
+    )]
+    pub cache_accounts: usize,
+
     /// How long start-up waits for the database before giving up.
     #[arg(
         long,
@@ -529,6 +541,7 @@ impl ServeArgs {
             snapshot_every: self.snapshot_every,
             retries_max: self.retries_max,
             store_timeout: Duration::from_millis(self.store_timeout_ms),
+            cache_accounts: self.cache_accounts,
             ..EngineConfig::default()
         }
     }
@@ -602,6 +615,7 @@ mod tests {
             url_bytes_max,
             header_bytes_max,
             retries_max,
+            cache_accounts,
             connect_timeout_ms,
             acquire_timeout_ms,
             auth,
@@ -622,6 +636,7 @@ mod tests {
         assert_eq!(url_bytes_max, http::URL_BYTES_MAX);
         assert_eq!(header_bytes_max, http::HEADER_BYTES_MAX);
         assert_eq!(retries_max, engine::RETRIES_MAX);
+        assert_eq!(cache_accounts, engine::CACHE_ACCOUNTS);
         assert_eq!(connect_timeout_ms, store::CONNECT_TIMEOUT_MS);
         assert_eq!(acquire_timeout_ms, store::ACQUIRE_TIMEOUT_MS);
         assert_eq!(auth.config(), Ok(None), "authentication is off by default");

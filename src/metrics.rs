@@ -2,8 +2,8 @@
 //! several instances can live in one process and each exports its own.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Counters the engine bumps. Cheap to clone: each is a handle.
@@ -16,6 +16,11 @@ pub struct EngineMetrics {
     pub snapshots_written: IntCounter,
     pub snapshots_loaded: IntCounter,
     pub commands: IntCounterVec,
+    /// State cache lookups, by result (hit or miss).
+    pub cache_lookups: IntCounterVec,
+    pub cache_stale: IntCounter,
+    /// Members per batch the group committer wrote.
+    pub batch_size: Histogram,
 }
 
 /// Everything one instance exports at `/metrics`.
@@ -89,6 +94,31 @@ impl EngineMetrics {
                 "Commands handled by the engine, by kind and outcome.",
                 &["command", "outcome"],
             ),
+            cache_lookups: counter_vec(
+                registry,
+                "accounts_cache_lookups_total",
+                "State cache lookups of a command's accounts, by result (hit or miss).",
+                &["result"],
+            ),
+            cache_stale: counter(
+                registry,
+                "accounts_cache_stale_total",
+                "Commands decided on a cached state that the store refused as stale (then loaded and decided again).",
+            ),
+            batch_size: {
+                let histogram = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "accounts_batch_size",
+                        "Commits written together in one group commit.",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(histogram.clone()))
+                    .expect("metric names are unique");
+                histogram
+            },
         }
     }
 

@@ -458,3 +458,24 @@ fn the_shutdown_grace_flag_reaches_the_server() {
     assert!(reply.is_err(), "the stuck deposit was cut off: {reply:?}");
     runtime.block_on(lock.release());
 }
+
+/// With the default cache, a deposit on an account the instance just
+/// served is decided without a load (a hit); `--cache-accounts 0` keeps
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_accounts_flag_reaches_the_server() {
+    for (flags, hits) in [(&[][..], true), (&["--cache-accounts", "0"][..], false)] {
+        let file = TempFile::new("db");
+        let service = serve_sqlite(&file, flags);
+        let api = service.client();
+        let account = funded(&api).await;
+        api.deposit(&account, 2, fresh_id())
+            .await
+            .assert_status(StatusCode::NO_CONTENT);
+        let text = api.metrics().await.body;
+        let hit = testkit::metrics::sum(&text, |line| {
+            line.starts_with("accounts_cache_lookups_total{result=\"hit\"}")
+        });
+        assert_eq!(hit > 0.0, hits, "{flags:?}: {hit} hits");
+    }
+}

@@ -5,9 +5,14 @@
 //! "already applied" and one that was lost is applied on the retry; a store
 //! that does not answer is unavailable, an append that does not answer is
 //! ambiguous; snapshots come every `snapshot_every` events, never with 0;
-//! and the metrics count what happened. The store is the kit's
-//! `InstrumentedStore`, scripted per call.
+//! and the metrics count what happened. The state cache and group commit do
+//! less per command without changing an answer: engines with stale caches
+//! on one store stay exactly-once and conserve money, commands that arrive
+//! together are written in one batch whose conflicting member fails alone,
+//! and a replay of a transactionId the cache forgot answers the record.
+//! The store is the kit's `InstrumentedStore`, scripted per call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use accounts::domain::{
@@ -15,7 +20,8 @@ use accounts::domain::{
     TransactionId,
 };
 use accounts::engine::{
-    Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
+    Engine, EngineConfig, EngineError, Entropy, Outcome, RECENT_TRANSACTIONS, Request,
+    SeededEntropy,
 };
 use accounts::metrics::EngineMetrics;
 use accounts::store::{Commit, PointInTime, RecordedEvent, StoreError, TransactionRecord};
@@ -70,9 +76,13 @@ fn open(account: AccountId) -> Request {
 
 /// An engine over `store` with `config`, and its metrics.
 fn engine(store: &Instrumented, config: EngineConfig) -> (Engine, EngineMetrics) {
+    seeded_engine(store, config, SEED)
+}
+
+fn seeded_engine(store: &Instrumented, config: EngineConfig, seed: u64) -> (Engine, EngineMetrics) {
     let builder = TestInstance::builder()
         .store(store.clone())
-        .seed(SEED)
+        .seed(seed)
         .engine_config(config);
     let metrics = builder.metrics().engine;
     (builder.build_engine(), metrics)
@@ -233,7 +243,11 @@ async fn a_conflict_reloads_and_decides_again_on_the_fresh_state() {
         [10, 15, 22],
         "decided again on 15, not on 10"
     );
-    assert_eq!(store.reads(), reads + 2, "loaded again after the conflict");
+    assert_eq!(
+        store.reads(),
+        reads + 1,
+        "decided on the cached state first, loaded again after the conflict"
+    );
     assert_eq!((metrics.conflicts.get(), metrics.retries.get()), (1, 1));
 }
 
@@ -278,8 +292,11 @@ async fn an_ambiguous_commit_that_was_lost_is_applied_on_the_retry() {
 
 #[tokio::test(start_paused = true)]
 async fn a_load_that_does_not_answer_is_unavailable_after_the_store_timeout() {
+    // Without the state cache, which would decide the deposit on the
+    // account it knows, without the hanging load.
     let config = EngineConfig {
         store_timeout: Duration::from_secs(3),
+        cache_accounts: 0,
         ..EngineConfig::default()
     };
     let store = InstrumentedStore::new();
@@ -602,4 +619,323 @@ async fn a_transfer_to_itself_loads_the_account_once_and_is_refused() {
         "one load: source and target are one"
     );
     assert_eq!(store.appends_attempted(), attempted);
+}
+
+// ------------------------------------------------ cache and group commit
+
+fn transfer(from: AccountId, to: AccountId, value: i64, transaction: u128) -> Request {
+    request(
+        from,
+        Command::Transfer {
+            target: to,
+            amount: amount(value),
+        },
+        transaction,
+    )
+}
+
+async fn balance_of(engine: &Engine, account: AccountId) -> i64 {
+    let state = engine.state(Caller::Anyone, account).await;
+    state.expect("a readable state").balance()
+}
+
+fn hits(metrics: &EngineMetrics) -> u64 {
+    metrics.cache_lookups.with_label_values(&["hit"]).get()
+}
+
+/// Events of the final store carrying `transaction`, over `accounts`.
+async fn carrying(store: &Instrumented, accounts: &[AccountId], transaction: u128) -> usize {
+    let mut count = 0;
+    for account in accounts {
+        let stream = events(store, *account).await;
+        count += stream
+            .iter()
+            .filter(|e| e.transaction_id == tx(transaction))
+            .count();
+    }
+    count
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_on_a_known_account_skips_the_load_and_reads_stay_fresh() {
+    let store = InstrumentedStore::new();
+    let (one, metrics) = engine(&store, EngineConfig::default());
+    let (two, _) = seeded_engine(&store, EngineConfig::default(), SEED + 1);
+    funded(&one, id(1), 10).await;
+    let reads = store.reads();
+    assert_eq!(
+        one.execute(deposit(id(1), 5, 1)).await,
+        Ok(Outcome::Applied)
+    );
+    assert_eq!(store.reads(), reads, "decided on the cached state");
+    assert!(hits(&metrics) >= 1);
+    // Read-your-writes, and another instance's writes: reads go to the store.
+    assert_eq!(balance_of(&one, id(1)).await, 15);
+    assert_eq!(
+        two.execute(deposit(id(1), 7, 2)).await,
+        Ok(Outcome::Applied)
+    );
+    assert_eq!(
+        balance_of(&one, id(1)).await,
+        22,
+        "one sees two's deposit at once"
+    );
+    // The read refreshed one's entry: its next command is not stale.
+    assert_eq!(
+        one.execute(deposit(id(1), 1, 3)).await,
+        Ok(Outcome::Applied)
+    );
+    assert_eq!(metrics.cache_stale.get(), 0);
+    assert_eq!(balances(&events(&store, id(1)).await), [10, 15, 22, 23]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_engines_on_one_store_with_stale_caches_stay_correct() {
+    let store = InstrumentedStore::new();
+    let config = EngineConfig {
+        retries_max: 64,
+        ..EngineConfig::default()
+    };
+    let (one, one_metrics) = seeded_engine(&store, config.clone(), 1);
+    let (two, two_metrics) = seeded_engine(&store, config, 2);
+    let (one, two) = (Arc::new(one), Arc::new(two));
+    let accounts: Vec<AccountId> = (1..=4).map(id).collect();
+    for account in &accounts {
+        funded(&one, *account, 100).await;
+        // Both instances know every account before the race.
+        two.state(Caller::Anyone, *account).await.unwrap();
+    }
+    // Appends take a while, so the engines' commands overlap and each
+    // one's cache goes stale under the other's writes.
+    store.delay_appends(Duration::from_millis(2));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut requests = Vec::new();
+    for n in 0..120u128 {
+        let from = accounts[(n % 4) as usize];
+        let to = accounts[((n / 4 + n + 1) % 4) as usize];
+        let to = if to == from {
+            accounts[((n + 2) % 4) as usize]
+        } else {
+            to
+        };
+        let request = transfer(from, to, 1 + (n % 37) as i64, 1_000 + n);
+        requests.push((n, request.clone()));
+        let engine = if n % 2 == 0 { one.clone() } else { two.clone() };
+        tasks.spawn(async move { (n, engine.execute(request).await) });
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (n, answer) = joined.unwrap();
+        answers.insert(n, answer);
+    }
+    let mut applied = 0;
+    for (n, answer) in &answers {
+        let written = carrying(&store, &accounts, 1_000 + n).await;
+        match answer {
+            Ok(Outcome::Applied) => {
+                applied += 1;
+                assert_eq!(written, 2, "transfer {n}: both legs, once");
+            }
+            Err(EngineError::Refused(accounts::domain::Refusal::InsufficientBalance {
+                ..
+            })) => {
+                assert_eq!(written, 0, "transfer {n} was refused")
+            }
+            other => panic!("transfer {n}: {other:?}"),
+        }
+    }
+    assert!(applied > 60, "most transfers land: {applied}");
+    let mut total = 0;
+    for account in &accounts {
+        let state = store.bypass().load(*account, None).await.unwrap().fold().0;
+        testkit::stores::checked_stream(store.bypass().as_ref(), *account, &state).await;
+        total += state.balance();
+    }
+    assert_eq!(total, 400, "money is conserved");
+    let stale = one_metrics.cache_stale.get() + two_metrics.cache_stale.get();
+    assert!(stale > 0, "the caches did go stale");
+    assert!(hits(&one_metrics) > 0 && hits(&two_metrics) > 0);
+    // Every applied transfer, replayed on the other engine, is answered from
+    // its record and written nowhere again.
+    store.delay_appends(Duration::ZERO);
+    let events_before = store.appends_applied();
+    for (n, request) in requests {
+        if answers[&n] == Ok(Outcome::Applied) {
+            let engine = if n % 2 == 0 { &two } else { &one };
+            assert_eq!(
+                engine.execute(request).await,
+                Ok(Outcome::AlreadyApplied),
+                "replay of {n}"
+            );
+        }
+    }
+    assert_eq!(store.appends_applied(), events_before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_that_arrive_together_are_written_in_one_batch() {
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    let engine = Arc::new(engine);
+    for n in 1..=8 {
+        funded(&engine, id(n), 0).await;
+    }
+    let (batches, attempted) = (store.batch_sizes().len(), store.appends_attempted());
+    // While the first append is in the store, the others queue behind it.
+    store.delay_appends(Duration::from_millis(10));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=8u128 {
+        let engine = engine.clone();
+        tasks.spawn(async move { engine.execute(deposit(id(n), n as i64, n)).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        assert_eq!(joined.unwrap(), Ok(Outcome::Applied));
+    }
+    let sizes = store.batch_sizes()[batches..].to_vec();
+    assert_eq!(sizes.iter().sum::<usize>(), 8, "{sizes:?}");
+    assert!(
+        sizes.len() <= 2 && sizes.iter().any(|&size| size > 1),
+        "{sizes:?}"
+    );
+    assert_eq!(
+        store.appends_attempted(),
+        attempted + 8,
+        "each written once"
+    );
+    for n in 1..=8 {
+        assert_eq!(balances(&events(&store, id(n)).await), [n as i64]);
+    }
+    let histogram = &metrics.batch_size;
+    assert!(histogram.get_sample_count() >= sizes.len() as u64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflicting_member_of_a_batch_does_not_fail_the_others() {
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    let engine = Arc::new(engine);
+    for n in 1..=6 {
+        funded(&engine, id(n), 10).await;
+    }
+    let (batches, applied) = (store.batch_sizes().len(), store.appends_applied());
+    // Another writer deposits 5 on account 3 just before the first batch:
+    // the member for account 3, decided on its cached state, is stale.
+    let other = TransactionId::from_uuid(Uuid::from_u128(0xbeef));
+    let interloper = Commit {
+        events: vec![RecordedEvent {
+            account_id: id(3),
+            sequence_number: 3,
+            transaction_id: other,
+            event: Event::MoneyDeposited {
+                amount_deposited: 5,
+                balance: 15,
+                transfer_from: None,
+            },
+            recorded_at: Timestamp::from_unix_millis(0),
+        }],
+        transactions: vec![TransactionRecord {
+            account_id: id(3),
+            transaction_id: other,
+            fingerprint: Fingerprint("deposit amount=5".to_owned()),
+        }],
+        snapshots: vec![],
+    };
+    store.script_appends([Fault::OtherWriterFirst(Box::new(interloper))]);
+    store.delay_appends(Duration::from_millis(10));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=6u128 {
+        let engine = engine.clone();
+        tasks.spawn(async move { engine.execute(deposit(id(n), 1, n)).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        assert_eq!(joined.unwrap(), Ok(Outcome::Applied));
+    }
+    let sizes = store.batch_sizes()[batches..].to_vec();
+    assert!(sizes.iter().any(|&size| size > 1), "{sizes:?}");
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        7,
+        "six members and the stale one's retry: {sizes:?}"
+    );
+    assert_eq!(
+        store.appends_applied(),
+        applied + 6,
+        "every command landed once"
+    );
+    assert_eq!((metrics.conflicts.get(), metrics.cache_stale.get()), (1, 1));
+    assert_eq!(
+        balances(&events(&store, id(3)).await),
+        [10, 15, 16],
+        "decided again on the other writer's 15"
+    );
+    for n in [1, 2, 4, 5, 6] {
+        assert_eq!(balances(&events(&store, id(n)).await), [10, 11]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_after_the_cache_forgot_the_account_answers_the_record() {
+    let config = EngineConfig {
+        cache_accounts: 2,
+        ..EngineConfig::default()
+    };
+    let store = InstrumentedStore::new();
+    let (engine, _) = engine(&store, config);
+    let a = id(1);
+    funded(&engine, a, 10).await;
+    let withdraw = request(a, Command::Withdraw { amount: amount(10) }, 1);
+    assert_eq!(engine.execute(withdraw.clone()).await, Ok(Outcome::Applied));
+    assert_eq!(engine.execute(deposit(a, 5, 2)).await, Ok(Outcome::Applied));
+    // Two other accounts push `a` out of a cache of two.
+    funded(&engine, id(2), 0).await;
+    funded(&engine, id(3), 0).await;
+    let reads = store.reads();
+    // Decided afresh, a withdrawal of 10 from 5 would be refused: the answer
+    // comes from the record.
+    assert_eq!(engine.execute(withdraw).await, Ok(Outcome::AlreadyApplied));
+    assert!(store.reads() > reads, "the forgotten account was loaded");
+    let reused = engine.execute(deposit(a, 3, 1)).await;
+    assert!(
+        matches!(reused, Err(EngineError::TransactionReused { .. })),
+        "{reused:?}"
+    );
+    assert_eq!(balances(&events(&store, a).await), [10, 0, 5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_of_a_transaction_id_older_than_the_cache_remembers_answers_the_record() {
+    let store = InstrumentedStore::new();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    let a = id(1);
+    funded(&engine, a, 10).await;
+    let withdraw = request(a, Command::Withdraw { amount: amount(10) }, 1);
+    assert_eq!(engine.execute(withdraw.clone()).await, Ok(Outcome::Applied));
+    let newer = RECENT_TRANSACTIONS as u128 + 1;
+    for n in 0..newer {
+        let outcome = engine.execute(deposit(a, 1, 100 + n)).await;
+        assert_eq!(outcome, Ok(Outcome::Applied));
+    }
+    let stored = events(&store, a).await.len();
+    // A recent one is answered from the cache, without a load.
+    let reads = store.reads();
+    assert_eq!(
+        engine.execute(deposit(a, 1, 100 + newer - 1)).await,
+        Ok(Outcome::AlreadyApplied)
+    );
+    assert_eq!(store.reads(), reads);
+    // The cached entry is current but no longer lists transactions 1 and
+    // 100: the withdrawal is refused on the cached 5 (so decided on a load),
+    // the deposit is refused by the store as recorded (so retried on a load).
+    assert_eq!(engine.execute(withdraw).await, Ok(Outcome::AlreadyApplied));
+    let stale = metrics.cache_stale.get();
+    assert_eq!(
+        engine.execute(deposit(a, 1, 100)).await,
+        Ok(Outcome::AlreadyApplied)
+    );
+    assert_eq!(metrics.cache_stale.get(), stale + 1, "the store refused it");
+    assert_eq!(
+        events(&store, a).await.len(),
+        stored,
+        "nothing written twice"
+    );
 }

@@ -189,8 +189,11 @@ async fn a_request_not_answered_within_the_request_timeout_is_408_and_changes_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_slower_than_the_store_timeout_is_503_with_retry_after_and_changes_nothing() {
+    // Without the state cache, which would decide the deposit on the
+    // account it knows, without the held load.
     let engine = EngineConfig {
         store_timeout: Duration::from_millis(100),
+        cache_accounts: 0,
         ..quick_retries()
     };
     let funded = Funded::start(builder().engine_config(engine)).await;

@@ -1,8 +1,9 @@
 //! Planted bugs for the self-test (`sim --self-test`): broken variants of
-//! the service that the checker must catch. Each is a decorator around the
-//! seam the service already has — the `EventStore` the engine is given — so
-//! the production engine carries no test branch, and a bug is chosen at run
-//! time (never a Cargo feature, which would unify into the service's build).
+//! the service that the checker must catch. Each is a decorator around a
+//! seam the service already has — the `EventStore` the engine is given, or
+//! its `StateCache` — so the production engine carries no test branch, and
+//! a bug is chosen at run time (never a Cargo feature, which would unify
+//! into the service's build).
 //!
 //! Each decorator makes the engine behave as the engine bug it is named
 //! after would: the engine still runs its real code, but on what the store
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use accounts::domain::{Account, AccountId, Event, TransactionId};
+use accounts::engine::{CachedAccount, LruStateCache, StateCache};
 use accounts::store::{
     AppendError, Commit, EventStore, Loaded, RecordedEvent, Snapshot, StoreError,
 };
@@ -31,16 +33,49 @@ pub enum PlantedBug {
     StaleSnapshot,
     /// An append whose outcome is unknown is reported as a success.
     SuccessOnAmbiguousCommit,
+    /// The state cache keeps what a refused (or unknown) commit would have
+    /// left, instead of dropping the accounts: the next command is decided
+    /// on a state the account never had.
+    CacheKeepsRefusedCommit,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
         PlantedBug::StaleSnapshot,
         PlantedBug::SuccessOnAmbiguousCommit,
+        PlantedBug::CacheKeepsRefusedCommit,
     ];
+}
+
+/// The state cache an instance with `bug` planted uses, `None` for the
+/// bugs that live elsewhere (the instance keeps its own cache).
+pub fn plant_cache(bug: PlantedBug, capacity: usize) -> Option<Arc<dyn StateCache>> {
+    match bug {
+        PlantedBug::CacheKeepsRefusedCommit => {
+            Some(Arc::new(KeepsRefused(LruStateCache::new(capacity.max(1)))))
+        }
+        _ => None,
+    }
+}
+
+/// `CacheKeepsRefusedCommit`: every commit counts as landed.
+struct KeepsRefused(LruStateCache);
+
+impl StateCache for KeepsRefused {
+    fn get(&self, account: AccountId) -> Option<CachedAccount> {
+        self.0.get(account)
+    }
+
+    fn loaded(&self, entry: CachedAccount) {
+        self.0.loaded(entry);
+    }
+
+    fn settled(&self, after: &[CachedAccount], _landed: bool) {
+        self.0.settled(after, true);
+    }
 }
 
 /// The store an instance with `bug` planted sees.
@@ -124,7 +159,9 @@ impl BuggyStore {
                 self.after_append(commit, &result);
                 result
             }
-            PlantedBug::SkipIdempotencyCheck => self.inner.append(commit).await,
+            PlantedBug::SkipIdempotencyCheck | PlantedBug::CacheKeepsRefusedCommit => {
+                self.inner.append(commit).await
+            }
         }
     }
 

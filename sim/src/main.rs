@@ -110,7 +110,7 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
     }
     let s = &outcome.summary;
     println!(
-        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} refused, replies lost after commit {}, commits lost {}; engine: {} conflicts, {} ambiguous appends; database: {} crashes, {} partitions, {} reply faults, {} slow-commit windows, {} zombie commits",
+        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} refused, replies lost after commit {}, commits lost {}; engine: {} conflicts, {} ambiguous appends; database: {} crashes, {} partitions, {} reply faults, {} slow-commit windows, {} zombie commits; cache: {} stale entries, {} commits batched behind another",
         s.requests,
         s.lost_replies,
         s.events,
@@ -126,7 +126,9 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
         s.db_partitions,
         s.db_reply_faults,
         s.db_slow_commits,
-        s.zombie_commits
+        s.zombie_commits,
+        s.cache_stale,
+        s.batched_members
     );
     println!("digest {}", outcome.digest);
     if outcome.passed() {

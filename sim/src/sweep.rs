@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 5] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 6] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -26,6 +26,10 @@ pub const BUG_NAMES: [(PlantedBug, &str); 5] = [
     (
         PlantedBug::SuccessOnAmbiguousCommit,
         "success-on-ambiguous-commit",
+    ),
+    (
+        PlantedBug::CacheKeepsRefusedCommit,
+        "cache-keeps-refused-commit",
     ),
 ];
 
@@ -77,6 +81,8 @@ pub struct Coverage {
     pub db_reply_faults: u64,
     pub db_slow_commits: u64,
     pub zombie_commits: u64,
+    pub cache_stale: u64,
+    pub batched_members: u64,
 }
 
 impl Coverage {
@@ -95,13 +101,15 @@ impl Coverage {
         self.db_reply_faults += count(summary.db_reply_faults > 0);
         self.db_slow_commits += count(summary.db_slow_commits > 0);
         self.zombie_commits += count(summary.zombie_commits > 0);
+        self.cache_stale += count(summary.cache_stale > 0);
+        self.batched_members += count(summary.batched_members > 0);
     }
 
     /// One line: the share of `ran` seeds that saw each.
     pub fn describe(&self, ran: u64) -> String {
         let share = |n: u64| 100.0 * n as f64 / ran.max(1) as f64;
         format!(
-            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%; database: crashes {:.0}%, partitions {:.0}%, replies dropped or held {:.0}%, slow commits {:.0}%, zombie commits {:.0}%",
+            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%; database: crashes {:.0}%, partitions {:.0}%, replies dropped or held {:.0}%, slow commits {:.0}%, zombie commits {:.0}%; stale cache entries {:.0}%, batches of several commits {:.0}%",
             share(self.crashes),
             share(self.partitions),
             share(self.lost_replies),
@@ -115,6 +123,8 @@ impl Coverage {
             share(self.db_reply_faults),
             share(self.db_slow_commits),
             share(self.zombie_commits),
+            share(self.cache_stale),
+            share(self.batched_members),
         )
     }
 }

@@ -76,6 +76,10 @@ pub struct Summary {
     pub db_slow_commits: usize,
     /// Commits that landed after their caller had stopped waiting.
     pub zombie_commits: u64,
+    /// Commands decided on a cached state that the store refused as stale.
+    pub cache_stale: u64,
+    /// Commits written in a batch after its first member.
+    pub batched_members: u64,
 }
 
 pub struct Outcome {
@@ -149,7 +153,11 @@ async fn instance(
         Some(bug) => bugs::plant(bug, store),
         None => store,
     };
-    let instance = InstanceBuilder::new()
+    let mut builder = InstanceBuilder::new();
+    if let Some(cache) = bug.and_then(|bug| bugs::plant_cache(bug, config.cache_accounts)) {
+        builder = builder.cache(cache);
+    }
+    let instance = builder
         .store(store)
         .clock(Arc::new(SimClock))
         .seed(entropy_seed)
@@ -317,6 +325,12 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     summary.ambiguous_seen = engine_metrics
         .iter()
         .map(|m| m.ambiguous_commits.get())
+        .sum();
+    summary.cache_stale = engine_metrics.iter().map(|m| m.cache_stale.get()).sum();
+    // Members beyond the first of each batch: above 0 when commits shared one.
+    summary.batched_members = engine_metrics
+        .iter()
+        .map(|m| m.batch_size.get_sample_sum() as u64 - m.batch_size.get_sample_count())
         .sum();
     summary.lost_replies = records
         .iter()

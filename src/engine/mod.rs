@@ -17,10 +17,27 @@
 //! account a transfer pays into, and nothing else; a *party* is an account
 //! as loaded for one request, and the *counterpart* is the target's party.
 //! `execute_with_retries` reads top to bottom as the paragraph above.
+//!
+//! Doing less per command, with the same guarantees:
+//! - a command on an account the instance knows is first decided on its
+//!   cached state ([`cache`]) without a load. Only an append the store
+//!   accepts makes that decision an answer; anything else (a conflict
+//!   because the entry was stale, a refusal, nothing to do) is decided
+//!   again from a load, exactly as without the cache;
+//! - appends of commands that arrive together are written in one batch
+//!   ([`committer`]), each command answered by its own member.
 
+mod cache;
+mod committer;
 mod inputs;
 
+pub use cache::{
+    CACHE_ACCOUNTS, CachedAccount, LruStateCache, NoCache, RECENT_TRANSACTIONS, StateCache,
+};
+pub use committer::BATCH_MAX;
 pub use inputs::{Clock, Entropy, FixedClock, SeededEntropy, SystemClock};
+
+use committer::Committer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +85,8 @@ pub struct EngineConfig {
     /// The longest one store call may take before it counts as unavailable
     /// (or, for an append, as ambiguous).
     pub store_timeout: Duration,
+    /// Accounts kept in the state cache; 0 keeps none.
+    pub cache_accounts: usize,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +97,7 @@ impl Default for EngineConfig {
             backoff_base: Duration::from_millis(BACKOFF_BASE_MS),
             backoff_max: Duration::from_millis(BACKOFF_MAX_MS),
             store_timeout: Duration::from_millis(STORE_TIMEOUT_MS),
+            cache_accounts: CACHE_ACCOUNTS,
         }
     }
 }
@@ -134,6 +154,25 @@ struct Party {
     /// unknown), which a snapshot carries for point-in-time reads.
     recorded_until: Option<Timestamp>,
     transaction: Option<TransactionRecord>,
+    /// Whether the party was loaded from the store, whose word on state and
+    /// on `transaction` is final; a party from the cache is a guess that
+    /// only an accepted append confirms, and its `transaction` is only what
+    /// the cache remembers.
+    loaded: bool,
+    /// The transactionIds the cache remembers on the account.
+    recent: Vec<(TransactionId, Fingerprint)>,
+}
+
+/// How far one decision got.
+enum Step {
+    Answer(Result<Outcome, EngineError>),
+    /// The append conflicted or its outcome is unknown: retry (after a
+    /// backoff) from a load.
+    Retry,
+    /// Decided on the cache to something only a load may answer (a
+    /// refusal, nothing to do): decide again on a load, at once — nothing
+    /// was written, so this is no retry.
+    Reload,
 }
 
 /// The accounts a request touches: the source it names and, for a transfer
@@ -151,6 +190,11 @@ impl Parties {
     fn counterpart_state(&self) -> Option<&Account> {
         self.counterpart.as_ref().map(|party| &party.state)
     }
+
+    /// Whether every party comes from the store (see [`Party::loaded`]).
+    fn loaded(&self) -> bool {
+        self.all().all(|party| party.loaded)
+    }
 }
 
 pub struct Engine {
@@ -159,6 +203,8 @@ pub struct Engine {
     entropy: Arc<dyn Entropy>,
     config: EngineConfig,
     metrics: EngineMetrics,
+    cache: Arc<dyn StateCache>,
+    committer: Committer,
     /// Bumped right after every successful append, so feed readers on this
     /// instance wake at once instead of polling the store.
     commits: tokio::sync::watch::Sender<u64>,
@@ -172,12 +218,19 @@ impl Engine {
         config: EngineConfig,
         metrics: EngineMetrics,
     ) -> Engine {
+        let committer = Committer::new(
+            store.clone(),
+            config.store_timeout,
+            metrics.batch_size.clone(),
+        );
         Engine {
             store,
             clock,
             entropy,
+            cache: LruStateCache::with_capacity(config.cache_accounts),
             config,
             metrics,
+            committer,
             commits: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -186,6 +239,13 @@ impl Engine {
     /// them); commits of other instances are not seen here.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    /// The same engine with another state cache (the simulation plants a
+    /// broken one through this).
+    pub fn with_cache(mut self, cache: Arc<dyn StateCache>) -> Engine {
+        self.cache = cache;
+        self
     }
 
     /// The store's connection pool use (`None` for stores without a pool).
@@ -289,8 +349,9 @@ impl Engine {
         result
     }
 
-    /// Load, check, decide, append — again after a conflict or an ambiguous
-    /// append, from a fresh load, at most `retries_max` more times.
+    /// Load (or, the first time, take the cached state if the instance knows
+    /// the account), check, decide, append — again after a conflict or an
+    /// ambiguous append, from a fresh load, at most `retries_max` more times.
     async fn execute_with_retries(&self, request: Request) -> Result<Outcome, EngineError> {
         // One id for every attempt: if an earlier attempt landed without us
         // hearing of it, the reload finds this id and answers "already applied".
@@ -298,35 +359,90 @@ impl Engine {
             .transaction_id
             .unwrap_or_else(|| TransactionId::from_uuid(self.entropy.uuid()));
         let fingerprint = request.command.fingerprint(request.account);
+        let mut cached = self.cached_parties(&request, transaction_id).await?;
         for attempt in 0..=self.config.retries_max {
             if attempt > 0 {
                 self.metrics.retries.inc();
                 tokio::time::sleep(self.backoff(attempt)).await;
             }
-            let parties = self.load_parties(&request, transaction_id).await?;
-            domain::authorize(request.caller, &request.command, &parties.source.state)?;
-            refuse_unknown_accounts(&request.command, &parties)?;
-            if let Some(answer) = answer_for_recorded_transaction(&fingerprint, &parties) {
+            let mut step = match cached.take() {
+                Some(parties) => {
+                    self.decide_and_append(&request, transaction_id, &fingerprint, parties)
+                        .await
+                }
+                None => Step::Reload,
+            };
+            if let Step::Reload = step {
+                let parties = self.load_parties(&request, transaction_id).await?;
+                step = self
+                    .decide_and_append(&request, transaction_id, &fingerprint, parties)
+                    .await;
+            }
+            if let Step::Answer(answer) = step {
                 return answer;
-            }
-            let effects = domain::decide(
-                request.account,
-                &parties.source.state,
-                &request.command,
-                parties.counterpart_state(),
-            )?;
-            if effects.is_empty() {
-                return Ok(Outcome::Unchanged);
-            }
-            let commit = self.build_commit(transaction_id, &fingerprint, &parties, effects);
-            match self.append(&commit).await {
-                Ok(()) => return Ok(Outcome::Applied),
-                Err(AppendError::Conflict(_)) => self.metrics.conflicts.inc(),
-                Err(AppendError::Ambiguous(_)) => self.metrics.ambiguous_commits.inc(),
-                Err(AppendError::Store(error)) => return Err(error.into()),
             }
         }
         Err(EngineError::Conflict(self.config.retries_max))
+    }
+
+    /// The order of checks on `parties`, then the append. On parties from
+    /// the cache only an accepted append (or a transactionId the cache
+    /// knows as recorded) answers; every other outcome is decided again on
+    /// a load, since the cached state may be stale. The cache learns how
+    /// the append went.
+    async fn decide_and_append(
+        &self,
+        request: &Request,
+        transaction_id: TransactionId,
+        fingerprint: &Fingerprint,
+        parties: Parties,
+    ) -> Step {
+        let loaded = parties.loaded();
+        let unless_cached = |answer: Result<Outcome, EngineError>| match loaded {
+            true => Step::Answer(answer),
+            false => Step::Reload,
+        };
+        if let Err(refusal) =
+            domain::authorize(request.caller, &request.command, &parties.source.state)
+                .and_then(|()| refuse_unknown_accounts(&request.command, &parties))
+        {
+            return unless_cached(Err(refusal.into()));
+        }
+        match answer_for_recorded_transaction(fingerprint, &parties) {
+            Recorded::Answer(answer) => return Step::Answer(answer),
+            Recorded::OnlyTheStoreKnows => return Step::Reload,
+            Recorded::New => {}
+        }
+        let effects = match domain::decide(
+            request.account,
+            &parties.source.state,
+            &request.command,
+            parties.counterpart_state(),
+        ) {
+            Ok(effects) => effects,
+            Err(refusal) => return unless_cached(Err(refusal.into())),
+        };
+        if effects.is_empty() {
+            return unless_cached(Ok(Outcome::Unchanged));
+        }
+        let (commit, after) = self.build_commit(transaction_id, fingerprint, &parties, effects);
+        let result = self.append(commit).await;
+        self.cache.settled(&after, result.is_ok());
+        match result {
+            Ok(()) => Step::Answer(Ok(Outcome::Applied)),
+            Err(AppendError::Conflict(_)) => {
+                self.metrics.conflicts.inc();
+                if !loaded {
+                    self.metrics.cache_stale.inc();
+                }
+                Step::Retry
+            }
+            Err(AppendError::Ambiguous(_)) => {
+                self.metrics.ambiguous_commits.inc();
+                Step::Retry
+            }
+            Err(AppendError::Store(error)) => Step::Answer(Err(error.into())),
+        }
     }
 
     /// Full jitter: a uniform wait in [0, min(max, base · 2^attempt)], so that
@@ -361,13 +477,83 @@ impl Engine {
             self.metrics.snapshots_loaded.inc();
         }
         let (state, version) = loaded.fold();
+        let recorded_until = loaded.recorded_until();
+        // An unknown account is not kept: it answers nothing but 404s, and
+        // probes of random ids would push the accounts in use out.
+        if version > 0 {
+            let recorded = loaded.transaction.iter();
+            self.cache.loaded(CachedAccount {
+                account_id,
+                state: state.clone(),
+                version,
+                recorded_until,
+                transactions: recorded
+                    .map(|record| (record.transaction_id, record.fingerprint.clone()))
+                    .collect(),
+            });
+        }
         Ok(Party {
             account_id,
             state,
             version,
-            recorded_until: loaded.recorded_until(),
+            recorded_until,
             transaction: loaded.transaction,
+            loaded: true,
+            recent: Vec::new(),
         })
+    }
+
+    /// The account as the cache knows it, `None` if it does not.
+    fn cached(&self, account_id: AccountId, transaction_id: TransactionId) -> Option<Party> {
+        let Some(entry) = self.cache.get(account_id) else {
+            self.metrics
+                .cache_lookups
+                .with_label_values(&["miss"])
+                .inc();
+            return None;
+        };
+        self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+        let transaction = entry
+            .recorded(transaction_id)
+            .map(|fingerprint| TransactionRecord {
+                account_id,
+                transaction_id,
+                fingerprint: fingerprint.clone(),
+            });
+        Some(Party {
+            account_id,
+            state: entry.state,
+            version: entry.version,
+            recorded_until: entry.recorded_until,
+            transaction,
+            loaded: false,
+            recent: entry.transactions,
+        })
+    }
+
+    /// The parties with the source from the cache, `None` when the cache
+    /// does not know the source. A target the cache does not know is loaded.
+    async fn cached_parties(
+        &self,
+        request: &Request,
+        transaction_id: TransactionId,
+    ) -> Result<Option<Parties>, StoreError> {
+        let Some(source) = self.cached(request.account, transaction_id) else {
+            return Ok(None);
+        };
+        let counterpart = match request.command.target() {
+            Some(target) if target != request.account => {
+                match self.cached(target, transaction_id) {
+                    Some(party) => Some(party),
+                    None => Some(self.load(target, Some(transaction_id)).await?),
+                }
+            }
+            _ => None,
+        };
+        Ok(Some(Parties {
+            source,
+            counterpart,
+        }))
     }
 
     /// Loads the source and, for a transfer to another account, the target.
@@ -392,35 +578,47 @@ impl Engine {
 
     /// The events at the next sequence numbers, the idempotency record on
     /// every account touched, and a snapshot wherever a sequence number
-    /// reaches a multiple of `snapshot_every`.
+    /// reaches a multiple of `snapshot_every`; with the accounts as the
+    /// commit leaves them, for the cache.
     fn build_commit(
         &self,
         transaction_id: TransactionId,
         fingerprint: &Fingerprint,
         parties: &Parties,
         effects: Effects,
-    ) -> Commit {
+    ) -> (Commit, Vec<CachedAccount>) {
         let recorded_at = self.clock.now();
         let mut commit = Commit::default();
+        let mut after = Vec::with_capacity(2);
         let on_source = effects.source.map(|event| (&parties.source, event));
         let on_target = (parties.counterpart.as_ref()).zip(effects.target);
         for (party, event) in on_source.into_iter().chain(on_target) {
             let account_id = party.account_id;
             let sequence_number = party.version + 1;
+            // A running maximum: instances' clocks need not agree. A
+            // stream with an event but no known maximum stays unknown.
+            let recorded_until = match party.version {
+                0 => Some(recorded_at),
+                _ => party.recorded_until.map(|until| until.max(recorded_at)),
+            };
+            let state = domain::evolve(party.state.clone(), &event);
             if self.snapshot_due(sequence_number) {
-                // A running maximum: instances' clocks need not agree. A
-                // stream with an event but no known maximum stays unknown.
-                let recorded_until = match party.version {
-                    0 => Some(recorded_at),
-                    _ => party.recorded_until.map(|until| until.max(recorded_at)),
-                };
                 commit.snapshots.push(Snapshot {
                     account_id,
                     sequence_number,
-                    state: domain::evolve(party.state.clone(), &event),
+                    state: state.clone(),
                     recorded_until,
                 });
             }
+            let mut transactions = vec![(transaction_id, fingerprint.clone())];
+            cache::merge_transactions(&mut transactions, &party.recent);
+            after.push(CachedAccount {
+                account_id,
+                state,
+                version: sequence_number,
+                recorded_until,
+                transactions,
+            });
             commit.events.push(RecordedEvent {
                 account_id,
                 sequence_number,
@@ -439,7 +637,7 @@ impl Engine {
         commit.events.sort_by_key(|e| e.account_id);
         commit.transactions.sort_by_key(|t| t.account_id);
         commit.snapshots.sort_by_key(|s| s.account_id);
-        commit
+        (commit, after)
     }
 
     /// Whether the event at `sequence_number` gets a snapshot (never when
@@ -449,26 +647,15 @@ impl Engine {
         every > 0 && sequence_number.is_multiple_of(every)
     }
 
-    async fn append(&self, commit: &Commit) -> Result<(), AppendError> {
-        let timeout = self.config.store_timeout;
-        match tokio::time::timeout(timeout, self.store.append(commit)).await {
-            Ok(Ok(())) => {
-                self.commits.send_modify(|count| *count += 1);
-                self.metrics
-                    .events_appended
-                    .inc_by(commit.events.len() as u64);
-                self.metrics
-                    .snapshots_written
-                    .inc_by(commit.snapshots.len() as u64);
-                Ok(())
-            }
-            Ok(Err(error)) => Err(error),
-            // The append may still complete after we stop waiting.
-            Err(_) => Err(AppendError::Ambiguous(format!(
-                "no answer within {} ms",
-                timeout.as_millis()
-            ))),
-        }
+    /// Appends through the group committer, within the store timeout: an
+    /// append still unanswered by then is ambiguous (it may yet land).
+    async fn append(&self, commit: Commit) -> Result<(), AppendError> {
+        let (events, snapshots) = (commit.events.len(), commit.snapshots.len());
+        self.committer.append(commit).await?;
+        self.commits.send_modify(|count| *count += 1);
+        self.metrics.events_appended.inc_by(events as u64);
+        self.metrics.snapshots_written.inc_by(snapshots as u64);
+        Ok(())
     }
 }
 
@@ -488,24 +675,44 @@ fn refuse_unknown_accounts(command: &Command, parties: &Parties) -> Result<(), R
     Ok(())
 }
 
+/// What rule 4 says about a request's transactionId.
+enum Recorded {
+    /// It is recorded: the answer, whatever happened to the accounts since.
+    Answer(Result<Outcome, EngineError>),
+    /// The cache knows it on the target, but the source (whose record
+    /// would come first) is cached and may hold one the cache forgot.
+    OnlyTheStoreKnows,
+    /// Not recorded as far as the parties know: the business rules decide
+    /// (and on cached parties, the store's refusal of a recorded
+    /// transactionId on append sends the command to a load).
+    New,
+}
+
 /// Rule 4: a transactionId already recorded on either account decides the
 /// answer by itself, whatever happened to the accounts since — the
-/// identical operation is "already applied", any other is a reuse. `None`
-/// when the transactionId is new, and the business rules decide.
-fn answer_for_recorded_transaction(
-    fingerprint: &Fingerprint,
-    parties: &Parties,
-) -> Option<Result<Outcome, EngineError>> {
-    let record = parties.all().find_map(|party| party.transaction.as_ref())?;
-    Some(if &record.fingerprint == fingerprint {
-        Ok(Outcome::AlreadyApplied)
-    } else {
-        Err(EngineError::TransactionReused {
-            account: record.account_id,
-            transaction_id: record.transaction_id,
-            recorded: record.fingerprint.0.clone(),
-        })
-    })
+/// identical operation is "already applied", any other is a reuse. A record
+/// is never changed or removed, so the cache's memory of one is as good as
+/// a load's, as long as no party before it might hold one unknown.
+fn answer_for_recorded_transaction(fingerprint: &Fingerprint, parties: &Parties) -> Recorded {
+    let mut all_known_so_far = true;
+    for party in parties.all() {
+        if let Some(record) = &party.transaction {
+            if !all_known_so_far {
+                return Recorded::OnlyTheStoreKnows;
+            }
+            return Recorded::Answer(if &record.fingerprint == fingerprint {
+                Ok(Outcome::AlreadyApplied)
+            } else {
+                Err(EngineError::TransactionReused {
+                    account: record.account_id,
+                    transaction_id: record.transaction_id,
+                    recorded: record.fingerprint.0.clone(),
+                })
+            });
+        }
+        all_known_so_far &= party.loaded;
+    }
+    Recorded::New
 }
 
 fn command_kind(command: &Command) -> &'static str {

@@ -269,6 +269,7 @@ pub struct InstrumentedStore {
     appends: Calls,
     appends_applied: AtomicUsize,
     append_log: Mutex<Vec<AppendCall>>,
+    batch_log: Mutex<Vec<usize>>,
 }
 
 impl InstrumentedStore {
@@ -283,6 +284,7 @@ impl InstrumentedStore {
             appends: Calls::default(),
             appends_applied: AtomicUsize::new(0),
             append_log: Mutex::default(),
+            batch_log: Mutex::default(),
         }))
     }
 
@@ -374,6 +376,15 @@ impl InstrumentedStore {
             .clone()
     }
 
+    /// The number of members of every `append_batch` that got past the gate
+    /// and delay, in order (a single append is a batch of one).
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batch_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The members the wrapped store accepted are counted as applied.
     async fn write(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
         let results = self.inner.append_batch(commits).await;
@@ -392,6 +403,10 @@ impl InstrumentedStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(calls);
+        self.batch_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(commits.len());
     }
 }
 
@@ -487,6 +502,7 @@ mod tests {
         assert_eq!(store.appends_attempted(), 3, "each member counted");
         assert_eq!(store.appends_applied(), 2);
         assert_eq!(store.append_calls().len(), 3);
+        assert_eq!(store.batch_sizes(), [1, 2]);
     }
 
     #[tokio::test]

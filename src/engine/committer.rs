@@ -1,0 +1,157 @@
+//! Group commit: the commits of commands that arrive together go to the
+//! store in one [`EventStore::append_batch`] — one transaction, one WAL
+//! flush — and each command gets its own member's answer.
+//!
+//! One task per engine writes one batch at a time; whatever arrives while a
+//! batch is in the store is the next batch (natural batching: no timer, so
+//! a lone command waits for nothing, and under load batches grow by
+//! themselves), up to [`BATCH_MAX`] members. The task is spawned on the
+//! first append, on the runtime of the caller (so an engine built outside a
+//! runtime, or used from a new one after the old one stopped, still works),
+//! and ends when the engine is dropped.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::Histogram;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{AppendError, Commit, EventStore};
+
+/// Most members of one batch: large batches amortise the flush, but one
+/// member's conflict can split a SQL batch into single writes, and a batch
+/// holds its callers until the slowest member is written.
+pub const BATCH_MAX: usize = 64;
+
+type Answer = Result<(), AppendError>;
+
+struct Pending {
+    commit: Commit,
+    reply: oneshot::Sender<Answer>,
+}
+
+pub struct Committer {
+    store: Arc<dyn EventStore>,
+    timeout: Duration,
+    batch_sizes: Histogram,
+    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+}
+
+impl Committer {
+    pub fn new(store: Arc<dyn EventStore>, timeout: Duration, batch_sizes: Histogram) -> Self {
+        Committer {
+            store,
+            timeout,
+            batch_sizes,
+            queue: Mutex::new(None),
+        }
+    }
+
+    /// Appends `commit` with whatever else is waiting. The answer is the
+    /// store's for this member; a batch that does not answer within the
+    /// store timeout (counted from now, so also a wait behind the batch
+    /// before) is ambiguous for every member: it may still land.
+    pub async fn append(&self, commit: Commit) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Pending { commit, reply });
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(answer)) => answer,
+            // The task stopped with the runtime: the batch may have been sent.
+            Ok(Err(_)) => Err(AppendError::Ambiguous(
+                "the group committer stopped".to_owned(),
+            )),
+            Err(_) => Err(self.no_answer()),
+        }
+    }
+
+    fn no_answer(&self) -> AppendError {
+        AppendError::Ambiguous(format!("no answer within {} ms", self.timeout.as_millis()))
+    }
+
+    fn enqueue(&self, pending: Pending) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = match queue.as_ref() {
+            Some(sender) => match sender.send(pending) {
+                Ok(()) => return,
+                // The task is gone with the runtime it ran on.
+                Err(mpsc::error::SendError(pending)) => pending,
+            },
+            None => pending,
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let sent = sender.send(pending);
+        debug_assert!(sent.is_ok(), "the receiver is right here");
+        tokio::spawn(write_batches(
+            self.store.clone(),
+            receiver,
+            self.timeout,
+            self.batch_sizes.clone(),
+        ));
+        *queue = Some(sender);
+    }
+}
+
+/// The committer's task: takes everything waiting (up to [`BATCH_MAX`]),
+/// writes it as one batch, answers each member, and again.
+async fn write_batches(
+    store: Arc<dyn EventStore>,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    timeout: Duration,
+    batch_sizes: Histogram,
+) {
+    let mut waiting = Vec::with_capacity(BATCH_MAX);
+    while queue.recv_many(&mut waiting, BATCH_MAX).await > 0 {
+        // A caller that stopped waiting (timed out, or its request was
+        // dropped) has answered "unknown" already; not sending its commit
+        // keeps that answer's window as small as it can be.
+        let (commits, replies): (Vec<Commit>, Vec<oneshot::Sender<Answer>>) = waiting
+            .drain(..)
+            .filter(|pending| !pending.reply.is_closed())
+            .map(|pending| (pending.commit, pending.reply))
+            .unzip();
+        if commits.is_empty() {
+            continue;
+        }
+        batch_sizes.observe(commits.len() as f64);
+        let mut replies = replies;
+        let written = tokio::select! {
+            biased;
+            // Nobody waits for the batch any more: it is dropped as a single
+            // append was with its request, so that a request that gave up
+            // before its commit was written leaves nothing behind.
+            () = all_closed(&mut replies) => continue,
+            written = tokio::time::timeout(timeout, store.append_batch(&commits)) => written,
+        };
+        let answers = match written {
+            Ok(answers) if answers.len() == commits.len() => answers,
+            // A store that miscounts its answers cannot say which landed.
+            Ok(answers) => vec![
+                Err(AppendError::Ambiguous(format!(
+                    "a batch of {} was answered with {} results",
+                    commits.len(),
+                    answers.len()
+                )));
+                commits.len()
+            ],
+            // The batch may still complete after we stop waiting.
+            Err(_) => vec![
+                Err(AppendError::Ambiguous(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                )));
+                commits.len()
+            ],
+        };
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            // A caller gone meanwhile has answered "unknown" already.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Completes when every caller has stopped waiting.
+async fn all_closed(replies: &mut [oneshot::Sender<Answer>]) {
+    for reply in replies {
+        reply.closed().await;
+    }
+}
