@@ -7,6 +7,7 @@ pub mod bugs;
 pub mod check;
 pub mod client;
 pub mod histories;
+pub mod landing;
 pub mod net;
 pub mod plan;
 pub mod store;

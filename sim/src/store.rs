@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accounts::store::{AppendError, Commit, EventStore, MemoryStore, StoreError};
+use accounts::store::{AppendError, Commit, EventStore, StoreError};
 use async_trait::async_trait;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -31,7 +31,7 @@ pub struct Injected {
 }
 
 pub struct FaultyStore {
-    inner: Arc<MemoryStore>,
+    inner: Arc<dyn EventStore>,
     windows: Vec<StoreWindow>,
     base_latency: Duration,
     rng: Mutex<Xoshiro256PlusPlus>,
@@ -50,7 +50,7 @@ struct Hits {
 
 impl FaultyStore {
     pub fn new(
-        inner: Arc<MemoryStore>,
+        inner: Arc<dyn EventStore>,
         windows: Vec<StoreWindow>,
         base_latency: Duration,
         seed: u64,

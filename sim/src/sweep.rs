@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 5] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 15] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -26,6 +26,31 @@ pub const BUG_NAMES: [(PlantedBug, &str); 5] = [
     (
         PlantedBug::SuccessOnAmbiguousCommit,
         "success-on-ambiguous-commit",
+    ),
+    (
+        PlantedBug::AppendWithoutSequenceCheck,
+        "append-without-sequence-check",
+    ),
+    (PlantedBug::RecordOnSourceOnly, "record-on-source-only"),
+    (PlantedBug::AckBeforeCommit, "ack-before-commit"),
+    (
+        PlantedBug::InsufficientAtExactBalance,
+        "insufficient-at-exact-balance",
+    ),
+    (
+        PlantedBug::ZeroSelfTransferAccepted,
+        "zero-self-transfer-accepted",
+    ),
+    (PlantedBug::StaleStateRead, "stale-state-read"),
+    (
+        PlantedBug::EventsPageMissesNewest,
+        "events-page-misses-newest",
+    ),
+    (PlantedBug::RefusalAsSuccess, "refusal-as-success"),
+    (PlantedBug::ClosedAsNotFound, "closed-as-not-found"),
+    (
+        PlantedBug::DepositSkipsOwnerCheck,
+        "deposit-skips-owner-check",
     ),
 ];
 
@@ -71,6 +96,8 @@ pub struct Coverage {
     pub ambiguous_lost: u64,
     pub conflicts: u64,
     pub ambiguous_seen: u64,
+    /// Seeds that reached each of the contract's branches (`check::BRANCHES`).
+    pub branches: BTreeMap<&'static str, u64>,
 }
 
 impl Coverage {
@@ -84,6 +111,17 @@ impl Coverage {
         self.ambiguous_lost += count(summary.ambiguous_lost > 0);
         self.conflicts += count(summary.conflicts > 0);
         self.ambiguous_seen += count(summary.ambiguous_seen > 0);
+        for branch in &summary.branches {
+            *self.branches.entry(branch).or_default() += 1;
+        }
+    }
+
+    /// Every branch of `check::BRANCHES` with the seeds that reached it.
+    pub fn branch_counts(&self) -> Vec<(&'static str, u64)> {
+        crate::check::BRANCHES
+            .iter()
+            .map(|branch| (*branch, self.branches.get(branch).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// One line: the share of `ran` seeds that saw each.
@@ -99,7 +137,11 @@ impl Coverage {
             share(self.ambiguous_lost),
             share(self.ambiguous_seen),
             share(self.conflicts),
-        )
+        ) + &self
+            .branch_counts()
+            .iter()
+            .map(|(branch, seeds)| format!(", {branch} {:.0}%", share(*seeds)))
+            .collect::<String>()
     }
 }
 
