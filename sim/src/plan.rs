@@ -243,8 +243,8 @@ impl Plan {
     pub fn from_seed(seed: u64) -> Plan {
         let mut rng = Draw(Xoshiro256PlusPlus::seed_from_u64(seed));
         let instances = 2 + rng.below(2) as usize;
-        let accounts = 2 + rng.below(3) as usize;
-        let client_count = 2 + rng.below(3) as usize;
+        let accounts = 2 + rng.below(2) as usize;
+        let client_count = 3 + rng.below(2) as usize;
         let auth = rng.below(3) == 0;
         let world = World {
             instances,
@@ -310,7 +310,7 @@ impl Plan {
             faults,
             store_windows,
             latency_max_ms: 1 + rng.below(40),
-            store_latency_ms: 1 + rng.below(5),
+            store_latency_ms: 1 + rng.below(20),
             fail_rate,
             snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
             auth,
@@ -413,7 +413,7 @@ fn caller_for(rng: &mut Draw, world: &World, action: &Action) -> Who {
 fn amount(rng: &mut Draw) -> i64 {
     match rng.below(40) {
         0 | 1 => 0,
-        2 => i64::MAX - rng.below(50) as i64,
+        2..=4 => i64::MAX - rng.below(50) as i64,
         _ => 1 + rng.below(30) as i64,
     }
 }
@@ -469,7 +469,7 @@ fn random_op(rng: &mut Draw, world: &World) -> Op {
         resend: rng.below(6) == 0,
         reuse: None,
         caller: Who::Anyone,
-        overlap: rng.below(6) == 0,
+        overlap: rng.below(4) == 0,
     }
 }
 

@@ -34,7 +34,7 @@ use crate::trace::Trace;
 pub const EPOCH_SECONDS: u64 = 1_767_225_600;
 /// turmoil advances in fixed ticks; idle ticks cost CPU, so a coarse tick
 /// is much faster, at the price of coarser timing.
-pub const TICK: Duration = Duration::from_millis(5);
+pub const TICK: Duration = Duration::from_millis(2);
 /// Room after the liveness bound for slow clients to finish their
 /// fault-phase operations; past it the run fails as stuck.
 const DURATION_SLACK: Duration = Duration::from_secs(90);
