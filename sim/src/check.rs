@@ -30,9 +30,9 @@ pub struct AccountLog {
     pub id: AccountId,
     /// Every event, from sequence number 1.
     pub events: Vec<RecordedEvent>,
-    /// When each event landed (same index as `events`), in the time of the
-    /// requests' windows; an upper bound will do where the exact time is
-    /// unknown.
+    /// When each event landed (same index as `events`), on the clock of the
+    /// requests' windows, to within `History::skew` either way (a runner
+    /// that knows landing times only roughly widens the skew).
     pub landed: Vec<Duration>,
     /// What a load returns: the latest snapshot and the events after it.
     pub loaded: Loaded,
@@ -50,8 +50,8 @@ pub struct History<'a> {
     /// Every operation, with every attempt's window and reply.
     pub records: &'a [OpRecord],
     /// How far apart two hosts' clocks may read at one moment (turmoil
-    /// advances each host through a tick on its own): every window is
-    /// widened by it on both sides.
+    /// advances each host through a tick on its own), and so how far off a
+    /// landing time may be: every window is widened by it on both sides.
     pub skew: Duration,
 }
 
