@@ -1,23 +1,35 @@
 //! Planted bugs for the self-test (`sim --self-test`): broken variants of
 //! the service that the checker must catch. Each is a decorator around a
 //! seam the service already has — the `EventStore` the engine is given, or
-//! its `StateCache` — so the production engine carries no test branch, and
-//! a bug is chosen at run time (never a Cargo feature, which would unify
-//! into the service's build).
+//! its `StateCache`, or the router the instance serves (a layer in front
+//! of it) — so the production code carries no test branch, and a bug is
+//! chosen at run time (never a Cargo feature, which would unify into the
+//! service's build).
 //!
-//! Each decorator makes the engine behave as the engine bug it is named
-//! after would: the engine still runs its real code, but on what the store
-//! shows it or does with what it sends.
+//! Each decorator makes the service behave as the bug it is named after
+//! would: the engine still runs its real code, but on what the store shows
+//! it or does with what it sends, and the client sees what the layer makes
+//! of the answer. They are chosen as an attacker of the checker would: most
+//! show only in a rare interleaving or on one branch of the contract.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::engine::{CachedAccount, LruStateCache, StateCache};
+use accounts::http::{ApiError, ErrorBody, ErrorCode};
 use accounts::store::{
     AppendError, Commit, EventStore, Loaded, RecordedEvent, Snapshot, StoreError,
 };
 use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use testkit::{Decorated, Decorator};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,17 +49,86 @@ pub enum PlantedBug {
     /// left, instead of dropping the accounts: the next command is decided
     /// on a state the account never had.
     CacheKeepsRefusedCommit,
+    /// Store: an append that lost the race for its sequence number is
+    /// renumbered after the winner and written anyway (last writer wins).
+    AppendWithoutSequenceCheck,
+    /// Idempotency: a transfer's transactionId is found on its source only;
+    /// its record on the target is lost.
+    RecordOnSourceOnly,
+    /// Engine: an append is acknowledged at once and written a little later
+    /// (an acknowledgement before durability).
+    AckBeforeCommit,
+    /// Domain: a withdrawal or transfer of exactly the balance is refused
+    /// as insufficient (`<` written `<=`).
+    InsufficientAtExactBalance,
+    /// Domain, order of checks: a zero-amount transfer to oneself answers
+    /// 204 (the zero check before the self-transfer one).
+    ZeroSelfTransferAccepted,
+    /// Reads: a state read is served from the instance's previous read of
+    /// that account (a cache one write behind).
+    StaleStateRead,
+    /// Reads: an event page that reaches the head of the stream misses the
+    /// newest event.
+    EventsPageMissesNewest,
+    /// HTTP: an insufficient-balance refusal is answered 204.
+    RefusalAsSuccess,
+    /// HTTP: a closed account's refusal is answered as an unknown one (404).
+    ClosedAsNotFound,
+    /// Authentication: deposits skip the owner check (anyone's token may
+    /// deposit to anyone's account).
+    DepositSkipsOwnerCheck,
+}
+
+/// Where a planted bug sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    Store,
+    Idempotency,
+    Engine,
+    Domain,
+    Reads,
+    Http,
+    Auth,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
         PlantedBug::StaleSnapshot,
         PlantedBug::SuccessOnAmbiguousCommit,
         PlantedBug::CacheKeepsRefusedCommit,
+        PlantedBug::AppendWithoutSequenceCheck,
+        PlantedBug::RecordOnSourceOnly,
+        PlantedBug::AckBeforeCommit,
+        PlantedBug::InsufficientAtExactBalance,
+        PlantedBug::ZeroSelfTransferAccepted,
+        PlantedBug::StaleStateRead,
+        PlantedBug::EventsPageMissesNewest,
+        PlantedBug::RefusalAsSuccess,
+        PlantedBug::ClosedAsNotFound,
+        PlantedBug::DepositSkipsOwnerCheck,
     ];
+
+    pub fn layer(self) -> Layer {
+        match self {
+            PlantedBug::TransferAsTwoAppends
+            | PlantedBug::StaleSnapshot
+            | PlantedBug::AppendWithoutSequenceCheck => Layer::Store,
+            PlantedBug::SkipIdempotencyCheck | PlantedBug::RecordOnSourceOnly => Layer::Idempotency,
+            PlantedBug::RetryWithoutReload
+            | PlantedBug::SuccessOnAmbiguousCommit
+            | PlantedBug::AckBeforeCommit
+            | PlantedBug::CacheKeepsRefusedCommit => Layer::Engine,
+            PlantedBug::InsufficientAtExactBalance | PlantedBug::ZeroSelfTransferAccepted => {
+                Layer::Domain
+            }
+            PlantedBug::StaleStateRead | PlantedBug::EventsPageMissesNewest => Layer::Reads,
+            PlantedBug::RefusalAsSuccess | PlantedBug::ClosedAsNotFound => Layer::Http,
+            PlantedBug::DepositSkipsOwnerCheck => Layer::Auth,
+        }
+    }
 }
 
 /// The state cache an instance with `bug` planted uses, `None` for the
@@ -84,7 +165,176 @@ pub fn plant(bug: PlantedBug, store: Arc<dyn EventStore>) -> Arc<dyn EventStore>
         inner: store,
         bug,
         served: Mutex::default(),
+        last_read: Mutex::default(),
     }))
+}
+
+/// The router an instance with `bug` planted serves: the real one, behind
+/// a layer for the bugs that live in front of it. `store` is the instance's
+/// store, for layers that look at an account; `admin_token` is a token with
+/// the admin scope (authentication on).
+pub fn wrap_router(
+    bug: PlantedBug,
+    router: Router,
+    store: Arc<dyn EventStore>,
+    admin_token: String,
+) -> Router {
+    let layered = matches!(
+        bug,
+        PlantedBug::InsufficientAtExactBalance
+            | PlantedBug::ZeroSelfTransferAccepted
+            | PlantedBug::RefusalAsSuccess
+            | PlantedBug::ClosedAsNotFound
+            | PlantedBug::DepositSkipsOwnerCheck
+    );
+    if !layered {
+        return router;
+    }
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let store = store.clone();
+            let admin_token = admin_token.clone();
+            async move { buggy_layer(bug, store, admin_token, request, next).await }
+        },
+    ))
+}
+
+/// A money operation as a layer in front of the router reads it from the
+/// request target (either URL style).
+struct Operation {
+    kind: &'static str,
+    account: Option<AccountId>,
+    target: Option<AccountId>,
+    amount: Option<i64>,
+}
+
+fn operation(request: &Request) -> Option<Operation> {
+    if request.method() != Method::PUT {
+        return None;
+    }
+    let path = request.uri().path().strip_prefix("/api/account/")?;
+    let (account, path_kind) = match path.split_once('/') {
+        Some((account, kind)) => (account, Some(kind)),
+        None => (path, None),
+    };
+    let parameters: BTreeMap<&str, &str> = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .collect();
+    let (kind, target, amount) = match path_kind {
+        Some("deposit") => ("deposit", None, parameters.get("amount")),
+        Some("withdraw") => ("withdraw", None, parameters.get("amount")),
+        Some("transfer") => (
+            "transfer",
+            parameters.get("targetAccount"),
+            parameters.get("amount"),
+        ),
+        Some(_) => return None,
+        None if parameters.contains_key("deposit") => ("deposit", None, parameters.get("deposit")),
+        None if parameters.contains_key("withdraw") => {
+            ("withdraw", None, parameters.get("withdraw"))
+        }
+        None => (
+            "transfer",
+            Some(parameters.get("transfer")?),
+            parameters.get("amount"),
+        ),
+    };
+    Some(Operation {
+        kind,
+        account: AccountId::parse(account).ok(),
+        target: target.and_then(|t| AccountId::parse(t).ok()),
+        amount: amount.and_then(|a| a.parse().ok()),
+    })
+}
+
+async fn buggy_layer(
+    bug: PlantedBug,
+    store: Arc<dyn EventStore>,
+    admin_token: String,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let operation = operation(&request);
+    match (bug, &operation) {
+        (PlantedBug::InsufficientAtExactBalance, Some(op))
+            if matches!(op.kind, "withdraw" | "transfer") =>
+        {
+            if let (Some(account), Some(amount)) = (op.account, op.amount)
+                && amount > 0
+                && let Ok(loaded) = store.load(account, None).await
+                && matches!(loaded.fold().0, Account::Open { balance, .. } if balance == amount)
+            {
+                return ApiError::new(
+                    ErrorCode::InsufficientBalance,
+                    format!("account {account}: insufficient balance"),
+                )
+                .into_response();
+            }
+        }
+        (PlantedBug::ZeroSelfTransferAccepted, Some(op))
+            if op.kind == "transfer" && op.amount == Some(0) && op.account == op.target =>
+        {
+            if let Some(account) = op.account
+                && let Ok(loaded) = store.load(account, None).await
+                && matches!(loaded.fold().0, Account::Open { .. })
+            {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+        }
+        (PlantedBug::DepositSkipsOwnerCheck, Some(op)) if op.kind == "deposit" => {
+            if request.headers().contains_key(header::AUTHORIZATION)
+                && let Ok(value) = HeaderValue::from_str(&format!("Bearer {admin_token}"))
+            {
+                request.headers_mut().insert(header::AUTHORIZATION, value);
+            }
+        }
+        _ => {}
+    }
+    let response = next.run(request).await;
+    match bug {
+        PlantedBug::RefusalAsSuccess => {
+            rewrite_error(response, |code| {
+                (code == ErrorCode::InsufficientBalance)
+                    .then(|| StatusCode::NO_CONTENT.into_response())
+            })
+            .await
+        }
+        PlantedBug::ClosedAsNotFound => {
+            rewrite_error(response, |code| {
+                (code == ErrorCode::AccountClosed).then(|| {
+                    ApiError::new(ErrorCode::AccountNotFound, "account not found").into_response()
+                })
+            })
+            .await
+        }
+        _ => response,
+    }
+}
+
+/// Replaces an error answer whose code `replace` picks; other answers pass
+/// unchanged.
+async fn rewrite_error(
+    response: Response,
+    replace: impl FnOnce(ErrorCode) -> Option<Response>,
+) -> Response {
+    if !response.status().is_client_error() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let code = serde_json::from_slice::<ErrorBody>(&bytes)
+        .ok()
+        .map(|e| e.code);
+    match code.and_then(replace) {
+        Some(replaced) => replaced,
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 struct BuggyStore {
@@ -94,6 +344,8 @@ struct BuggyStore {
     /// last load for that request showed, and whether the next load must
     /// show it again (after that request's append failed).
     served: Mutex<BTreeMap<(AccountId, TransactionId), Served>>,
+    /// For `StaleStateRead`: per account, what the previous state read got.
+    last_read: Mutex<BTreeMap<AccountId, Loaded>>,
 }
 
 struct Served {
@@ -159,10 +411,38 @@ impl BuggyStore {
                 self.after_append(commit, &result);
                 result
             }
-            PlantedBug::SkipIdempotencyCheck | PlantedBug::CacheKeepsRefusedCommit => {
-                self.inner.append(commit).await
+            PlantedBug::AppendWithoutSequenceCheck => match self.inner.append(commit).await {
+                Err(AppendError::Conflict(_)) => self.append_after_head(commit).await,
+                other => other,
+            },
+            PlantedBug::AckBeforeCommit => {
+                let (inner, commit) = (self.inner.clone(), commit.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = inner.append(&commit).await;
+                });
+                Ok(())
             }
+            _ => self.inner.append(commit).await,
         }
+    }
+
+    /// `AppendWithoutSequenceCheck`: the commit renumbered to follow what
+    /// is there now, and written.
+    async fn append_after_head(&self, commit: &Commit) -> Result<(), AppendError> {
+        let mut renumbered = commit.clone();
+        for account in commit.accounts() {
+            let head = self.inner.load(account, None).await?.fold().1;
+            for event in renumbered
+                .events
+                .iter_mut()
+                .filter(|e| e.account_id == account)
+            {
+                event.sequence_number = head + 1;
+            }
+            renumbered.snapshots.retain(|s| s.account_id != account);
+        }
+        self.inner.append(&renumbered).await
     }
 
     async fn append_in_parts(&self, commit: &Commit) -> Result<(), AppendError> {
@@ -229,9 +509,38 @@ impl Decorator for BuggyStore {
             (PlantedBug::RetryWithoutReload, Some(transaction)) => {
                 loaded = self.maybe_stale(account, transaction, loaded);
             }
+            (PlantedBug::RecordOnSourceOnly, Some(_)) => {
+                let target_side = format!("to={account} ");
+                if loaded
+                    .transaction
+                    .as_ref()
+                    .is_some_and(|r| r.fingerprint.0.contains(&target_side))
+                {
+                    loaded.transaction = None;
+                }
+            }
+            (PlantedBug::StaleStateRead, None) => {
+                let mut last = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(previous) = last.insert(account, loaded.clone()) {
+                    loaded = previous;
+                }
+            }
             _ => {}
         }
         Ok(loaded)
+    }
+
+    async fn events(
+        &self,
+        account: AccountId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = self.inner.events(account, from, limit).await?;
+        if self.bug == PlantedBug::EventsPageMissesNewest && events.len() < limit {
+            events.pop();
+        }
+        Ok(events)
     }
 
     /// The members one after the other, each through the planted bug.

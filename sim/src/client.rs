@@ -1,5 +1,5 @@
-//! Client hosts: each sends its planned operations one after another over
-//! HTTP, retries after a timeout or an inconclusive answer with the same
+//! Client hosts: each sends its planned operations in order over HTTP (an
+//! operation marked `overlap` stays in flight while the next starts), retries after a timeout or an inconclusive answer with the same
 //! transactionId (on the next instance), sometimes sends a request that
 //! already succeeded once more, and records every reply it saw. Once the
 //! faults have healed, it drives every operation still without a definitive
@@ -9,12 +9,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use accounts::domain::TransactionId;
+use accounts::domain::{Timestamp, TransactionId};
 use accounts::http::ErrorCode;
-use testkit::{ApiRequest, Client as ApiClient, Reply};
+use testkit::{ApiRequest, Client as ApiClient, Reply, Tokens};
 
 use crate::net::TurmoilHost;
-use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan};
+use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan, Who};
 use crate::trace::Trace;
 
 /// Longer than the service needs for one request without faults, shorter
@@ -37,7 +37,10 @@ pub enum Phase {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attempt {
+    /// When the request was sent (virtual time since the run's start).
     pub at: Duration,
+    /// When its reply (or the lack of one) came.
+    pub answered: Duration,
     pub phase: Phase,
     pub instance: usize,
     pub reply: Reply,
@@ -50,6 +53,8 @@ pub struct OpRecord {
     pub index: usize,
     pub action: Action,
     pub transaction: Option<TransactionId>,
+    /// Who sent it: with authentication on, its token's subject or admin.
+    pub caller: Who,
     pub attempts: Vec<Attempt>,
 }
 
@@ -81,12 +86,35 @@ pub fn verdict(action: &Action, reply: &Reply) -> Verdict {
     }
 }
 
+/// The transactionId an operation sends: its own, or the earlier one it reuses.
+pub fn transaction_of(plan: &Plan, client: usize, index: usize) -> TransactionId {
+    let op = &plan.clients[client][index];
+    plan.transaction_id(client, op.reuse.unwrap_or(index))
+}
+
+/// Tokens the simulated instances accept: HS256 with the kit's secret,
+/// issued when virtual time starts.
+pub fn tokens(epoch_millis: i64) -> Tokens {
+    Tokens::with_secret(testkit::auth::SECRET).issued_at(Timestamp::from_unix_millis(epoch_millis))
+}
+
+/// The token `who` carries (`None` with authentication off).
+pub fn token(plan: &Plan, tokens: &Tokens, who: Who) -> Option<String> {
+    if !plan.auth {
+        return None;
+    }
+    Some(match who {
+        Who::Anyone | Who::Admin => tokens.admin(),
+        Who::Owner(owner) => tokens.owner(plan.owner_id(owner)),
+    })
+}
+
 /// The request an operation sends, every time.
 pub fn request(plan: &Plan, client: usize, index: usize, op: &Op) -> ApiRequest {
     let id = |account: usize| plan.account_id(account);
-    let transaction = plan.transaction_id(client, index);
+    let transaction = transaction_of(plan, client, index);
     match op.action {
-        Action::Open { account } => ApiRequest::open(id(account), plan.owner_id(account)),
+        Action::Open { account, owner } => ApiRequest::open(id(account), plan.owner_id(owner)),
         Action::Deposit { account, amount } => {
             ApiRequest::deposit(op.style, id(account), amount, transaction)
         }
@@ -98,7 +126,11 @@ pub fn request(plan: &Plan, client: usize, index: usize, op: &Op) -> ApiRequest 
         }
         Action::Close { account } => ApiRequest::close_with(id(account), transaction),
         Action::GetState { account } => ApiRequest::state(id(account)),
-        Action::GetEvents { account } => ApiRequest::events(id(account)),
+        Action::GetEvents {
+            account,
+            from,
+            limit,
+        } => ApiRequest::events_page(id(account), Some(from), limit),
     }
 }
 
@@ -106,6 +138,8 @@ pub struct Client {
     pub client: usize,
     pub ops: Vec<Op>,
     pub requests: Vec<ApiRequest>,
+    /// Each operation's bearer token, when authentication is on.
+    pub tokens: Vec<Option<String>>,
     pub transactions: Vec<Option<TransactionId>>,
     pub instances: usize,
     pub heal_at: Duration,
@@ -114,60 +148,71 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(plan: &Plan, client: usize, trace: Trace) -> Client {
+    pub fn new(plan: &Plan, client: usize, minted: &Tokens, trace: Trace) -> Client {
         let ops = plan.clients[client].clone();
         let requests = ops
             .iter()
             .enumerate()
             .map(|(index, op)| request(plan, client, index, op))
             .collect();
-        let transactions = ops
+        let tokens = ops
+            .iter()
+            .map(|op| token(plan, minted, op.caller))
+            .collect();
+        let transactions: Vec<Option<TransactionId>> = ops
             .iter()
             .enumerate()
             .map(|(index, op)| {
                 op.action
                     .has_transaction()
-                    .then(|| plan.transaction_id(client, index))
+                    .then(|| transaction_of(plan, client, index))
+            })
+            .collect();
+        // Every operation's record exists from the start: with requests in
+        // flight at once, they are filled in any order.
+        let records = ops
+            .iter()
+            .enumerate()
+            .map(|(index, op)| OpRecord {
+                client,
+                index,
+                action: op.action.clone(),
+                transaction: transactions[index],
+                caller: op.caller,
+                attempts: Vec::new(),
             })
             .collect();
         Client {
             client,
             ops,
             requests,
+            tokens,
             transactions,
             instances: plan.instances,
             heal_at: Duration::from_millis(plan.heal_at_ms()),
             trace,
-            records: Rc::default(),
+            records: Rc::new(RefCell::new(records)),
         }
     }
 
     pub async fn run(self) -> turmoil::Result {
-        let mut pending = Vec::new();
-        for (index, op) in self.ops.iter().enumerate() {
-            tokio::time::sleep(Duration::from_millis(op.think_ms)).await;
-            self.records.borrow_mut().push(OpRecord {
-                client: self.client,
-                index,
-                action: op.action.clone(),
-                transaction: self.transactions[index],
-                attempts: Vec::new(),
-            });
-            let mut settled = self
-                .settle(index, Phase::First, FAULT_PHASE_ATTEMPTS, None)
-                .await;
-            if op.resend && settled == Some(Verdict::Success) {
-                settled = self
-                    .settle(index, Phase::Resend, FAULT_PHASE_ATTEMPTS, None)
-                    .await;
-            }
-            if settled.is_none() && op.action.is_write() {
-                pending.push(index);
+        let pending = RefCell::new(Vec::new());
+        let mut index = 0;
+        while index < self.ops.len() {
+            // An overlapping operation runs alongside the next one.
+            if self.ops[index].overlap && index + 1 < self.ops.len() {
+                tokio::join!(self.play(index, &pending), self.play(index + 1, &pending));
+                index += 2;
+            } else {
+                self.play(index, &pending).await;
+                index += 1;
             }
         }
+        let mut pending = pending.into_inner();
         if pending.is_empty() {
             return Ok(());
         }
+        pending.sort_unstable();
         let now = turmoil::sim_elapsed().unwrap_or_default();
         if now < self.heal_at {
             tokio::time::sleep(self.heal_at - now).await;
@@ -178,6 +223,25 @@ impl Client {
                 .await;
         }
         Ok(())
+    }
+
+    /// One operation of the fault phase: think, send until answered (or out
+    /// of attempts), maybe resend; a write left without an answer goes to
+    /// `pending`.
+    async fn play(&self, index: usize, pending: &RefCell<Vec<usize>>) {
+        let op = &self.ops[index];
+        tokio::time::sleep(Duration::from_millis(op.think_ms)).await;
+        let mut settled = self
+            .settle(index, Phase::First, FAULT_PHASE_ATTEMPTS, None)
+            .await;
+        if op.resend && settled == Some(Verdict::Success) {
+            settled = self
+                .settle(index, Phase::Resend, FAULT_PHASE_ATTEMPTS, None)
+                .await;
+        }
+        if settled.is_none() && op.action.is_write() {
+            pending.borrow_mut().push(index);
+        }
     }
 
     /// Sends the operation until it gets a definitive answer, at most
@@ -197,12 +261,13 @@ impl Client {
                 break;
             }
             let instance = (op.instance + attempt) % self.instances;
-            let api = ApiClient::new(TurmoilHost(INSTANCES[instance]));
-            let reply = api
-                .with_timeout(REQUEST_TIMEOUT)
-                .call(request.clone())
-                .reply()
-                .await;
+            let mut api =
+                ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(REQUEST_TIMEOUT);
+            if let Some(token) = &self.tokens[index] {
+                api = api.with_token(token.as_str());
+            }
+            let reply = api.call(request.clone()).reply().await;
+            let answered = turmoil::sim_elapsed().unwrap_or_default();
             self.trace.log(|| {
                 format!(
                     "{} #{index} {:?} via {}: {} {} -> {}",
@@ -217,6 +282,7 @@ impl Client {
             let verdict = verdict(&op.action, &reply);
             self.records.borrow_mut()[index].attempts.push(Attempt {
                 at: now,
+                answered,
                 phase,
                 instance,
                 reply,

@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use accounts::domain::{AccountId, TransactionId};
 use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, MemoryStore, PointInTime, RecordedEvent,
-    StoreError,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, RecordedEvent, StoreError,
 };
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -395,7 +394,7 @@ impl EventStore for RemoteStore {
 #[derive(Clone)]
 pub struct Database {
     /// The durable data: acknowledged commits survive a crash of the host.
-    pub data: Arc<MemoryStore>,
+    pub data: Arc<dyn EventStore>,
     pub faults: Arc<StoreFaults>,
     pub ledger: Arc<Ledger>,
     /// How long each append currently waits before it is applied, in ms:
@@ -404,7 +403,7 @@ pub struct Database {
 }
 
 impl Database {
-    pub fn new(data: Arc<MemoryStore>, faults: StoreFaults) -> Database {
+    pub fn new(data: Arc<dyn EventStore>, faults: StoreFaults) -> Database {
         Database {
             data,
             faults: Arc::new(faults),

@@ -9,26 +9,31 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
 
 use crate::plan::{
-    Action, CLIENTS, FAULT_PHASE_MS, Fault, FaultKind, Op, Plan, StoreFaultKind, StoreWindow, Style,
+    Action, CLIENTS, FAULT_PHASE_MS, Fault, FaultKind, OWNERS, Op, Plan, StoreFaultKind,
+    StoreWindow, Style, Who,
 };
 use crate::trace::Trace;
 use crate::world;
 
 fn action(accounts: usize) -> impl Strategy<Value = Action> {
     let account = 0..accounts;
-    let amount = 1..40i64;
+    let amount = 0..40i64;
     prop_oneof![
         3 => (account.clone(), amount.clone()).prop_map(|(account, amount)| Action::Deposit { account, amount }),
         2 => (account.clone(), amount.clone()).prop_map(|(account, amount)| Action::Withdraw { account, amount }),
-        3 => (account.clone(), 1..accounts, amount).prop_map(move |(from, offset, amount)| Action::Transfer {
+        3 => (account.clone(), 0..accounts, amount).prop_map(move |(from, offset, amount)| Action::Transfer {
             from,
             to: (from + offset) % accounts,
             amount,
         }),
-        2 => account.clone().prop_map(|account| Action::Open { account }),
+        2 => (account.clone(), 0..OWNERS).prop_map(move |(account, owner)| Action::Open {
+            account,
+            owner: if owner < accounts { account } else { owner },
+        }),
         1 => account.clone().prop_map(|account| Action::Close { account }),
         1 => account.clone().prop_map(|account| Action::GetState { account }),
-        1 => account.prop_map(|account| Action::GetEvents { account }),
+        1 => (account, 1..4u64, prop::option::of(1..4u64))
+            .prop_map(|(account, from, limit)| Action::GetEvents { account, from, limit }),
     ]
 }
 
@@ -39,13 +44,17 @@ fn op(instances: usize, accounts: usize) -> impl Strategy<Value = Op> {
         any::<bool>(),
         0..instances,
         prop::bool::weighted(0.2),
+        prop::bool::weighted(0.15),
     )
-        .prop_map(|(think_ms, action, path, instance, resend)| Op {
+        .prop_map(|(think_ms, action, path, instance, resend, overlap)| Op {
             think_ms,
             action,
             style: if path { Style::Path } else { Style::Query },
             instance,
             resend,
+            reuse: None,
+            caller: Who::Anyone,
+            overlap,
         })
 }
 
@@ -115,6 +124,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                             store_latency_ms,
                             fail_rate: 0.0,
                             snapshot_every,
+                            auth: false,
                             bug,
                             db_faults,
                         }

@@ -9,6 +9,7 @@ pub mod client;
 pub mod db;
 pub mod dbplan;
 pub mod histories;
+pub mod landing;
 pub mod live;
 pub mod net;
 pub mod plan;

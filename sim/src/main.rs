@@ -183,25 +183,34 @@ fn seeds(seeds: std::ops::Range<u64>, bug: Option<PlantedBug>, threads: usize) -
 }
 
 fn self_test(threads: usize) -> ExitCode {
+    println!(
+        "{:<32} {:<12} {:>5}  first violation",
+        "planted bug", "layer", "seed"
+    );
+    let mut replays = Vec::new();
     let catches = sweep::self_test(threads, |catch| match &catch.caught {
         Some(failure) => {
             println!(
-                "caught {:<28} with seed {:>3}: {}",
+                "{:<32} {:<12} {:>5}  {}",
                 bug_name(catch.bug),
+                format!("{:?}", catch.bug.layer()),
                 failure.seed,
                 failure.violations[0]
             );
-            println!(
-                "  replay: {}",
-                replay_command(failure.seed, Some(catch.bug))
-            );
+            replays.push(replay_command(failure.seed, Some(catch.bug)));
         }
         None => println!(
-            "SURVIVED {}: no violation in {} seeds",
+            "{:<32} {:<12} {:>5}  SURVIVED: no violation in {} seeds",
             bug_name(catch.bug),
+            format!("{:?}", catch.bug.layer()),
+            "-",
             catch.seeds_run
         ),
     });
+    println!("replay any of them:");
+    for replay in &replays {
+        println!("  {replay}");
+    }
     let survivors = catches.iter().filter(|c| c.caught.is_none()).count();
     println!(
         "self-test: {} of {} planted bugs caught",

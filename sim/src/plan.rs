@@ -16,6 +16,10 @@ use uuid::Uuid;
 pub const INSTANCES: [&str; 3] = ["instance-0", "instance-1", "instance-2"];
 pub const CLIENTS: [&str; 4] = ["client-0", "client-1", "client-2", "client-3"];
 pub const ACCOUNTS_MAX: usize = 4;
+/// Owner indexes: each account `a` has its natural owner `a`; the indexes
+/// from `ACCOUNTS_MAX` on are strangers who own nothing until they open
+/// an account someone else meant to open.
+pub const OWNERS: usize = ACCOUNTS_MAX + 2;
 
 /// Faults start within this window; after the last one ends, everything
 /// heals and the liveness phase begins.
@@ -24,16 +28,49 @@ pub const FAULT_PHASE_MS: u64 = 3_000;
 /// The URL style an operation is sent in.
 pub use testkit::Style;
 
-/// One client operation; accounts are indexes into the plan's accounts.
+/// Who sends a request: with authentication off everyone is `Anyone`;
+/// with it on, a request carries a token for an owner (by index) or the
+/// admin scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    Anyone,
+    Owner(usize),
+    Admin,
+}
+
+/// One client operation; accounts and owners are indexes into the plan's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Open { account: usize },
-    Deposit { account: usize, amount: i64 },
-    Withdraw { account: usize, amount: i64 },
-    Transfer { from: usize, to: usize, amount: i64 },
-    Close { account: usize },
-    GetState { account: usize },
-    GetEvents { account: usize },
+    Open {
+        account: usize,
+        owner: usize,
+    },
+    Deposit {
+        account: usize,
+        amount: i64,
+    },
+    Withdraw {
+        account: usize,
+        amount: i64,
+    },
+    Transfer {
+        from: usize,
+        to: usize,
+        amount: i64,
+    },
+    Close {
+        account: usize,
+    },
+    GetState {
+        account: usize,
+    },
+    /// One page of the event stream: `from` (≥ 1) and `limit` (`None`: the
+    /// service's default).
+    GetEvents {
+        account: usize,
+        from: u64,
+        limit: Option<u64>,
+    },
 }
 
 impl Action {
@@ -50,12 +87,12 @@ impl Action {
 
     pub fn account(&self) -> usize {
         match *self {
-            Action::Open { account }
+            Action::Open { account, .. }
             | Action::Deposit { account, .. }
             | Action::Withdraw { account, .. }
             | Action::Close { account }
             | Action::GetState { account }
-            | Action::GetEvents { account } => account,
+            | Action::GetEvents { account, .. } => account,
             Action::Transfer { from, .. } => from,
         }
     }
@@ -64,7 +101,8 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Open { account } => write!(f, "open a{account}"),
+            Action::Open { account, owner } if *owner == *account => write!(f, "open a{account}"),
+            Action::Open { account, owner } => write!(f, "open a{account} for owner o{owner}"),
             Action::Deposit { account, amount } => write!(f, "deposit {amount} to a{account}"),
             Action::Withdraw { account, amount } => {
                 write!(f, "withdraw {amount} from a{account}")
@@ -74,7 +112,11 @@ impl fmt::Display for Action {
             }
             Action::Close { account } => write!(f, "close a{account}"),
             Action::GetState { account } => write!(f, "read state of a{account}"),
-            Action::GetEvents { account } => write!(f, "read events of a{account}"),
+            Action::GetEvents {
+                account,
+                from,
+                limit,
+            } => write!(f, "read events of a{account} from #{from}, limit {limit:?}"),
         }
     }
 }
@@ -90,6 +132,14 @@ pub struct Op {
     /// After a success, send the identical request again: it must answer
     /// the same and record nothing.
     pub resend: bool,
+    /// Send under the transactionId of this earlier operation of the same
+    /// client (a reuse for another operation: 422 where it was recorded).
+    pub reuse: Option<usize>,
+    /// Who sends it (the token it carries when authentication is on).
+    pub caller: Who,
+    /// Do not wait for this operation's answer before starting the next
+    /// one: two requests of the client in flight at once.
+    pub overlap: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +199,8 @@ pub struct Plan {
     /// poorly (one removed message shifts the whole random stream).
     pub fail_rate: f64,
     pub snapshot_every: u64,
+    /// Bearer tokens required: requests carry their caller's token.
+    pub auth: bool,
     pub bug: Option<PlantedBug>,
     /// Faults of the database host and its links (see `dbplan`).
     pub db_faults: Vec<DbFault>,
@@ -176,8 +228,14 @@ impl Plan {
         AccountId::from_uuid(derived_uuid(self.seed, 1, account as u64))
     }
 
-    pub fn owner_id(&self, account: usize) -> OwnerId {
-        OwnerId::from_uuid(derived_uuid(self.seed, 2, account as u64))
+    /// Owner `owner` (an index, see [`OWNERS`]); account `a`'s own owner is `a`.
+    pub fn owner_id(&self, owner: usize) -> OwnerId {
+        OwnerId::from_uuid(derived_uuid(self.seed, 2, owner as u64))
+    }
+
+    /// Every owner id, by index.
+    pub fn owner_ids(&self) -> Vec<OwnerId> {
+        (0..OWNERS).map(|owner| self.owner_id(owner)).collect()
     }
 
     pub fn transaction_id(&self, client: usize, op: usize) -> TransactionId {
@@ -189,10 +247,16 @@ impl Plan {
     pub fn from_seed(seed: u64) -> Plan {
         let mut rng = Draw(Xoshiro256PlusPlus::seed_from_u64(seed));
         let instances = 2 + rng.below(2) as usize;
-        let accounts = 2 + rng.below(3) as usize;
-        let client_count = 2 + rng.below(3) as usize;
+        let accounts = 2 + rng.below(2) as usize;
+        let client_count = 3 + rng.below(2) as usize;
+        let auth = rng.below(3) == 0;
+        let world = World {
+            instances,
+            accounts,
+            auth,
+        };
         let clients = (0..client_count)
-            .map(|client| client_ops(&mut rng, client, instances, accounts))
+            .map(|client| client_ops(&mut rng, client, &world))
             .collect();
         let mut faults = Vec::new();
         for _ in 0..rng.below(4) {
@@ -250,47 +314,153 @@ impl Plan {
             faults,
             store_windows,
             latency_max_ms: 1 + rng.below(40),
-            store_latency_ms: 1 + rng.below(5),
+            store_latency_ms: 1 + rng.below(20),
             fail_rate,
             snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
+            auth,
             bug: None,
             db_faults: crate::dbplan::draw(seed, instances),
         }
     }
 }
 
-fn client_ops(rng: &mut Draw, client: usize, instances: usize, accounts: usize) -> Vec<Op> {
+/// What operations are drawn against.
+struct World {
+    instances: usize,
+    accounts: usize,
+    auth: bool,
+}
+
+fn client_ops(rng: &mut Draw, client: usize, world: &World) -> Vec<Op> {
     let count = 6 + rng.below(12) as usize;
-    let mut ops = Vec::with_capacity(count + 1);
+    let mut ops: Vec<Op> = Vec::with_capacity(count + 1);
     // Every client starts by opening an account, so money has somewhere to go
     // early and opens race each other.
-    let mut first = random_op(rng, instances, accounts);
+    let mut first = random_op(rng, world);
+    let account = client % world.accounts;
     first.action = Action::Open {
-        account: client % accounts,
+        account,
+        owner: account,
     };
+    first.caller = caller_for(rng, world, &first.action);
     ops.push(first);
-    ops.extend((0..count).map(|_| random_op(rng, instances, accounts)));
+    for _ in 0..count {
+        let mut op = random_op(rng, world);
+        if rng.below(8) == 0 {
+            reuse_transaction(rng, &mut op, &ops);
+        }
+        op.caller = caller_for(rng, world, &op.action);
+        ops.push(op);
+    }
     ops
 }
 
-fn random_op(rng: &mut Draw, instances: usize, accounts: usize) -> Op {
+/// Turns `op` into another operation sent under the transactionId of an
+/// earlier one, on an account that operation touched (either side of a
+/// transfer), so that only a record on that account tells them apart.
+fn reuse_transaction(rng: &mut Draw, op: &mut Op, earlier: &[Op]) {
+    let candidates: Vec<usize> = (0..earlier.len())
+        // At most one reuse per transactionId: two reuses could be the
+        // identical operation, which is one operation to the service.
+        .filter(|&i| {
+            earlier[i].reuse.is_none()
+                && earlier[i].action.has_transaction()
+                && !earlier.iter().any(|op| op.reuse == Some(i))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let index = candidates[rng.below(candidates.len() as u64) as usize];
+    let account = match earlier[index].action {
+        Action::Transfer { from, to, .. } => {
+            if rng.below(2) == 0 {
+                from
+            } else {
+                to
+            }
+        }
+        ref action => action.account(),
+    };
+    let amount = 1 + rng.below(10) as i64;
+    let action = match rng.below(3) {
+        0 => Action::Deposit { account, amount },
+        1 => Action::Withdraw { account, amount },
+        _ => Action::Close { account },
+    };
+    // Another operation, never the identical one (which would be a replay).
+    if action != earlier[index].action {
+        op.action = action;
+        op.reuse = Some(index);
+    }
+}
+
+/// With authentication on: mostly the account's own owner, sometimes
+/// someone else (refused as if the account did not exist), sometimes an
+/// admin.
+fn caller_for(rng: &mut Draw, world: &World, action: &Action) -> Who {
+    if !world.auth {
+        return Who::Anyone;
+    }
+    let own = match *action {
+        Action::Open { owner, .. } => owner,
+        ref action => action.account(),
+    };
+    match rng.below(10) {
+        0 => Who::Admin,
+        1 => Who::Owner((own + 1 + rng.below(OWNERS as u64 - 1) as usize) % OWNERS),
+        _ => Who::Owner(own),
+    }
+}
+
+/// An amount: mostly small, sometimes zero, sometimes near the i64 limit
+/// (so balances overflow).
+fn amount(rng: &mut Draw) -> i64 {
+    match rng.below(40) {
+        0 | 1 => 0,
+        2..=4 => i64::MAX - rng.below(50) as i64,
+        _ => 1 + rng.below(30) as i64,
+    }
+}
+
+fn random_op(rng: &mut Draw, world: &World) -> Op {
+    let accounts = world.accounts;
     let account = rng.below(accounts as u64) as usize;
-    let amount = 1 + rng.below(30) as i64;
+    let amount = amount(rng);
     let action = match rng.below(100) {
-        0..30 => Action::Deposit { account, amount },
-        30..45 => Action::Withdraw {
+        0..27 => Action::Deposit { account, amount },
+        27..40 => Action::Withdraw {
             account,
-            amount: amount + rng.below(10) as i64,
+            amount: amount.saturating_add(rng.below(10) as i64),
         },
-        45..70 => Action::Transfer {
+        40..43 => Action::Transfer {
+            from: account,
+            to: account,
+            amount,
+        },
+        43..63 => Action::Transfer {
             from: account,
             to: (account + 1 + rng.below(accounts as u64 - 1) as usize) % accounts,
             amount,
         },
-        70..76 => Action::Open { account },
-        76..80 => Action::Close { account },
-        80..90 => Action::GetState { account },
-        _ => Action::GetEvents { account },
+        63..66 => Action::Open {
+            account,
+            owner: account,
+        },
+        66..69 => Action::Open {
+            account,
+            owner: (account + 1 + rng.below(OWNERS as u64 - 1) as usize) % OWNERS,
+        },
+        69..76 => Action::Close { account },
+        76..88 => Action::GetState { account },
+        _ => Action::GetEvents {
+            account,
+            from: 1 + rng.below(3),
+            limit: match rng.below(3) {
+                0 => None,
+                _ => Some(1 + rng.below(4)),
+            },
+        },
     };
     Op {
         think_ms: if rng.below(3) == 0 { 0 } else { rng.below(150) },
@@ -300,8 +470,11 @@ fn random_op(rng: &mut Draw, instances: usize, accounts: usize) -> Op {
         } else {
             Style::Path
         },
-        instance: rng.below(instances as u64) as usize,
+        instance: rng.below(world.instances as u64) as usize,
         resend: rng.below(6) == 0,
+        reuse: None,
+        caller: Who::Anyone,
+        overlap: rng.below(4) == 0,
     }
 }
 
@@ -336,7 +509,7 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "plan (seed {}): {} instances, {} accounts, message latency ≤ {} ms, store latency {} ms, loss {}, snapshot every {}, heal at {} ms, planted bug {:?}",
+            "plan (seed {}): {} instances, {} accounts, message latency ≤ {} ms, store latency {} ms, loss {}, snapshot every {}, auth {}, heal at {} ms, planted bug {:?}",
             self.seed,
             self.instances,
             self.accounts,
@@ -344,6 +517,7 @@ impl fmt::Display for Plan {
             self.store_latency_ms,
             self.fail_rate,
             self.snapshot_every,
+            if self.auth { "on" } else { "off" },
             self.heal_at_ms(),
             self.bug
         )?;
@@ -373,14 +547,27 @@ impl fmt::Display for Plan {
         for (client, ops) in self.clients.iter().enumerate() {
             writeln!(f, "  client-{client}:")?;
             for (index, op) in ops.iter().enumerate() {
+                let reuse = op
+                    .reuse
+                    .map_or_else(String::new, |i| format!(" under #{i}'s transactionId"));
+                let caller = match op.caller {
+                    Who::Anyone => String::new(),
+                    Who::Owner(owner) => format!(" as o{owner}"),
+                    Who::Admin => " as admin".to_owned(),
+                };
                 writeln!(
                     f,
-                    "    #{index:<2} after {:>3} ms via instance-{} ({:?} style): {}{}",
+                    "    #{index:<2} after {:>3} ms via instance-{} ({:?} style): {}{reuse}{caller}{}{}",
                     op.think_ms,
                     op.instance,
                     op.style,
                     op.action,
-                    if op.resend { ", then resend" } else { "" }
+                    if op.resend { ", then resend" } else { "" },
+                    if op.overlap {
+                        ", next one not waiting"
+                    } else {
+                        ""
+                    }
                 )?;
             }
         }

@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 6] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 16] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -30,6 +30,31 @@ pub const BUG_NAMES: [(PlantedBug, &str); 6] = [
     (
         PlantedBug::CacheKeepsRefusedCommit,
         "cache-keeps-refused-commit",
+    ),
+    (
+        PlantedBug::AppendWithoutSequenceCheck,
+        "append-without-sequence-check",
+    ),
+    (PlantedBug::RecordOnSourceOnly, "record-on-source-only"),
+    (PlantedBug::AckBeforeCommit, "ack-before-commit"),
+    (
+        PlantedBug::InsufficientAtExactBalance,
+        "insufficient-at-exact-balance",
+    ),
+    (
+        PlantedBug::ZeroSelfTransferAccepted,
+        "zero-self-transfer-accepted",
+    ),
+    (PlantedBug::StaleStateRead, "stale-state-read"),
+    (
+        PlantedBug::EventsPageMissesNewest,
+        "events-page-misses-newest",
+    ),
+    (PlantedBug::RefusalAsSuccess, "refusal-as-success"),
+    (PlantedBug::ClosedAsNotFound, "closed-as-not-found"),
+    (
+        PlantedBug::DepositSkipsOwnerCheck,
+        "deposit-skips-owner-check",
     ),
 ];
 
@@ -83,6 +108,8 @@ pub struct Coverage {
     pub zombie_commits: u64,
     pub cache_stale: u64,
     pub batched_members: u64,
+    /// Seeds that reached each of the contract's branches (`check::BRANCHES`).
+    pub branches: BTreeMap<&'static str, u64>,
 }
 
 impl Coverage {
@@ -103,6 +130,17 @@ impl Coverage {
         self.zombie_commits += count(summary.zombie_commits > 0);
         self.cache_stale += count(summary.cache_stale > 0);
         self.batched_members += count(summary.batched_members > 0);
+        for branch in &summary.branches {
+            *self.branches.entry(branch).or_default() += 1;
+        }
+    }
+
+    /// Every branch of `check::BRANCHES` with the seeds that reached it.
+    pub fn branch_counts(&self) -> Vec<(&'static str, u64)> {
+        crate::check::BRANCHES
+            .iter()
+            .map(|branch| (*branch, self.branches.get(branch).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// One line: the share of `ran` seeds that saw each.
@@ -125,7 +163,11 @@ impl Coverage {
             share(self.zombie_commits),
             share(self.cache_stale),
             share(self.batched_members),
-        )
+        ) + &self
+            .branch_counts()
+            .iter()
+            .map(|(branch, seeds)| format!(", {branch} {:.0}%", share(*seeds)))
+            .collect::<String>()
     }
 }
 

@@ -22,10 +22,11 @@ use accounts::store::{EventStore, MemoryStore};
 use sha2::{Digest, Sha256};
 
 use crate::bugs::{self, PlantedBug};
-use crate::check::{self, Log};
-use crate::client::{Client, LIVENESS_BOUND, OpRecord};
+use crate::check::{self, History, Log};
+use crate::client::{self as clients, Client, LIVENESS_BOUND, OpRecord};
 use crate::db::{DB, Database, RemoteStore};
 use crate::dbplan::DbFaultKind;
+use crate::landing::{Landings, Stamped};
 use crate::net::{PORT, SimListener};
 use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, mix};
 use crate::store::StoreFaults;
@@ -33,10 +34,10 @@ use crate::trace::Trace;
 
 /// Virtual time starts here on every run (2026-01-01T00:00:00Z), so
 /// `recordedAt` never depends on when the run happens.
-const EPOCH_SECONDS: u64 = 1_767_225_600;
+pub const EPOCH_SECONDS: u64 = 1_767_225_600;
 /// turmoil advances in fixed ticks; idle ticks cost CPU, so a coarse tick
 /// is much faster, at the price of coarser timing.
-pub const TICK: Duration = Duration::from_millis(5);
+pub const TICK: Duration = Duration::from_millis(2);
 /// Room after the liveness bound for slow clients to finish their
 /// fault-phase operations; past it the run fails as stuck.
 const DURATION_SLACK: Duration = Duration::from_secs(90);
@@ -80,6 +81,8 @@ pub struct Summary {
     pub cache_stale: u64,
     /// Commits written in a batch after its first member.
     pub batched_members: u64,
+    /// The contract's branches the run reached (`check::BRANCHES`).
+    pub branches: std::collections::BTreeSet<&'static str>,
 }
 
 pub struct Outcome {
@@ -145,10 +148,13 @@ fn driver_timeout(seed: u64, instance: usize) -> Duration {
 async fn instance(
     store: Arc<dyn EventStore>,
     bug: Option<PlantedBug>,
+    auth: bool,
     config: EngineConfig,
     entropy_seed: u64,
     metrics: Metrics,
 ) -> turmoil::Result {
+    // The store as it is, for bugs planted in the router that look at it.
+    let store_for_bugs = store.clone();
     let store = match bug {
         Some(bug) => bugs::plant(bug, store),
         None => store,
@@ -157,7 +163,12 @@ async fn instance(
     if let Some(cache) = bug.and_then(|bug| bugs::plant_cache(bug, config.cache_accounts)) {
         builder = builder.cache(cache);
     }
-    let instance = builder
+    if auth {
+        let verifier = accounts::auth::Verifier::new(&testkit::auth::hs256())
+            .expect("the kit's secret is a usable key");
+        builder = builder.auth(verifier);
+    }
+    let mut instance = builder
         .store(store)
         .clock(Arc::new(SimClock))
         .seed(entropy_seed)
@@ -176,6 +187,10 @@ async fn instance(
             ..ServeConfig::default()
         })
         .build();
+    if let Some(bug) = bug {
+        let admin = clients::tokens(EPOCH_SECONDS as i64 * 1_000).admin();
+        instance.router = bugs::wrap_router(bug, instance.router, store_for_bugs, admin);
+    }
     let listener = turmoil::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
     instance
         .serve(SimListener(listener), std::future::pending())
@@ -221,8 +236,9 @@ fn schedule(plan: &Plan) -> Vec<(u64, Change)> {
 
 fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     let memory = Arc::new(MemoryStore::new());
+    let landings = Landings::default();
     let database = Database::new(
-        memory.clone(),
+        Stamped::wrap(memory.clone(), landings.clone()),
         StoreFaults::new(plan.store_windows.clone(), plan.seed, trace.clone()),
     );
     let heal_at = Duration::from_millis(plan.heal_at_ms());
@@ -235,6 +251,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         .max_message_latency(Duration::from_millis(plan.latency_max_ms))
         .fail_rate(plan.fail_rate)
         .repair_rate(1.0)
+        .enable_random_order()
         .build();
 
     let host_database = database.clone();
@@ -245,6 +262,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         let timeout = driver_timeout(plan.seed, index);
         let config = engine_config(plan);
         let bug = plan.bug;
+        let auth = plan.auth;
         let boots = Cell::new(0u64);
         let seed = plan.seed;
         // Shared by the instance's every boot, so the run's totals survive
@@ -261,6 +279,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             instance(
                 store,
                 bug,
+                auth,
                 config.clone(),
                 mix(seed, 5, ((index as u64) << 32) | boot),
                 metrics.clone(),
@@ -273,8 +292,9 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         sim.set_link_max_message_latency(*name, DB, Duration::from_millis(plan.store_latency_ms));
     }
     let mut records: Vec<Rc<RefCell<Vec<OpRecord>>>> = Vec::new();
+    let tokens = clients::tokens(EPOCH_SECONDS as i64 * 1_000);
     for (index, name) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
-        let client = Client::new(plan, index, trace.clone());
+        let client = Client::new(plan, index, &tokens, trace.clone());
         records.push(client.records.clone());
         sim.client(*name, client.run());
     }
@@ -309,13 +329,21 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     drop(sim);
 
     let records: Vec<OpRecord> = records.iter().flat_map(|r| r.borrow().clone()).collect();
-    let log = Log::read(&memory, plan);
-    let mut violations = check::check(plan, &log, &records);
+    let account_ids: Vec<_> = (0..plan.accounts).map(|a| plan.account_id(a)).collect();
+    let log = Log::read(&memory, &account_ids, &landings);
+    let owners = plan.owner_ids();
+    let mut violations = check::check(&History {
+        log: &log,
+        owners: &owners,
+        records: &records,
+        skew: 2 * TICK,
+    });
     if let Some(error) = stuck {
         violations.insert(0, format!("the simulation did not finish: {error}"));
     }
     summary.requests = records.iter().map(|r| r.attempts.len()).sum();
     summary.events = log.event_count();
+    summary.branches = check::branches(&records);
     let fates = database.ledger.fates();
     summary.store_unavailable = database.faults.injected.unavailable.load(Ordering::Relaxed);
     summary.ambiguous_landed = fates.lost_replies;

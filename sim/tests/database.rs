@@ -42,8 +42,9 @@ impl World {
     where
         F: Future<Output = ()> + 'static,
     {
+        let data = Arc::new(MemoryStore::new());
         let database = Database::new(
-            Arc::new(MemoryStore::new()),
+            data.clone(),
             StoreFaults::new(Vec::new(), 0, Trace::disabled()),
         );
         let mut sim = turmoil::Builder::new()
@@ -73,7 +74,7 @@ impl World {
             }
         }
         World {
-            data: database.data,
+            data,
             ledger: database.ledger,
         }
     }

@@ -7,11 +7,12 @@ use sim::histories;
 use sim::sweep::{self, Sweep, bug_name, replay_command};
 use sim::trace::Trace;
 
-/// Enough seeds to cover every kind of fault, few enough for a debug build.
-const SEEDS: u64 = 200;
+/// Enough seeds to cover every kind of fault and branch of the contract,
+/// few enough for a debug build.
+const SEEDS: u64 = 300;
 
 #[test]
-fn a_bounded_sweep_of_seeds_passes() {
+fn a_bounded_sweep_of_seeds_passes_and_reaches_every_branch() {
     let report = Sweep {
         seeds: 0..SEEDS,
         bug: None,
@@ -34,6 +35,18 @@ fn a_bounded_sweep_of_seeds_passes() {
         assert!(
             seeds >= SEEDS / 20,
             "only {seeds} of {SEEDS} seeds saw {what}"
+        );
+    }
+    // Conflicts are where the concurrency bugs hide: a third of the seeds.
+    assert!(
+        coverage.conflicts * 10 >= SEEDS * 3,
+        "only {} of {SEEDS} seeds had a write conflict",
+        coverage.conflicts
+    );
+    for (branch, seeds) in coverage.branch_counts() {
+        assert!(
+            seeds >= SEEDS / 20,
+            "only {seeds} of {SEEDS} seeds reached the branch {branch:?}"
         );
     }
     let failures: Vec<String> = report

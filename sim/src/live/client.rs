@@ -18,9 +18,9 @@ use testkit::{Answer, ApiRequest, Client as ApiClient, Reply, Socket, Transport}
 
 use crate::client::{
     Attempt, FAULT_PHASE_ATTEMPTS, LIVENESS_BOUND, OpRecord, Phase, REQUEST_TIMEOUT, Verdict,
-    request, verdict,
+    request, transaction_of, verdict,
 };
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, Who};
 
 /// One exchange as the client saw it, on the run's clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,11 +50,14 @@ impl LiveRecord {
             index: self.index,
             action: self.action.clone(),
             transaction: self.transaction,
+            // Live binaries run without authentication (see `live_plan`).
+            caller: Who::Anyone,
             attempts: self
                 .attempts
                 .iter()
                 .map(|a| Attempt {
                     at: a.sent,
+                    answered: a.answered,
                     phase: a.phase,
                     instance: a.instance,
                     reply: a.reply.clone(),
@@ -224,7 +227,7 @@ impl LiveClient {
             .map(|(index, op)| {
                 op.action
                     .has_transaction()
-                    .then(|| plan.transaction_id(client, index))
+                    .then(|| transaction_of(plan, client, index))
             })
             .collect();
         LiveClient {

@@ -8,9 +8,20 @@ use accounts::domain::AccountId;
 use accounts::http::EventBody;
 use accounts::store::{Loaded, RecordedEvent};
 
-use crate::check::{self, AccountLog, Log};
+use std::time::Duration;
+
+use crate::check::{self, AccountLog, History, Log};
 use crate::live::client::LiveRecord;
 use crate::plan::Plan;
+
+/// How far off a live landing time may be. Events carry the time they were
+/// decided, not the time they landed, and a binary stopped (SIGSTOP) between
+/// the two, or a commit the database finishes after its connection was
+/// killed, lands seconds later; so live windows are widened past any plan's
+/// length. Answers are then judged against every state an account had during
+/// the run (a refusal or a read no state explains is still caught); what was
+/// written is judged exactly, as in the simulation.
+const LIVE_SKEW: Duration = Duration::from_secs(60);
 
 /// One account after the run.
 #[derive(Clone, Debug)]
@@ -31,6 +42,9 @@ pub struct Observed {
     pub records: Vec<LiveRecord>,
     /// Lines of the instances' logs that report a panic.
     pub panics: Vec<String>,
+    /// The wall clock (unix ms) when the run's clock read zero: turns the
+    /// events' `recordedAt` into times on the clients' clock.
+    pub started_unix_ms: i64,
     /// What kept the run from observing everything (a read-back that
     /// failed): the run fails, as a run that cannot be judged.
     pub incomplete: Vec<String>,
@@ -63,9 +77,19 @@ impl Observed {
                     events: events.clone(),
                     transaction: None,
                 });
+                // An event is stamped when it is decided, before it lands;
+                // `LIVE_SKEW` covers the rest.
+                let landed = events
+                    .iter()
+                    .map(|e| {
+                        let ms = e.recorded_at.unix_millis() - self.started_unix_ms;
+                        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                    })
+                    .collect();
                 AccountLog {
                     id: account.id,
                     events,
+                    landed,
                     loaded,
                 }
             })
@@ -91,7 +115,13 @@ pub fn judge(plan: &Plan, observed: &Observed) -> Vec<String> {
         .iter()
         .map(LiveRecord::to_op_record)
         .collect();
-    violations.extend(check::check(plan, &log, &records));
+    let owners = plan.owner_ids();
+    violations.extend(check::check(&History {
+        log: &log,
+        owners: &owners,
+        records: &records,
+        skew: LIVE_SKEW,
+    }));
     for (index, account) in observed.accounts.iter().enumerate() {
         if let Some(stored) = &account.stored {
             let through_api: Vec<EventBody> = stored.iter().map(EventBody::from).collect();
@@ -124,7 +154,7 @@ mod tests {
     use super::*;
     use crate::client::Phase;
     use crate::live::client::LiveAttempt;
-    use crate::plan::{Action, Op, Style};
+    use crate::plan::{Action, Op, Style, Who};
 
     /// One client: open a0, deposit 10, withdraw 4, transfer 3 to a1 (after
     /// opening it), read a0.
@@ -141,9 +171,15 @@ mod tests {
             style: Style::Path,
             instance: 0,
             resend: false,
+            reuse: None,
+            caller: Who::Anyone,
+            overlap: false,
         };
         plan.clients = vec![vec![
-            op(Action::Open { account: 0 }),
+            op(Action::Open {
+                account: 0,
+                owner: 0,
+            }),
             op(Action::Deposit {
                 account: 0,
                 amount: 10,
@@ -152,7 +188,10 @@ mod tests {
                 account: 0,
                 amount: 4,
             }),
-            op(Action::Open { account: 1 }),
+            op(Action::Open {
+                account: 1,
+                owner: 1,
+            }),
             op(Action::Transfer {
                 from: 0,
                 to: 1,
@@ -311,6 +350,7 @@ mod tests {
                     loaded: None,
                 },
             ],
+            started_unix_ms: 0,
             records: vec![
                 record(plan, 0, vec![answer(201, "")]),
                 // A lost answer, then the retry's success: one event.

@@ -27,10 +27,22 @@ use testkit::database::{Backend, Killer, TempFile, TestDatabase, test_options};
 use testkit::process::Service;
 use testkit::{ApiRequest, Client as ApiClient, Socket};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, Who};
 use client::{Addresses, LiveBug, LiveClient, LiveRecord, Shared, live_bug_name};
 use faults::{Change, KillWindow};
 use history::{Observed, ObservedAccount};
+
+/// A seed's plan as live mode plays it: the binaries run without
+/// authentication, so every request is sent by anyone (the owner rules are
+/// the simulation's and the socket tests' to judge).
+pub fn live_plan(seed: u64) -> Plan {
+    let mut plan = Plan::from_seed(seed);
+    plan.auth = false;
+    for op in plan.clients.iter_mut().flatten() {
+        op.caller = Who::Anyone;
+    }
+    plan
+}
 
 /// Where the runs' databases are made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -431,6 +443,7 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
 
     // The plan's time starts once every instance is up.
     let started = Instant::now();
+    let started_unix_ms = unix_millis_now();
     let shared = Shared {
         started,
         addresses: addresses.clone(),
@@ -482,6 +495,7 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
             .iter()
             .flat_map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .collect(),
+        started_unix_ms,
         ..Observed::default()
     };
     let opened = accounts::store::open(&url, &test_options()).await;
@@ -601,7 +615,7 @@ impl LiveCli {
         let mut totals = LiveSummary::default();
         let mut saw = [0u64; 5];
         for seed in seeds.clone() {
-            let plan = Plan::from_seed(seed);
+            let plan = live_plan(seed);
             let outcome = run(&plan, &config);
             println!("{}", describe(seed, &config, &outcome));
             let s = &outcome.summary;
@@ -658,7 +672,7 @@ impl LiveCli {
             Ok(config) => config,
             Err(error) => return usage(&error),
         };
-        let plan = Plan::from_seed(seed);
+        let plan = live_plan(seed);
         if trace {
             print!("{plan}");
         }
@@ -686,7 +700,7 @@ impl LiveCli {
                 Err(error) => return usage(&error),
             };
             let caught = (0..LIVE_SELF_TEST_PLANS).find_map(|seed| {
-                let outcome = run(&Plan::from_seed(seed), &config);
+                let outcome = run(&live_plan(seed), &config);
                 (!outcome.passed()).then_some((seed, outcome))
             });
             match caught {
@@ -809,6 +823,14 @@ fn exchanges(records: &[LiveRecord]) -> Vec<String> {
         .collect();
     lines.sort_by_key(|(at, _)| *at);
     lines.into_iter().map(|(_, line)| line).collect()
+}
+
+/// The wall clock, as the binaries stamp `recordedAt`.
+fn unix_millis_now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
