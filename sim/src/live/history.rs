@@ -164,6 +164,7 @@ mod tests {
         plan.accounts = 2;
         plan.faults.clear();
         plan.store_windows.clear();
+        plan.db_faults.clear();
         plan.fail_rate = 0.0;
         let op = |action| Op {
             think_ms: 0,
@@ -392,7 +393,7 @@ mod tests {
         assert!(
             violations
                 .iter()
-                .any(|v| v.contains("client-0 #1") && v.contains("answered success")),
+                .any(|v| v.contains("client-0 #1") && v.contains("nothing was recorded")),
             "{violations:#?}"
         );
     }

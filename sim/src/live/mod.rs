@@ -34,10 +34,13 @@ use history::{Observed, ObservedAccount};
 
 /// A seed's plan as live mode plays it: the binaries run without
 /// authentication, so every request is sent by anyone (the owner rules are
-/// the simulation's and the socket tests' to judge).
+/// the simulation's and the socket tests' to judge), and the simulated
+/// database host's faults have no live form (the store's fault windows
+/// become connections killed by the server instead).
 pub fn live_plan(seed: u64) -> Plan {
     let mut plan = Plan::from_seed(seed);
     plan.auth = false;
+    plan.db_faults.clear();
     for op in plan.clients.iter_mut().flatten() {
         op.caller = Who::Anyone;
     }
