@@ -13,6 +13,8 @@ Ceilings:
                    (bench/pg_append.sql, bench/pg_read.sql) at the same
                    concurrency
   SQLite, MariaDB  ÷ /ping of the same server (no bare loop measured)
+  the feed's cost  deposits with a reader tailing GET /api/events/stream
+                   (`accounts feed`) ÷ the same deposits without one
 
 `--profile` instead profiles the deposit path on PostgreSQL (perf, the
 database's statement statistics, the pool) and writes "where each
@@ -219,6 +221,92 @@ def deposit_once(service: Service, number: int, amount: int, transaction: str) -
     status, body = http("PUT", url)
     if status != 204:
         raise RuntimeError(f"deposit to account {number}: {status} {body[:200]!r}")
+
+
+def feed_after(service: Service, after: int = 0) -> tuple[int, int]:
+    """How many events the feed has after `after`, and the last position
+    (positions may have gaps). Bounded: the bench writes at most a few
+    hundred thousand events per instance."""
+    count = 0
+    for _ in range(10_000):
+        status, body = http("GET", f"{service.base}/api/events?after={after}&limit=10000", timeout=30)
+        if status != 200:
+            raise RuntimeError(f"reading the feed: {status} {body[:200]!r}")
+        page = json.loads(body)
+        if page:
+            count, after = count + len(page), page[-1]["position"]
+        if len(page) < 10000:
+            return count, after
+    raise RuntimeError("the feed did not end within 10,000 pages")
+
+
+def metric(service: Service, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)", service.metrics(), re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+class FeedReader:
+    """A consumer tailing the feed during a load: the service's own client,
+    `accounts feed URL` (which follows GET /api/events/stream and reconnects
+    with Last-Event-ID when it falls behind), on the load generator's core.
+    Its JSON lines are counted and dropped; the last one says how far it got."""
+
+    def __init__(self, binary: Path, service: Service, after: int, cores: Cores, workdir: Path) -> None:
+        self.service = service
+        self.count = 0
+        self.last = ""
+        self.last_at = 0.0
+        self.stderr_path = workdir / f"feed-{time.monotonic_ns()}.log"
+        self.stderr_file = self.stderr_path.open("w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNTS_")}
+        streams_before = metric(service, "accounts_feed_streams")
+        self.process = subprocess.Popen(
+            cores.pin("load", [str(binary), "feed", "--after", str(after), service.base]),
+            stdout=subprocess.PIPE,
+            stderr=self.stderr_file,
+            env=env,
+            bufsize=1 << 16,
+        )
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        # Connected when the service counts one more stream consumer.
+        deadline = time.monotonic() + 30
+        while metric(service, "accounts_feed_streams") <= streams_before:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the feed reader did not connect: {self.stderr_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.count += 1
+            self.last, self.last_at = line, time.monotonic()
+
+    def position(self) -> int:
+        last = self.last
+        return json.loads(last)["position"] if last else 0
+
+    def catch_up(self, head: int, since: float, timeout: float = 30.0) -> float | None:
+        """Seconds from `since` (a monotonic time) until the reader printed
+        position `head`; None if it has not within `timeout` of now."""
+        started = time.monotonic()
+        while self.position() < head:
+            if self.process.poll() is not None or time.monotonic() - started > timeout:
+                return None
+            time.sleep(0.01)
+        return max(self.last_at - since, 0.0)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.thread.join(timeout=10)
+        self.stderr_file.close()
 
 
 # --------------------------------------------------------------------------
@@ -582,6 +670,34 @@ def scale_accounts_memory(runner: Runner, service: Service) -> None:
             raise RuntimeError(f"seeding through the API did not finish within {SEED_SECONDS} s")
 
 
+def deposits_with_reader(
+    runner: Runner, service: Service, binary: Path, cores: Cores, workdir: Path, pids: list[int]
+) -> dict:
+    """The deposit load again, with a feed reader started before it (at the
+    head, so that it tails rather than replays) and stopped after it has
+    received everything the load wrote, or after 30 s."""
+    _, head = feed_after(service)
+    slow = "accounts_feed_stream_slow_disconnects_total"
+    disconnects_before = metric(service, slow)
+    reader = FeedReader(binary, service, head, cores, workdir)
+    try:
+        result = runner.wrk(service, "deposit", database_pids=pids)
+        load_ended = time.monotonic()
+        written, until = feed_after(service, head)
+        lag = reader.catch_up(until, load_ended)
+    finally:
+        reader.stop()
+    result.update(
+        feed_written=written,
+        feed_received=reader.count,
+        feed_lag_s=lag,
+        feed_disconnects=int(metric(service, slow) - disconnects_before),
+    )
+    if lag is None or reader.count != written:
+        log(f"  the feed reader received {reader.count:,} of {written:,} events (caught up: {lag is not None})")
+    return result
+
+
 def measure_store(kind: str, binary: Path, runner: Runner, cores: Cores, workdir: Path) -> dict:
     results: dict = {}
     # The main figures, on a fresh database with the 64 accounts (each
@@ -600,6 +716,14 @@ def measure_store(kind: str, binary: Path, runner: Runner, cores: Cores, workdir
             results["ping"] = runner.wrk(service, "ping")
             log(f"{kind}: deposits over {ACCOUNTS} accounts")
             results["deposit"] = runner.wrk(service, "deposit", database_pids=pids)
+            log(f"{kind}: deposits over {ACCOUNTS} accounts, a reader tailing the feed (SSE)")
+            results["deposit_feed"] = deposits_with_reader(runner, service, binary, cores, workdir, pids)
+            # Without a reader again: the ratio is against the mean of the
+            # runs on either side, so that a drift of the machine (or the
+            # database warming up) over the three runs does not pass for the
+            # feed's cost.
+            log(f"{kind}: deposits over {ACCOUNTS} accounts, no reader again")
+            results["deposit_again"] = runner.wrk(service, "deposit", database_pids=pids)
             log(f"{kind}: deposits to one hot account ({HOT_CLIENTS} clients)")
             results["hot"] = runner.wrk(
                 service, "deposit", first=HOT, accounts=1, connections=HOT_CLIENTS, database_pids=pids
@@ -732,6 +856,7 @@ def render(results: dict, info: dict, args: argparse.Namespace, load: tuple) -> 
     names = {
         "ping": "`/ping`",
         "deposit": f"deposits over {ACCOUNTS} accounts",
+        "deposit_feed": f"deposits over {ACCOUNTS} accounts, a reader tailing the feed (SSE)",
         "hot": f"deposits to one hot account ({HOT_CLIENTS} clients)",
         "state": f"GET state over {ACCOUNTS} accounts",
         "transfer": f"transfers over {ACCOUNTS} accounts",
@@ -746,6 +871,11 @@ def render(results: dict, info: dict, args: argparse.Namespace, load: tuple) -> 
                 continue
             if key == "ping":
                 ceiling, ceiling_name = None, "–"
+            elif key == "deposit_feed":
+                # The feed's cost on the write path: with ÷ without a reader.
+                without = [figures[k]["rate"] for k in ("deposit", "deposit_again") if k in figures]
+                ceiling = sum(without) / len(without) if without else None
+                ceiling_name = "the same without a reader (" + " and ".join(per_second(r) for r in without) + ")"
             elif kind == "postgres" and append:
                 ceiling = read if key == "state" else append
                 ceiling_name = "pgbench bare read" if key == "state" else "pgbench bare append"
@@ -777,6 +907,25 @@ def render(results: dict, info: dict, args: argparse.Namespace, load: tuple) -> 
         "the head, take a feed position, insert the event and its idempotency record, one transaction; "
         "`bench/pg_read.sql`: the latest snapshot and the events after it). The hot account's ratio counts "
         "successful deposits only; a transfer writes two events but is counted once.",
+        "",
+        "The feed's cost on the write path: the deposit load again, right after the one without, with "
+        "one consumer following `GET /api/events/stream` (`accounts feed URL`, the service's own client, "
+        "on the load generator's core, its lines counted and dropped) from before the load starts until "
+        "it has received every event the load wrote, then once more without it; its ratio is deposits/s "
+        "with ÷ the mean of the two runs without (both shown: their spread is the noise).",
+    ]
+    for kind, figures in results.items():
+        figure = figures.get("deposit_feed")
+        if figure:
+            lag = figure["feed_lag_s"]
+            lines.append(
+                f"- {kind}: the reader received {figure['feed_received']:,} of the {figure['feed_written']:,} "
+                "events written, "
+                + (f"the last {lag * 1000:,.0f} ms after the load ended" if lag is not None
+                   else "**and had not caught up 30 s after the load ended**")
+                + f"; disconnected as too slow {figure['feed_disconnects']} times (it resumes where it stopped)."
+            )
+    lines += [
         "",
         "### Cost against the size of the data",
         "",
@@ -814,7 +963,7 @@ def render(results: dict, info: dict, args: argparse.Namespace, load: tuple) -> 
     for kind, figures in results.items():
         deposit = figures.get("deposit")
         if deposit:
-            end = max(figures[k]["service_hwm_kib"] for k in ("ping", "deposit", "hot", "state", "transfer") if k in figures)
+            end = max(figures[k]["service_hwm_kib"] for k in ("ping", "deposit", "deposit_feed", "hot", "state", "transfer") if k in figures)
             lines.append(
                 f"| {kind} | {deposit['service_hwm_kib'] / 1024:.1f} MiB | {deposit['service_anon_kib'] / 1024:.1f} / "
                 f"{deposit['service_file_kib'] / 1024:.1f} MiB | {end / 1024:.1f} MiB |"
