@@ -18,12 +18,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use accounts::domain::{Account, AccountId, Event, OwnerId, TransactionId};
-use accounts::http::{AccountBody, EVENTS_LIMIT_DEFAULT, ErrorCode, EventBody};
-use accounts::store::{EventStore, Loaded, MemoryStore, RecordedEvent};
+use accounts::http::{AccountBody, EVENTS_LIMIT_DEFAULT, ErrorCode, EventBody, FeedEventBody};
+use accounts::store::{EventStore, FeedEvent, Loaded, MemoryStore, RecordedEvent};
 
-use crate::client::{Attempt, OpRecord, Verdict, verdict};
+use crate::client::{Attempt, OpRecord, ReaderRecord, Verdict, verdict};
 use crate::landing::Landings;
-use crate::plan::{Action, CLIENTS, Who};
+use crate::plan::{Action, CLIENTS, READERS, Who};
 
 /// One account as the store holds it after the run.
 pub struct AccountLog {
@@ -40,6 +40,9 @@ pub struct AccountLog {
 
 pub struct Log {
     pub accounts: Vec<AccountLog>,
+    /// The store-wide feed of the final log, in position order (empty where
+    /// the runner has no feed readers).
+    pub feed: Vec<FeedEvent>,
 }
 
 /// A recorded run: everything the checker looks at.
@@ -49,6 +52,8 @@ pub struct History<'a> {
     pub owners: &'a [OwnerId],
     /// Every operation, with every attempt's window and reply.
     pub records: &'a [OpRecord],
+    /// Every feed reader's requests and replies.
+    pub readers: &'a [ReaderRecord],
     /// How far apart two hosts' clocks may read at one moment (turmoil
     /// advances each host through a tick on its own), and so how far off a
     /// landing time may be: every window is widened by it on both sides.
@@ -88,7 +93,8 @@ impl Log {
                 }
             })
             .collect();
-        Log { accounts }
+        let feed = at_once(store.feed(0, usize::MAX)).expect("the memory store does not fail");
+        Log { accounts, feed }
     }
 
     pub fn event_count(&self) -> usize {
@@ -122,7 +128,166 @@ pub fn check(history: &History) -> Vec<String> {
     for record in records {
         check_answers(&model, record, &mut violations);
     }
+    for reader in history.readers {
+        check_feed(log, reader, &mut violations);
+    }
     violations
+}
+
+/// A feed reader's concatenated pages against the final log: every answer
+/// a 200 or a retryable failure, positions strictly increasing, each event
+/// the committed one at its position, and nothing skipped — the reader's
+/// sequence is exactly the final feed up to the last position it was given,
+/// or all of it once it caught up. Also, on its own sequence: each
+/// account's events in sequence order and both legs of a transfer adjacent.
+fn check_feed(log: &Log, reader: &ReaderRecord, violations: &mut Vec<String>) {
+    let name = READERS[reader.reader];
+    let mut seen: Vec<FeedEventBody> = Vec::new();
+    for attempt in &reader.attempts {
+        let Ok(answer) = &attempt.reply else {
+            continue;
+        };
+        let status = answer.status.as_u16();
+        if status == 408 || status >= 500 {
+            continue;
+        }
+        if status != 200 {
+            violations.push(format!(
+                "{name}: the feed after {} answered {status} {}",
+                attempt.after, answer.body
+            ));
+            return;
+        }
+        let expected_after = seen.last().map_or(0, |e| e.position);
+        if attempt.after != expected_after {
+            violations.push(format!(
+                "{name}: asked after {} where its last position was {expected_after}",
+                attempt.after
+            ));
+            return;
+        }
+        match serde_json::from_str::<Vec<FeedEventBody>>(&answer.body) {
+            Ok(page) => seen.extend(page),
+            Err(error) => {
+                violations.push(format!(
+                    "{name}: a feed page that is not a list of feed events ({error}): {}",
+                    answer.body
+                ));
+                return;
+            }
+        }
+    }
+    let account = |id: AccountId| {
+        log.index_of(id)
+            .map_or_else(|| id.to_string(), |index| format!("a{index}"))
+    };
+    let describe = |e: &FeedEventBody| {
+        format!(
+            "position {} ({} #{} {})",
+            e.position,
+            account(e.account_id),
+            e.event.sequence_number,
+            e.event.event.type_name()
+        )
+    };
+    let before = violations.len();
+    // Positions strictly increase along the reader's sequence.
+    for pair in seen.windows(2) {
+        if pair[1].position <= pair[0].position {
+            violations.push(format!(
+                "{name}: {} came after {}: positions must strictly increase (a duplicate or a rewind)",
+                describe(&pair[1]),
+                describe(&pair[0])
+            ));
+        }
+    }
+    // Each event is the committed one at its position.
+    let committed: BTreeMap<u64, FeedEventBody> = log
+        .feed
+        .iter()
+        .map(|e| (e.position, FeedEventBody::from(e)))
+        .collect();
+    for event in &seen {
+        match committed.get(&event.position) {
+            Some(expected) if expected == event => {}
+            Some(expected) => violations.push(format!(
+                "{name}: {} is not the committed event at that position, {}",
+                describe(event),
+                describe(expected)
+            )),
+            None => violations.push(format!(
+                "{name}: {} is not in the final log (an uncommitted event)",
+                describe(event)
+            )),
+        }
+    }
+    // Nothing committed is skipped: up to the last position the reader was
+    // given (a committed event below it can never appear later), or all of
+    // the log once it caught up.
+    let last = seen.last().map_or(0, |e| e.position);
+    let given: BTreeSet<u64> = seen.iter().map(|e| e.position).collect();
+    let missing: Vec<&FeedEventBody> = committed
+        .values()
+        .filter(|e| (reader.caught_up || e.position <= last) && !given.contains(&e.position))
+        .collect();
+    if let Some(first) = missing.first() {
+        violations.push(format!(
+            "{name}: skipped {} committed event(s), the first {}{}",
+            missing.len(),
+            describe(first),
+            if reader.caught_up {
+                " (it caught up with the final log)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if violations.len() > before {
+        return;
+    }
+    // On its own sequence: each account in sequence order, transfer legs adjacent.
+    let mut sequence: BTreeMap<AccountId, u64> = BTreeMap::new();
+    for event in &seen {
+        let previous = sequence.insert(event.account_id, event.event.sequence_number);
+        if previous.is_some_and(|p| p >= event.event.sequence_number) {
+            violations.push(format!(
+                "{name}: {} came after #{} of the same account",
+                describe(event),
+                previous.unwrap_or_default()
+            ));
+        }
+    }
+    let is_leg = |e: &FeedEventBody| {
+        matches!(
+            e.event.event,
+            Event::MoneyWithdrawn {
+                transfer_to: Some(_),
+                ..
+            } | Event::MoneyDeposited {
+                transfer_from: Some(_),
+                ..
+            }
+        )
+    };
+    let mut legs: BTreeMap<TransactionId, Vec<usize>> = BTreeMap::new();
+    for (index, event) in seen.iter().enumerate() {
+        if is_leg(event) {
+            legs.entry(event.event.transaction_id)
+                .or_default()
+                .push(index);
+        }
+    }
+    for indexes in legs.values() {
+        if let [a, b] = indexes[..]
+            && b != a + 1
+        {
+            violations.push(format!(
+                "{name}: the legs of a transfer, {} and {}, are not adjacent",
+                describe(&seen[a]),
+                describe(&seen[b])
+            ));
+        }
+    }
 }
 
 /// The checker's own model of an account, independent of the domain's
