@@ -375,7 +375,10 @@ impl Reader {
             if let Some(token) = &self.token {
                 api = api.with_token(token.as_str());
             }
-            let reply = api.feed(Some(after), Some(self.plan.limit), wait).reply().await;
+            let reply = api
+                .feed(Some(after), Some(self.plan.limit), wait)
+                .reply()
+                .await;
             let answered = turmoil::sim_elapsed().unwrap_or_default();
             self.trace.log(|| {
                 format!(
