@@ -1297,3 +1297,171 @@ pub fn branches(records: &[OpRecord]) -> BTreeSet<&'static str> {
     }
     reached
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accounts::domain::Timestamp;
+    use axum::http::{HeaderMap, StatusCode};
+    use testkit::Answer;
+    use uuid::Uuid;
+
+    use crate::client::FeedAttempt;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// a0 and a1 opened, then a transfer of 5 from a0 to a1: positions 1–4.
+    fn log() -> Log {
+        let (a0, a1) = (AccountId::from_uuid(id(1)), AccountId::from_uuid(id(2)));
+        let transfer = TransactionId::from_uuid(id(9));
+        let event = |position, account_id, sequence_number, transaction_id, event| FeedEvent {
+            position,
+            event: RecordedEvent {
+                account_id,
+                sequence_number,
+                transaction_id,
+                event,
+                recorded_at: Timestamp::from_unix_millis(0),
+            },
+        };
+        let opened = |n| Event::AccountOpened {
+            owner_id: OwnerId::from_uuid(id(n)),
+        };
+        Log {
+            accounts: Vec::new(),
+            feed: vec![
+                event(1, a0, 1, TransactionId::from_uuid(id(7)), opened(3)),
+                event(2, a1, 1, TransactionId::from_uuid(id(8)), opened(4)),
+                event(
+                    3,
+                    a0,
+                    2,
+                    transfer,
+                    Event::MoneyWithdrawn {
+                        amount_withdrawn: 5,
+                        balance: 0,
+                        transfer_to: Some(a1),
+                    },
+                ),
+                event(
+                    4,
+                    a1,
+                    2,
+                    transfer,
+                    Event::MoneyDeposited {
+                        amount_deposited: 5,
+                        balance: 5,
+                        transfer_from: Some(a0),
+                    },
+                ),
+            ],
+        }
+    }
+
+    /// A reader that was given these pages (as the final log's events, or
+    /// as the bodies given), asking after its last position each time.
+    fn reader(pages: &[Vec<FeedEventBody>], caught_up: bool) -> ReaderRecord {
+        let mut after = 0;
+        let attempts = pages
+            .iter()
+            .map(|page| {
+                let attempt = FeedAttempt {
+                    at: Duration::ZERO,
+                    answered: Duration::ZERO,
+                    instance: 0,
+                    after,
+                    reply: Ok(Answer {
+                        status: StatusCode::OK,
+                        headers: HeaderMap::new(),
+                        body: serde_json::to_string(page).expect("serializes"),
+                    }),
+                };
+                after = page.last().map_or(after, |e| e.position);
+                attempt
+            })
+            .collect();
+        ReaderRecord {
+            reader: 0,
+            attempts,
+            caught_up,
+        }
+    }
+
+    fn judge(pages: &[&[usize]], caught_up: bool) -> Vec<String> {
+        let log = log();
+        let bodies: Vec<FeedEventBody> = log.feed.iter().map(FeedEventBody::from).collect();
+        let pages: Vec<Vec<FeedEventBody>> = pages
+            .iter()
+            .map(|page| page.iter().map(|&i| bodies[i].clone()).collect())
+            .collect();
+        let mut violations = Vec::new();
+        check_feed(&log, &reader(&pages, caught_up), &mut violations);
+        violations
+    }
+
+    #[test]
+    fn a_reader_that_saw_the_whole_log_once_passes() {
+        assert_eq!(judge(&[&[0, 1], &[2, 3], &[]], true), Vec::<String>::new());
+        // Not caught up: a prefix of the log is all it owes.
+        assert_eq!(judge(&[&[0], &[1, 2]], false), Vec::<String>::new());
+    }
+
+    #[test]
+    fn skips_duplicates_and_order_are_flagged() {
+        let skipped = judge(&[&[0, 1], &[3], &[]], true);
+        assert!(
+            skipped.iter().any(|v| v.contains("skipped 1")),
+            "{skipped:?}"
+        );
+        // A skip below the last position given, even before catching up.
+        let gap = judge(&[&[0, 2]], false);
+        assert!(gap.iter().any(|v| v.contains("skipped 1")), "{gap:?}");
+        let missing_tail = judge(&[&[0, 1], &[2]], true);
+        assert!(
+            missing_tail.iter().any(|v| v.contains("skipped 1")),
+            "{missing_tail:?}"
+        );
+        let duplicate = judge(&[&[0, 1], &[1, 2]], false);
+        assert!(
+            duplicate.iter().any(|v| v.contains("strictly increase")),
+            "{duplicate:?}"
+        );
+    }
+
+    #[test]
+    fn an_uncommitted_or_altered_event_is_flagged() {
+        let log = log();
+        let mut phantom = FeedEventBody::from(&log.feed[3]);
+        phantom.position = 5;
+        let mut altered = FeedEventBody::from(&log.feed[1]);
+        altered.event.sequence_number = 7;
+        let first = FeedEventBody::from(&log.feed[0]);
+        for (page, expected) in [
+            (vec![first.clone(), phantom], "not in the final log"),
+            (vec![first, altered], "not the committed event"),
+        ] {
+            let mut violations = Vec::new();
+            check_feed(&log, &reader(&[page], false), &mut violations);
+            assert!(
+                violations.iter().any(|v| v.contains(expected)),
+                "{violations:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_page_is_flagged() {
+        let mut record = reader(&[Vec::new()], false);
+        if let Ok(answer) = &mut record.attempts[0].reply {
+            answer.status = StatusCode::FORBIDDEN;
+        }
+        let mut violations = Vec::new();
+        check_feed(&log(), &record, &mut violations);
+        assert!(
+            violations.iter().any(|v| v.contains("answered 403")),
+            "{violations:?}"
+        );
+    }
+}
