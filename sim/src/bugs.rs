@@ -20,7 +20,7 @@ use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::engine::{CachedAccount, LruStateCache, StateCache};
 use accounts::http::{ApiError, ErrorBody, ErrorCode};
 use accounts::store::{
-    AppendError, Commit, EventStore, Loaded, RecordedEvent, Snapshot, StoreError,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, RecordedEvent, Snapshot, StoreError,
 };
 use async_trait::async_trait;
 use axum::Router;
@@ -70,6 +70,10 @@ pub enum PlantedBug {
     /// Reads: an event page that reaches the head of the stream misses the
     /// newest event.
     EventsPageMissesNewest,
+    /// Reads: the store-wide feed now and then drops an event from a page
+    /// (the one before the page's last, at an odd position), so a reader
+    /// resuming after the last position it was given never sees it.
+    FeedSkips,
     /// HTTP: an insufficient-balance refusal is answered 204.
     RefusalAsSuccess,
     /// HTTP: a closed account's refusal is answered as an unknown one (404).
@@ -92,7 +96,7 @@ pub enum Layer {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 17] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
@@ -106,6 +110,7 @@ impl PlantedBug {
         PlantedBug::ZeroSelfTransferAccepted,
         PlantedBug::StaleStateRead,
         PlantedBug::EventsPageMissesNewest,
+        PlantedBug::FeedSkips,
         PlantedBug::RefusalAsSuccess,
         PlantedBug::ClosedAsNotFound,
         PlantedBug::DepositSkipsOwnerCheck,
@@ -124,7 +129,9 @@ impl PlantedBug {
             PlantedBug::InsufficientAtExactBalance | PlantedBug::ZeroSelfTransferAccepted => {
                 Layer::Domain
             }
-            PlantedBug::StaleStateRead | PlantedBug::EventsPageMissesNewest => Layer::Reads,
+            PlantedBug::StaleStateRead
+            | PlantedBug::EventsPageMissesNewest
+            | PlantedBug::FeedSkips => Layer::Reads,
             PlantedBug::RefusalAsSuccess | PlantedBug::ClosedAsNotFound => Layer::Http,
             PlantedBug::DepositSkipsOwnerCheck => Layer::Auth,
         }
@@ -496,6 +503,17 @@ fn state_before(after: &Account, event: &Event) -> Account {
 impl Decorator for BuggyStore {
     fn inner(&self) -> &dyn EventStore {
         &*self.inner
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        let mut page = self.inner.feed(after, limit).await?;
+        if self.bug == PlantedBug::FeedSkips
+            && let Some(index) = page.len().checked_sub(2)
+            && page[index].position % 2 == 1
+        {
+            page.remove(index);
+        }
+        Ok(page)
     }
 
     async fn load(

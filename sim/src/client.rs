@@ -14,7 +14,7 @@ use accounts::http::ErrorCode;
 use testkit::{ApiRequest, Client as ApiClient, Reply, Tokens};
 
 use crate::net::TurmoilHost;
-use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan, Who};
+use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan, READERS, Who};
 use crate::trace::Trace;
 
 /// Longer than the service needs for one request without faults, shorter
@@ -303,5 +303,122 @@ fn describe(reply: &Reply) -> String {
         Ok(answer) if answer.body.is_empty() => answer.status.as_u16().to_string(),
         Ok(answer) => format!("{} {}", answer.status.as_u16(), answer.body),
         Err(no_answer) => no_answer.to_string(),
+    }
+}
+
+/// One feed request of a reader and what came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedAttempt {
+    pub at: Duration,
+    pub answered: Duration,
+    pub instance: usize,
+    /// The `after` it asked with: the last position it had been given.
+    pub after: u64,
+    pub reply: Reply,
+}
+
+/// Everything one feed reader saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaderRecord {
+    pub reader: usize,
+    pub attempts: Vec<FeedAttempt>,
+    /// It read an empty page after every writer had finished (and their
+    /// late commits had had time to land): it saw the whole final log.
+    pub caught_up: bool,
+}
+
+/// How long a reader waits, once every writer has finished, before it
+/// takes an empty page as the end of the log: longer than the store's
+/// timeouts, so a commit still in flight (a zombie) has landed.
+pub const READER_SETTLE: Duration = Duration::from_millis(1_500);
+
+/// A client that pages the store-wide feed from position 0, resuming after
+/// the last position it was given and moving to the next instance on any
+/// error (positions are store-wide, so every instance serves the same
+/// feed), until it has caught up with the final log or the liveness bound
+/// has passed.
+pub struct Reader {
+    pub reader: usize,
+    pub plan: crate::plan::FeedReader,
+    pub token: Option<String>,
+    pub instances: usize,
+    pub heal_at: Duration,
+    /// How many writer clients have finished, out of `writers`.
+    pub writers_done: Rc<std::cell::Cell<usize>>,
+    pub writers: usize,
+    pub trace: Trace,
+    pub record: Rc<RefCell<ReaderRecord>>,
+}
+
+impl Reader {
+    pub async fn run(self) -> turmoil::Result {
+        let think = Duration::from_millis(self.plan.think_ms);
+        let wait = (self.plan.wait_ms > 0).then_some(self.plan.wait_ms);
+        let timeout = REQUEST_TIMEOUT + Duration::from_millis(self.plan.wait_ms);
+        let mut instance = self.plan.instance % self.instances;
+        let mut after = 0;
+        let mut settled_since: Option<Duration> = None;
+        tokio::time::sleep(think).await;
+        loop {
+            let now = turmoil::sim_elapsed().unwrap_or_default();
+            if now >= self.heal_at + LIVENESS_BOUND {
+                return Ok(());
+            }
+            // The log is final once every writer is done and their late
+            // commits have landed; only a page asked for after that counts.
+            let writers_done = self.writers_done.get() == self.writers && now >= self.heal_at;
+            if writers_done && settled_since.is_none() {
+                settled_since = Some(now);
+            }
+            let final_log = settled_since.is_some_and(|since| now >= since + READER_SETTLE);
+            let mut api = ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(timeout);
+            if let Some(token) = &self.token {
+                api = api.with_token(token.as_str());
+            }
+            let reply = api
+                .feed(Some(after), Some(self.plan.limit), wait)
+                .reply()
+                .await;
+            let answered = turmoil::sim_elapsed().unwrap_or_default();
+            self.trace.log(|| {
+                format!(
+                    "{} via {}: feed after {after} -> {}",
+                    READERS[self.reader],
+                    INSTANCES[instance],
+                    describe(&reply)
+                )
+            });
+            let page = match &reply {
+                Ok(answer) if answer.status.is_success() => Some(
+                    serde_json::from_str::<Vec<serde_json::Value>>(&answer.body)
+                        .unwrap_or_default(),
+                ),
+                _ => None,
+            };
+            self.record.borrow_mut().attempts.push(FeedAttempt {
+                at: now,
+                answered,
+                instance,
+                after,
+                reply,
+            });
+            let Some(page) = page else {
+                instance = (instance + 1) % self.instances;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            if let Some(last) = page.last() {
+                // A malformed position is the checker's to report; stop here.
+                let Some(position) = last["position"].as_u64() else {
+                    return Ok(());
+                };
+                after = position;
+            } else if final_log {
+                self.record.borrow_mut().caught_up = true;
+                return Ok(());
+            } else if wait.is_none() || writers_done {
+                tokio::time::sleep(think.max(Duration::from_millis(50))).await;
+            }
+        }
     }
 }

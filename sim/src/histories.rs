@@ -127,6 +127,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                             auth: false,
                             bug,
                             db_faults,
+                            readers: Vec::new(),
                         }
                     },
                 )

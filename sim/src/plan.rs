@@ -15,6 +15,8 @@ use uuid::Uuid;
 /// Host names are constants: turmoil panics on a name it does not know.
 pub const INSTANCES: [&str; 3] = ["instance-0", "instance-1", "instance-2"];
 pub const CLIENTS: [&str; 4] = ["client-0", "client-1", "client-2", "client-3"];
+/// Feed readers: clients that page the store-wide feed (`GET /api/events`).
+pub const READERS: [&str; 2] = ["reader-0", "reader-1"];
 pub const ACCOUNTS_MAX: usize = 4;
 /// Owner indexes: each account `a` has its natural owner `a`; the indexes
 /// from `ACCOUNTS_MAX` on are strangers who own nothing until they open
@@ -180,6 +182,22 @@ pub struct StoreWindow {
     pub permille: u64,
 }
 
+/// A client that reads the store-wide feed from position 0, page by page,
+/// resuming after the last position it was given, until it has caught up
+/// with the final log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedReader {
+    /// Pause before the first page and between pages, in virtual ms.
+    pub think_ms: u64,
+    /// Events per page: small, so a run takes many pages.
+    pub limit: u64,
+    /// `waitMs` of each request (0: none): a long poll when the reader is
+    /// at the head of the feed.
+    pub wait_ms: u64,
+    /// The instance tried first; errors move the reader to the next one.
+    pub instance: usize,
+}
+
 #[derive(Clone, PartialEq)]
 pub struct Plan {
     /// Seeds turmoil (latency, message loss, tokio's scheduling) and the
@@ -204,6 +222,8 @@ pub struct Plan {
     pub bug: Option<PlantedBug>,
     /// Faults of the database host and its links (see `dbplan`).
     pub db_faults: Vec<DbFault>,
+    /// Feed readers (at most `READERS.len()`).
+    pub readers: Vec<FeedReader>,
 }
 
 impl Plan {
@@ -320,8 +340,25 @@ impl Plan {
             auth,
             bug: None,
             db_faults: crate::dbplan::draw(seed, instances),
+            readers: readers(seed, instances),
         }
     }
+}
+
+/// The feed readers of a seed's world: none in about half of the seeds, else
+/// one or two. Drawn from their own stream, so that the rest of a seed's
+/// plan is what it was before readers existed.
+pub fn readers(seed: u64, instances: usize) -> Vec<FeedReader> {
+    let mut rng = Draw(Xoshiro256PlusPlus::seed_from_u64(mix(seed, 9, 0)));
+    let count = [0, 0, 1, 2][rng.below(4) as usize];
+    (0..count)
+        .map(|_| FeedReader {
+            think_ms: rng.below(200),
+            limit: 1 + rng.below(5),
+            wait_ms: [0, 0, 100, 400][rng.below(4) as usize],
+            instance: rng.below(instances as u64) as usize,
+        })
+        .collect()
 }
 
 /// What operations are drawn against.
@@ -542,6 +579,13 @@ impl fmt::Display for Plan {
                 f,
                 "  store  at {:>5} ms for {:>5} ms: {:?} on {}‰ of calls",
                 window.start_ms, window.duration_ms, window.kind, window.permille
+            )?;
+        }
+        for (reader, r) in self.readers.iter().enumerate() {
+            writeln!(
+                f,
+                "  reader-{reader}: the feed in pages of {} every {} ms via instance-{}, waitMs {}",
+                r.limit, r.think_ms, r.instance, r.wait_ms
             )?;
         }
         for (client, ops) in self.clients.iter().enumerate() {

@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 16] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 17] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -50,6 +50,7 @@ pub const BUG_NAMES: [(PlantedBug, &str); 16] = [
         PlantedBug::EventsPageMissesNewest,
         "events-page-misses-newest",
     ),
+    (PlantedBug::FeedSkips, "feed-skips"),
     (PlantedBug::RefusalAsSuccess, "refusal-as-success"),
     (PlantedBug::ClosedAsNotFound, "closed-as-not-found"),
     (
@@ -108,6 +109,9 @@ pub struct Coverage {
     pub zombie_commits: u64,
     pub cache_stale: u64,
     pub batched_members: u64,
+    /// Seeds with a feed reader, and with one that caught up.
+    pub feed_readers: u64,
+    pub feed_caught_up: u64,
     /// Seeds that reached each of the contract's branches (`check::BRANCHES`).
     pub branches: BTreeMap<&'static str, u64>,
 }
@@ -130,6 +134,8 @@ impl Coverage {
         self.zombie_commits += count(summary.zombie_commits > 0);
         self.cache_stale += count(summary.cache_stale > 0);
         self.batched_members += count(summary.batched_members > 0);
+        self.feed_readers += count(summary.feed_readers > 0);
+        self.feed_caught_up += count(summary.feed_caught_up > 0);
         for branch in &summary.branches {
             *self.branches.entry(branch).or_default() += 1;
         }
@@ -147,7 +153,7 @@ impl Coverage {
     pub fn describe(&self, ran: u64) -> String {
         let share = |n: u64| 100.0 * n as f64 / ran.max(1) as f64;
         format!(
-            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%; database: crashes {:.0}%, partitions {:.0}%, replies dropped or held {:.0}%, slow commits {:.0}%, zombie commits {:.0}%; stale cache entries {:.0}%, batches of several commits {:.0}%",
+            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%; database: crashes {:.0}%, partitions {:.0}%, replies dropped or held {:.0}%, slow commits {:.0}%, zombie commits {:.0}%; stale cache entries {:.0}%, batches of several commits {:.0}%; feed readers {:.0}% (caught up {:.0}%)",
             share(self.crashes),
             share(self.partitions),
             share(self.lost_replies),
@@ -163,6 +169,8 @@ impl Coverage {
             share(self.zombie_commits),
             share(self.cache_stale),
             share(self.batched_members),
+            share(self.feed_readers),
+            share(self.feed_caught_up),
         ) + &self
             .branch_counts()
             .iter()

@@ -23,12 +23,12 @@ use sha2::{Digest, Sha256};
 
 use crate::bugs::{self, PlantedBug};
 use crate::check::{self, History, Log};
-use crate::client::{self as clients, Client, LIVENESS_BOUND, OpRecord};
+use crate::client::{self as clients, Client, LIVENESS_BOUND, OpRecord, Reader, ReaderRecord};
 use crate::db::{DB, Database, RemoteStore};
 use crate::dbplan::DbFaultKind;
 use crate::landing::{Landings, Stamped};
 use crate::net::{PORT, SimListener};
-use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, mix};
+use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, READERS, Who, mix};
 use crate::store::StoreFaults;
 use crate::trace::Trace;
 
@@ -81,6 +81,9 @@ pub struct Summary {
     pub cache_stale: u64,
     /// Commits written in a batch after its first member.
     pub batched_members: u64,
+    /// Feed readers in the world, and how many caught up with the final log.
+    pub feed_readers: usize,
+    pub feed_caught_up: usize,
     /// The contract's branches the run reached (`check::BRANCHES`).
     pub branches: std::collections::BTreeSet<&'static str>,
 }
@@ -293,10 +296,38 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     }
     let mut records: Vec<Rc<RefCell<Vec<OpRecord>>>> = Vec::new();
     let tokens = clients::tokens(EPOCH_SECONDS as i64 * 1_000);
+    let writers_done = Rc::new(Cell::new(0usize));
     for (index, name) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
         let client = Client::new(plan, index, &tokens, trace.clone());
         records.push(client.records.clone());
-        sim.client(*name, client.run());
+        let done = writers_done.clone();
+        sim.client(*name, async move {
+            let result = client.run().await;
+            done.set(done.get() + 1);
+            result
+        });
+    }
+    let mut reader_records: Vec<Rc<RefCell<ReaderRecord>>> = Vec::new();
+    for (index, name) in READERS.iter().enumerate().take(plan.readers.len()) {
+        let record = Rc::new(RefCell::new(ReaderRecord {
+            reader: index,
+            attempts: Vec::new(),
+            caught_up: false,
+        }));
+        reader_records.push(record.clone());
+        let reader = Reader {
+            reader: index,
+            plan: plan.readers[index].clone(),
+            // With authentication on, the feed is the admin's.
+            token: clients::token(plan, &tokens, Who::Admin),
+            instances: plan.instances,
+            heal_at,
+            writers_done: writers_done.clone(),
+            writers: plan.clients.len(),
+            trace: trace.clone(),
+            record,
+        };
+        sim.client(*name, reader.run());
     }
 
     let mut summary = Summary::default();
@@ -329,6 +360,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     drop(sim);
 
     let records: Vec<OpRecord> = records.iter().flat_map(|r| r.borrow().clone()).collect();
+    let readers: Vec<ReaderRecord> = reader_records.iter().map(|r| r.borrow().clone()).collect();
     let account_ids: Vec<_> = (0..plan.accounts).map(|a| plan.account_id(a)).collect();
     let log = Log::read(&memory, &account_ids, &landings);
     let owners = plan.owner_ids();
@@ -336,6 +368,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         log: &log,
         owners: &owners,
         records: &records,
+        readers: &readers,
         skew: 2 * TICK,
     });
     if let Some(error) = stuck {
@@ -344,6 +377,8 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     summary.requests = records.iter().map(|r| r.attempts.len()).sum();
     summary.events = log.event_count();
     summary.branches = check::branches(&records);
+    summary.feed_readers = readers.len();
+    summary.feed_caught_up = readers.iter().filter(|r| r.caught_up).count();
     let fates = database.ledger.fates();
     summary.store_unavailable = database.faults.injected.unavailable.load(Ordering::Relaxed);
     summary.ambiguous_landed = fates.lost_replies;
@@ -366,7 +401,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         .filter(|a| a.reply.is_err())
         .count();
     Outcome {
-        digest: digest(&log, &records),
+        digest: digest(&log, &records, &readers),
         violations,
         summary,
         trace: trace.lines(),
@@ -601,6 +636,9 @@ fn crash(sim: &mut turmoil::Sim<'_>, instance: usize, plan: &Plan, faults: &mut 
     for client in CLIENTS.iter().take(plan.clients.len()) {
         sim.partition(*client, INSTANCES[instance]);
     }
+    for reader in READERS.iter().take(plan.readers.len()) {
+        sim.partition(*reader, INSTANCES[instance]);
+    }
     faults.crashed[instance] = true;
     set_db_link(sim, instance, DbLink::Partitioned, faults);
     sim.crash(INSTANCES[instance]);
@@ -608,6 +646,10 @@ fn crash(sim: &mut turmoil::Sim<'_>, instance: usize, plan: &Plan, faults: &mut 
         if !faults.partitioned.contains(&(index, instance)) {
             sim.repair(*client, INSTANCES[instance]);
         }
+    }
+    // The plan never partitions a reader: only the crash cut its links.
+    for reader in READERS.iter().take(plan.readers.len()) {
+        sim.repair(*reader, INSTANCES[instance]);
     }
     if !faults.healed {
         sim.set_fail_rate(plan.fail_rate);
@@ -624,7 +666,7 @@ fn restart(sim: &mut turmoil::Sim<'_>, instance: usize, crashed: &mut [bool], tr
 }
 
 /// The final event log and every reply, hashed: equal digests mean equal runs.
-fn digest(log: &Log, records: &[OpRecord]) -> String {
+fn digest(log: &Log, records: &[OpRecord], readers: &[ReaderRecord]) -> String {
     let mut hasher = Sha256::new();
     for line in log.lines() {
         hasher.update(line.as_bytes());
@@ -632,6 +674,9 @@ fn digest(log: &Log, records: &[OpRecord]) -> String {
     }
     for record in records {
         hasher.update(format!("{record:?}\n").as_bytes());
+    }
+    for reader in readers {
+        hasher.update(format!("{reader:?}\n").as_bytes());
     }
     let hash = hasher.finalize();
     hash.iter().take(16).map(|b| format!("{b:02x}")).collect()

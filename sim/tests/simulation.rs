@@ -31,6 +31,7 @@ fn a_bounded_sweep_of_seeds_passes_and_reaches_every_branch() {
         ("ambiguous commits that landed", coverage.ambiguous_landed),
         ("ambiguous commits that were lost", coverage.ambiguous_lost),
         ("write conflicts", coverage.conflicts),
+        ("a feed reader that caught up", coverage.feed_caught_up),
     ] {
         assert!(
             seeds >= SEEDS / 20,

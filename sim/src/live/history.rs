@@ -94,7 +94,10 @@ impl Observed {
                 }
             })
             .collect();
-        Log { accounts }
+        Log {
+            accounts,
+            feed: Vec::new(),
+        }
     }
 }
 
@@ -120,6 +123,7 @@ pub fn judge(plan: &Plan, observed: &Observed) -> Vec<String> {
         log: &log,
         owners: &owners,
         records: &records,
+        readers: &[],
         skew: LIVE_SKEW,
     }));
     for (index, account) in observed.accounts.iter().enumerate() {
