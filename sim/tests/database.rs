@@ -285,8 +285,11 @@ fn acknowledged_commits_survive_a_crash_of_the_database_host() {
 }
 
 /// Share of seeds, in percent, that each of the database's faults and
-/// their consequences must reach in the sweep.
-const SHARE_MIN: u64 = 10;
+/// their consequences must reach in the sweep: the floor the contract's
+/// branches have too (`sim/tests/simulation.rs`). Zombie commits are the
+/// rarest: ~8% of seeds since the plans' slower store calls and busier
+/// clients, which make the engine's own timeout fire less often.
+const SHARE_MIN: u64 = 5;
 
 #[test]
 fn a_sweep_meets_database_crashes_partitions_lost_replies_and_zombie_commits() {
