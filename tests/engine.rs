@@ -208,26 +208,7 @@ async fn a_conflict_reloads_and_decides_again_on_the_fresh_state() {
     let account = id(1);
     funded(&engine, account, 10).await;
     // Another writer deposits 5 just before our append lands.
-    let other = TransactionId::from_uuid(Uuid::from_u128(0xbeef));
-    let interloper = Commit {
-        events: vec![RecordedEvent {
-            account_id: account,
-            sequence_number: 3,
-            transaction_id: other,
-            event: Event::MoneyDeposited {
-                amount_deposited: 5,
-                balance: 15,
-                transfer_from: None,
-            },
-            recorded_at: Timestamp::from_unix_millis(0),
-        }],
-        transactions: vec![TransactionRecord {
-            account_id: account,
-            transaction_id: other,
-            fingerprint: Fingerprint("deposit amount=5".to_owned()),
-        }],
-        snapshots: vec![],
-    };
+    let interloper = other_writers_deposit(account);
     store.script_appends([Fault::OtherWriterFirst(Box::new(interloper))]);
     let reads = store.reads();
     let outcome = engine.execute(deposit(account, 7, 1)).await;
@@ -820,26 +801,7 @@ async fn a_conflicting_member_of_a_batch_does_not_fail_the_others() {
     let (batches, applied) = (store.batch_sizes().len(), store.appends_applied());
     // Another writer deposits 5 on account 3 just before the first batch:
     // the member for account 3, decided on its cached state, is stale.
-    let other = TransactionId::from_uuid(Uuid::from_u128(0xbeef));
-    let interloper = Commit {
-        events: vec![RecordedEvent {
-            account_id: id(3),
-            sequence_number: 3,
-            transaction_id: other,
-            event: Event::MoneyDeposited {
-                amount_deposited: 5,
-                balance: 15,
-                transfer_from: None,
-            },
-            recorded_at: Timestamp::from_unix_millis(0),
-        }],
-        transactions: vec![TransactionRecord {
-            account_id: id(3),
-            transaction_id: other,
-            fingerprint: Fingerprint("deposit amount=5".to_owned()),
-        }],
-        snapshots: vec![],
-    };
+    let interloper = other_writers_deposit(id(3));
     store.script_appends([Fault::OtherWriterFirst(Box::new(interloper))]);
     store.delay_appends(Duration::from_millis(10));
     let mut tasks = tokio::task::JoinSet::new();
@@ -938,4 +900,29 @@ async fn a_replay_of_a_transaction_id_older_than_the_cache_remembers_answers_the
         stored,
         "nothing written twice"
     );
+}
+
+/// Another writer's deposit of 5 onto an account funded with 10 (its
+/// events 1 and 2): event 3, under a transactionId of its own.
+fn other_writers_deposit(account: AccountId) -> Commit {
+    let other = TransactionId::from_uuid(Uuid::from_u128(0xbeef));
+    Commit {
+        events: vec![RecordedEvent {
+            account_id: account,
+            sequence_number: 3,
+            transaction_id: other,
+            event: Event::MoneyDeposited {
+                amount_deposited: 5,
+                balance: 15,
+                transfer_from: None,
+            },
+            recorded_at: Timestamp::from_unix_millis(0),
+        }],
+        transactions: vec![TransactionRecord {
+            account_id: account,
+            transaction_id: other,
+            fingerprint: Fingerprint("deposit amount=5".to_owned()),
+        }],
+        snapshots: vec![],
+    }
 }

@@ -103,17 +103,23 @@ impl Outcome {
     }
 }
 
+/// What a caught panic said (its payload is a `String` or a `&str` when it
+/// says anything).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// Runs a plan and checks it. A panic anywhere (handlers included: the
 /// workspace builds with `--cfg tokio_unstable`, so turmoil surfaces them)
 /// is a failed run, not a crash of the caller.
 pub fn run(plan: &Plan, trace: Trace) -> Outcome {
     let result = catch_unwind(AssertUnwindSafe(|| run_unchecked(plan, trace.clone())));
     result.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let message = panic_message(&*panic);
         Outcome {
             digest: "panicked".to_owned(),
             violations: vec![format!("panic: {message}")],

@@ -292,6 +292,16 @@ impl Cluster {
         process.kill();
     }
 
+    /// kill -9, then a restart once Envoy has seen the instance go and a
+    /// second has passed; returns when Envoy sends it traffic again.
+    pub async fn kill_and_restart_instance(&mut self, index: usize) {
+        self.kill_instance(index);
+        self.wait_envoy_health(index, false).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        self.start_instance(index).await;
+        self.wait_envoy_health(index, true).await;
+    }
+
     /// SIGTERM; checks that the instance's `/ready` answers 503 at once
     /// (it keeps serving during the drain delay), then waits until the
     /// process has exited by itself.

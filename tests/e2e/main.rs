@@ -401,11 +401,7 @@ async fn kill_9_loses_and_duplicates_nothing() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        cluster.kill_instance(0);
-        cluster.wait_envoy_health(0, false).await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        cluster.start_instance(0).await;
-        cluster.wait_envoy_health(0, true).await;
+        cluster.kill_and_restart_instance(0).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, Ordering::Relaxed);
         let results = join_all(clients).await;
@@ -651,11 +647,7 @@ async fn the_feed_through_envoy_skips_nothing_when_an_instance_is_killed() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        cluster.kill_instance(0);
-        cluster.wait_envoy_health(0, false).await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        cluster.start_instance(0).await;
-        cluster.wait_envoy_health(0, true).await;
+        cluster.kill_and_restart_instance(0).await;
         tokio::time::sleep(Duration::from_millis(1000)).await;
         stop.store(true, Ordering::Relaxed);
         join_all(clients).await;

@@ -163,11 +163,7 @@ pub fn run(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
             .block_on(run_async(plan, config))
     }));
     result.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let message = crate::world::panic_message(&*panic);
         LiveOutcome {
             violations: vec![format!("the live run failed: {message}")],
             summary: LiveSummary::default(),
