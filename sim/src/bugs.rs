@@ -81,6 +81,11 @@ pub enum PlantedBug {
     /// Authentication: deposits skip the owner check (anyone's token may
     /// deposit to anyone's account).
     DepositSkipsOwnerCheck,
+    /// Store, group commit: in a batch with a refused member, the answers
+    /// are handed out one member off (the refusal goes to the member after
+    /// it), so one command is told it succeeded although nothing of it was
+    /// written and another is refused although it landed.
+    BatchAnswersMisaligned,
 }
 
 /// Where a planted bug sits.
@@ -96,7 +101,7 @@ pub enum Layer {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 17] = [
+    pub const ALL: [PlantedBug; 18] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
@@ -114,13 +119,15 @@ impl PlantedBug {
         PlantedBug::RefusalAsSuccess,
         PlantedBug::ClosedAsNotFound,
         PlantedBug::DepositSkipsOwnerCheck,
+        PlantedBug::BatchAnswersMisaligned,
     ];
 
     pub fn layer(self) -> Layer {
         match self {
             PlantedBug::TransferAsTwoAppends
             | PlantedBug::StaleSnapshot
-            | PlantedBug::AppendWithoutSequenceCheck => Layer::Store,
+            | PlantedBug::AppendWithoutSequenceCheck
+            | PlantedBug::BatchAnswersMisaligned => Layer::Store,
             PlantedBug::SkipIdempotencyCheck | PlantedBug::RecordOnSourceOnly => Layer::Idempotency,
             PlantedBug::RetryWithoutReload
             | PlantedBug::SuccessOnAmbiguousCommit
@@ -561,8 +568,20 @@ impl Decorator for BuggyStore {
         Ok(events)
     }
 
-    /// The members one after the other, each through the planted bug.
+    /// The members one after the other, each through the planted bug; the
+    /// batch bug hands the store's own answers to the wrong members.
     async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
+        if self.bug == PlantedBug::BatchAnswersMisaligned {
+            let mut results = self.inner.append_batch(commits).await;
+            if results.len() > 1
+                && results
+                    .iter()
+                    .any(|r| matches!(r, Err(AppendError::Conflict(_))))
+            {
+                results.rotate_right(1);
+            }
+            return results;
+        }
         let mut results = Vec::with_capacity(commits.len());
         for commit in commits {
             results.push(self.append_one(commit).await);

@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 17] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 18] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -56,6 +56,10 @@ pub const BUG_NAMES: [(PlantedBug, &str); 17] = [
     (
         PlantedBug::DepositSkipsOwnerCheck,
         "deposit-skips-owner-check",
+    ),
+    (
+        PlantedBug::BatchAnswersMisaligned,
+        "batch-answers-misaligned",
     ),
 ];
 

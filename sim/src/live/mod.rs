@@ -27,7 +27,7 @@ use testkit::database::{Backend, Killer, TempFile, TestDatabase, test_options};
 use testkit::process::Service;
 use testkit::{ApiRequest, Client as ApiClient, Socket};
 
-use crate::plan::{Plan, Who};
+use crate::plan::{FAULT_PHASE_MS, Fault, FaultKind, Plan, Who, mix};
 use client::{Addresses, LiveBug, LiveClient, LiveRecord, Shared, live_bug_name};
 use faults::{Change, KillWindow};
 use history::{Observed, ObservedAccount};
@@ -37,6 +37,14 @@ use history::{Observed, ObservedAccount};
 /// the simulation's and the socket tests' to judge), and the simulated
 /// database host's faults have no live form (the store's fault windows
 /// become connections killed by the server instead).
+///
+/// The faults are also moved to where the clients are: a live client spends
+/// little more than its think times, so most are done well before the end
+/// of the simulation's fault phase, and a fault due after the clients are
+/// done is never applied. The schedule is compressed into the busiest
+/// client's think time, in the same order, and a plan with neither a crash
+/// nor a partition gets a crash, so that every live run suffers at least one
+/// real fault while requests are in flight.
 pub fn live_plan(seed: u64) -> Plan {
     let mut plan = Plan::from_seed(seed);
     plan.auth = false;
@@ -44,8 +52,34 @@ pub fn live_plan(seed: u64) -> Plan {
     for op in plan.clients.iter_mut().flatten() {
         op.caller = Who::Anyone;
     }
+    let span = plan
+        .clients
+        .iter()
+        .map(|ops| ops.iter().map(|op| op.think_ms).sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .clamp(1, FAULT_PHASE_MS);
+    let within = |at: u64| at * span / FAULT_PHASE_MS;
+    for fault in &mut plan.faults {
+        fault.start_ms = within(fault.start_ms);
+    }
+    for window in &mut plan.store_windows {
+        window.start_ms = within(window.start_ms);
+    }
+    if plan.faults.is_empty() {
+        plan.faults.push(Fault {
+            start_ms: mix(seed, LIVE_CRASH, 0) % span,
+            duration_ms: mix(seed, LIVE_CRASH, 1) % 1_000,
+            kind: FaultKind::Crash {
+                instance: (mix(seed, LIVE_CRASH, 2) % plan.instances as u64) as usize,
+            },
+        });
+    }
     plan
 }
+
+/// `mix`'s purpose for the crash a live plan without faults is given.
+const LIVE_CRASH: u64 = 0x11FE;
 
 /// Where the runs' databases are made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -835,6 +869,36 @@ fn unix_millis_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_live_plan_has_a_fault_while_its_clients_run() {
+        for seed in 0..200 {
+            let plan = live_plan(seed);
+            let span: u64 = plan
+                .clients
+                .iter()
+                .map(|ops| ops.iter().map(|op| op.think_ms).sum())
+                .max()
+                .unwrap_or(0);
+            assert!(
+                !plan.faults.is_empty(),
+                "seed {seed}: no crash or partition"
+            );
+            for start in plan
+                .faults
+                .iter()
+                .map(|f| f.start_ms)
+                .chain(plan.store_windows.iter().map(|w| w.start_ms))
+            {
+                assert!(
+                    start <= span.max(1),
+                    "seed {seed}: a fault at {start} ms, the clients think for {span} ms"
+                );
+            }
+            assert!(plan.faults.is_sorted_by_key(|f| f.start_ms), "seed {seed}");
+            assert_eq!(live_plan(seed), plan, "seed {seed}: not deterministic");
+        }
+    }
 
     #[test]
     fn database_urls_name_their_target() {
