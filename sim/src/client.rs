@@ -329,6 +329,10 @@ pub struct ReaderRecord {
     pub caught_up: bool,
 }
 
+/// A feed reader's pause between empty pages once the writers are done and
+/// it waits for the log to be final (`Ledger::quiet`).
+const SETTLE_POLL: Duration = Duration::from_millis(25);
+
 /// A client that pages the store-wide feed from position 0, resuming after
 /// the last position it was given and moving to the next instance on any
 /// error (positions are store-wide, so every instance serves the same
@@ -373,6 +377,10 @@ impl Reader {
             if let Some(token) = &self.token {
                 api = api.with_token(token.as_str());
             }
+            // Once the writers are done, only a late commit can still come:
+            // a long poll at the head of the feed would mostly wait for
+            // nothing, and the page that confirms the end even so.
+            let wait = wait.filter(|_| !writers_done);
             let reply = api
                 .feed(Some(after), Some(self.plan.limit), wait)
                 .reply()
@@ -414,7 +422,10 @@ impl Reader {
             } else if final_log {
                 self.record.borrow_mut().caught_up = true;
                 return Ok(());
-            } else if wait.is_none() || writers_done {
+            } else if writers_done {
+                // Waiting for the log to be final: look again soon.
+                tokio::time::sleep(SETTLE_POLL).await;
+            } else if wait.is_none() {
                 tokio::time::sleep(think.max(Duration::from_millis(50))).await;
             }
         }
