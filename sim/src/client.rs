@@ -7,12 +7,14 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use accounts::domain::{Timestamp, TransactionId};
 use accounts::http::ErrorCode;
 use testkit::{ApiRequest, Client as ApiClient, Reply, Tokens};
 
+use crate::db::Ledger;
 use crate::net::TurmoilHost;
 use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan, READERS, Who};
 use crate::trace::Trace;
@@ -322,15 +324,14 @@ pub struct FeedAttempt {
 pub struct ReaderRecord {
     pub reader: usize,
     pub attempts: Vec<FeedAttempt>,
-    /// It read an empty page after every writer had finished (and their
-    /// late commits had had time to land): it saw the whole final log.
+    /// It read an empty page after every writer had finished and no commit
+    /// could land any more (`Ledger::quiet`): it saw the whole final log.
     pub caught_up: bool,
 }
 
-/// How long a reader waits, once every writer has finished, before it
-/// takes an empty page as the end of the log: longer than the store's
-/// timeouts, so a commit still in flight (a zombie) has landed.
-pub const READER_SETTLE: Duration = Duration::from_millis(1_500);
+/// A feed reader's pause between empty pages once the writers are done and
+/// it waits for the log to be final (`Ledger::quiet`).
+const SETTLE_POLL: Duration = Duration::from_millis(25);
 
 /// A client that pages the store-wide feed from position 0, resuming after
 /// the last position it was given and moving to the next instance on any
@@ -346,6 +347,10 @@ pub struct Reader {
     /// How many writer clients have finished, out of `writers`.
     pub writers_done: Rc<std::cell::Cell<usize>>,
     pub writers: usize,
+    /// Tells when no commit can land any more.
+    pub ledger: Arc<Ledger>,
+    /// The longest a message takes on the simulated network.
+    pub latency_max: Duration,
     pub trace: Trace,
     pub record: Rc<RefCell<ReaderRecord>>,
 }
@@ -357,24 +362,25 @@ impl Reader {
         let timeout = REQUEST_TIMEOUT + Duration::from_millis(self.plan.wait_ms);
         let mut instance = self.plan.instance % self.instances;
         let mut after = 0;
-        let mut settled_since: Option<Duration> = None;
         tokio::time::sleep(think).await;
         loop {
             let now = turmoil::sim_elapsed().unwrap_or_default();
             if now >= self.heal_at + LIVENESS_BOUND {
                 return Ok(());
             }
-            // The log is final once every writer is done and their late
-            // commits have landed; only a page asked for after that counts.
+            // The log is final once every writer is done and no late commit
+            // (a zombie) can still land; only a page asked for after that
+            // counts.
             let writers_done = self.writers_done.get() == self.writers && now >= self.heal_at;
-            if writers_done && settled_since.is_none() {
-                settled_since = Some(now);
-            }
-            let final_log = settled_since.is_some_and(|since| now >= since + READER_SETTLE);
+            let final_log = writers_done && self.ledger.quiet(now, self.heal_at, self.latency_max);
             let mut api = ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(timeout);
             if let Some(token) = &self.token {
                 api = api.with_token(token.as_str());
             }
+            // Once the writers are done, only a late commit can still come:
+            // a long poll at the head of the feed would mostly wait for
+            // nothing, and the page that confirms the end even so.
+            let wait = wait.filter(|_| !writers_done);
             let reply = api
                 .feed(Some(after), Some(self.plan.limit), wait)
                 .reply()
@@ -416,7 +422,10 @@ impl Reader {
             } else if final_log {
                 self.record.borrow_mut().caught_up = true;
                 return Ok(());
-            } else if wait.is_none() || writers_done {
+            } else if writers_done {
+                // Waiting for the log to be final: look again soon.
+                tokio::time::sleep(SETTLE_POLL).await;
+            } else if wait.is_none() {
                 tokio::time::sleep(think.max(Duration::from_millis(50))).await;
             }
         }

@@ -114,6 +114,14 @@ pub struct Ledger(Mutex<LedgerState>);
 struct LedgerState {
     next_id: u64,
     appends: BTreeMap<u64, Fate>,
+    /// Write requests the instances are serving (their handlers alive).
+    writes_open: u64,
+    /// Append calls the instances have made and not finished.
+    appends_open: u64,
+    /// Appends the database has read and not finished with.
+    appends_serving: u64,
+    /// When the last append request went out (virtual time).
+    last_append_sent: Duration,
 }
 
 #[derive(Default)]
@@ -163,6 +171,34 @@ impl Ledger {
         })
     }
 
+    /// Whether no commit can land any more unless a new write request
+    /// arrives: no instance serves a write, no append call is open, the
+    /// database serves no append, and any append request still on the
+    /// network (sent before `since`, or held until then) has had
+    /// `latency_max` to arrive. What a feed reader needs to know that the
+    /// log is final, without waiting a fixed time after the writers.
+    pub fn quiet(&self, now: Duration, since: Duration, latency_max: Duration) -> bool {
+        self.with(|state| {
+            state.writes_open == 0
+                && state.appends_open == 0
+                && state.appends_serving == 0
+                && now >= state.last_append_sent.max(since) + latency_max
+        })
+    }
+
+    /// Counts a write request being served until the guard drops.
+    pub fn write_opened(self: &Arc<Self>) -> Open {
+        self.open(|state| &mut state.writes_open)
+    }
+
+    fn open(self: &Arc<Self>, counter: fn(&mut LedgerState) -> &mut u64) -> Open {
+        self.with(|state| *counter(state) += 1);
+        Open {
+            ledger: self.clone(),
+            counter,
+        }
+    }
+
     pub fn fates(&self) -> Fates {
         self.with(|state| {
             let mut fates = Fates::default();
@@ -182,32 +218,54 @@ impl Ledger {
     }
 }
 
+/// Something the ledger counts as open until it is dropped (finished,
+/// cancelled, or lost with its host).
+pub struct Open {
+    ledger: Arc<Ledger>,
+    counter: fn(&mut LedgerState) -> &mut u64,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.ledger.with(|state| *(self.counter)(state) -= 1);
+    }
+}
+
 /// A call on its way. For an append, once its request is sent, dropping it
 /// unanswered (a timeout here, the engine's own timeout, a broken
 /// connection) tells the ledger that its caller gave up.
 struct InFlight<'a> {
-    ledger: &'a Ledger,
+    ledger: &'a Arc<Ledger>,
     id: u64,
-    append: bool,
+    /// For an append: open in the ledger until the call ends.
+    append: Option<Open>,
     sent: bool,
     answered: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(ledger: &'a Ledger, append: bool) -> InFlight<'a> {
+    fn new(ledger: &'a Arc<Ledger>, append: bool) -> InFlight<'a> {
         InFlight {
             ledger,
             id: ledger.next_id(),
-            append,
+            append: append.then(|| ledger.open(|state| &mut state.appends_open)),
             sent: false,
             answered: false,
+        }
+    }
+
+    fn sent(&mut self) {
+        self.sent = true;
+        if self.append.is_some() {
+            let now = turmoil::sim_elapsed().unwrap_or_default();
+            self.ledger.with(|state| state.last_append_sent = now);
         }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.append && self.sent && !self.answered {
+        if self.append.is_some() && self.sent && !self.answered {
             self.ledger.abandoned(self.id);
         }
     }
@@ -268,7 +326,7 @@ impl RemoteStore {
             call,
         };
         write_frame(&mut stream, &request).await?;
-        in_flight.sent = true;
+        in_flight.sent();
         let reply = read_frame(&mut stream).await?;
         in_flight.answered = true;
         // Only a connection that completed its exchange is clean enough to
@@ -430,6 +488,9 @@ impl Database {
     /// a fault kills it.
     async fn connection(self, mut stream: TcpStream) {
         while let Ok(request) = read_frame::<Request>(&mut stream).await {
+            // Dropped when the append is done with, or with the host.
+            let _serving = matches!(request.call, Call::AppendBatch { .. })
+                .then(|| self.ledger.open(|state| &mut state.appends_serving));
             let Some(reply) = self.handle(request).await else {
                 return;
             };

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::bugs::{self, PlantedBug};
 use crate::check::{self, History, Log};
 use crate::client::{self as clients, Client, LIVENESS_BOUND, OpRecord, Reader, ReaderRecord};
-use crate::db::{DB, Database, RemoteStore};
+use crate::db::{DB, Database, Ledger, RemoteStore};
 use crate::dbplan::DbFaultKind;
 use crate::landing::{Landings, Stamped};
 use crate::net::{PORT, SimListener};
@@ -37,7 +37,7 @@ use crate::trace::Trace;
 pub const EPOCH_SECONDS: u64 = 1_767_225_600;
 /// turmoil advances in fixed ticks; idle ticks cost CPU, so a coarse tick
 /// is much faster, at the price of coarser timing.
-pub const TICK: Duration = Duration::from_millis(2);
+pub const TICK: Duration = Duration::from_millis(4);
 /// Room after the liveness bound for slow clients to finish their
 /// fault-phase operations; past it the run fails as stuck.
 const DURATION_SLACK: Duration = Duration::from_secs(90);
@@ -161,6 +161,7 @@ async fn instance(
     config: EngineConfig,
     entropy_seed: u64,
     metrics: Metrics,
+    ledger: Arc<Ledger>,
 ) -> turmoil::Result {
     // The store as it is, for bugs planted in the router that look at it.
     let store_for_bugs = store.clone();
@@ -200,11 +201,33 @@ async fn instance(
         let admin = clients::tokens(EPOCH_SECONDS as i64 * 1_000).admin();
         instance.router = bugs::wrap_router(bug, instance.router, store_for_bugs, admin);
     }
+    instance.router = count_writes(instance.router, ledger);
     let listener = turmoil::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
     instance
         .serve(SimListener(listener), std::future::pending())
         .await;
     Ok(())
+}
+
+/// Counts the write requests the instance is serving in the ledger, so that
+/// feed readers know when no commit can land any more: a handler still
+/// alive (its client gone or not) may yet load, decide and append. Reads
+/// never commit, so that readers do not hold one another up.
+fn count_writes(router: axum::Router, ledger: Arc<Ledger>) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let write = !matches!(
+                *request.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
+            let open = write.then(|| ledger.write_opened());
+            async move {
+                let response = next.run(request).await;
+                drop(open);
+                response
+            }
+        },
+    ))
 }
 
 /// A scheduled change to the world.
@@ -292,6 +315,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
                 config.clone(),
                 mix(seed, 5, ((index as u64) << 32) | boot),
                 metrics.clone(),
+                ledger.clone(),
             )
         });
     }
@@ -330,6 +354,11 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             heal_at,
             writers_done: writers_done.clone(),
             writers: plan.clients.len(),
+            ledger: database.ledger.clone(),
+            // A few ticks more: a message is delivered, and its reader
+            // polled, on a tick.
+            latency_max: Duration::from_millis(plan.latency_max_ms.max(plan.store_latency_ms))
+                + 4 * TICK,
             trace: trace.clone(),
             record,
         };
