@@ -1190,7 +1190,7 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
             perf = None
             perf_error = ""
             if shutil.which("perf"):
-                # The release build keeps line tables but no frame pointers:
+                # The dist build keeps line tables but no frame pointers:
                 # DWARF unwinding. cpu-clock, because virtual machines often
                 # have no hardware cycle counter.
                 perf = subprocess.Popen(
@@ -1346,12 +1346,14 @@ def flamegraph_line(svg: Path | None, folded: Path) -> str:
 def build(args: argparse.Namespace) -> Path:
     if args.binary:
         return Path(args.binary)
-    log("building the release binary")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "accounts"], cwd=ROOT, check=True)
+    # The profile that ships (Cargo.toml's [profile.dist]): the figures are
+    # those of the binary users run, memory included.
+    log("building the binary (profile dist)")
+    subprocess.run(["cargo", "build", "--profile", "dist", "--quiet", "--bin", "accounts"], cwd=ROOT, check=True)
     metadata = subprocess.run(
         ["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    return Path(json.loads(metadata.stdout)["target_directory"]) / "release" / "accounts"
+    return Path(json.loads(metadata.stdout)["target_directory"]) / "dist" / "accounts"
 
 
 def check_tools(stores: list[str]) -> None:
@@ -1373,7 +1375,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per figure (default 10)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per figure, report not written")
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated, of: " + ", ".join(STORES))
-    parser.add_argument("--binary", help="use this release binary instead of building one")
+    parser.add_argument("--binary", help="use this binary instead of building one (profile dist)")
     parser.add_argument("--no-report", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     parser.add_argument("--json", help="also write the raw figures to this file (after each store)")
     parser.add_argument("--from-json", help="start from the figures of an earlier --json run; the stores of "
