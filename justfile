@@ -25,9 +25,10 @@ bench *ARGS:
     command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
     python3 bench/bench.py {{ARGS}}
 
-# Where the time of a deposit goes on PostgreSQL: perf (flamegraph input), pg_stat_statements on a private cluster, the pool; into BENCHMARKS.md. Installs perf (linux-perf) when missing.
+# Where the time of a deposit goes on PostgreSQL: perf, pg_stat_statements on a private cluster, the pool; into BENCHMARKS.md, with the flamegraph bench/flamegraph-deposit-postgres.svg. Installs perf (linux-perf) and inferno (cargo install, built in a temporary directory) when missing.
 profile *ARGS:
     command -v perf >/dev/null || apt-get install -y linux-perf || (apt-get update && apt-get install -y linux-perf)
+    command -v inferno-flamegraph >/dev/null || test -x "${CARGO_HOME:-$HOME/.cargo}/bin/inferno-flamegraph" || { build="$(mktemp -d)"; trap 'rm -rf "$build"' EXIT; cargo install --locked --quiet inferno --target-dir "$build"; }
     python3 bench/bench.py --profile {{ARGS}}
 
 # Deterministic simulation (release): SEEDS seeds on every core, generated histories, then the self-test against the planted bugs.

@@ -18,7 +18,9 @@ Ceilings:
 
 `--profile` instead profiles the deposit path on PostgreSQL (perf, the
 database's statement statistics, the pool) and writes "where each
-microsecond of a deposit goes" into BENCHMARKS.md.
+microsecond of a deposit goes" into BENCHMARKS.md, with a flamegraph of the
+service (bench/flamegraph-deposit-postgres.svg, when inferno-flamegraph is
+installed: `just profile` installs it).
 
 Python standard library only. Needs wrk, taskset, psql, pgbench, mysql
 (`just bench` installs wrk when it is missing).
@@ -1188,7 +1190,7 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
             perf = None
             perf_error = ""
             if shutil.which("perf"):
-                # The release build keeps line tables but no frame pointers:
+                # The dist build keeps line tables but no frame pointers:
                 # DWARF unwinding. cpu-clock, because virtual machines often
                 # have no hardware cycle counter.
                 perf = subprocess.Popen(
@@ -1211,12 +1213,10 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
     answered = deposit["answered"]
     shares: dict[str, float] = {}
     folded = out_dir / "deposit-postgres.folded"
+    svg: Path | None = None
     if perf is not None and perf_data.exists():
         shares = perf_profile(perf_data, folded)
-        flamegraph = shutil.which("inferno-flamegraph")
-        if flamegraph:
-            with (out_dir / "deposit-postgres.svg").open("w") as svg:
-                subprocess.run([flamegraph, str(folded)], stdout=svg, check=False)
+        svg = render_flamegraph(folded, flamegraph_path(args), answered, args.duration)
     wal = {name: after - before for name, before, after in zip(wal_columns.split(", "), wal_before, wal_after)}
     in_use = sum(sample[0] for sample in samples) / len(samples) if samples else 0.0
     pool_size = max((sum(sample) for sample in samples), default=0)
@@ -1287,11 +1287,57 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
         *explain.strip().splitlines(),
         "```",
         "",
-        f"Flamegraph input (folded stacks): `{folded}`"
-        + (f"; SVG: `{out_dir / 'deposit-postgres.svg'}`." if shutil.which("inferno-flamegraph")
-           else " (render it with `inferno-flamegraph`, `cargo install inferno`)."),
+        flamegraph_line(svg, folded),
     ]
     return "\n".join(lines) + "\n"
+
+
+def flamegraph_tool() -> str | None:
+    """inferno's renderer: on PATH, or where `cargo install inferno` (the
+    `just profile` recipe) leaves it."""
+    cargo_bin = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
+    return shutil.which("inferno-flamegraph") or shutil.which("inferno-flamegraph", path=str(cargo_bin))
+
+
+def flamegraph_path(args: argparse.Namespace) -> Path:
+    """The committed SVG that BENCHMARKS.md links to, when the report is
+    written; next to the folded stacks otherwise, so that a smoke run leaves
+    the committed one alone."""
+    if args.flamegraph and not (args.quick or args.no_report):
+        return Path(args.flamegraph)
+    return Path(args.profile_dir) / "deposit-postgres.svg"
+
+
+def render_flamegraph(folded: Path, svg: Path, answered: int, duration: float) -> Path | None:
+    tool = flamegraph_tool()
+    if tool is None or not folded.exists():
+        return None
+    title = f"accounts: deposits on PostgreSQL, service CPU ({answered:,} deposits in {duration:g} s)"
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    # Frames under half a pixel cannot be seen or clicked; leaving them out
+    # halves the committed file (from ~1.3 MB at inferno's default of 0.1).
+    command = [tool, "--title", title, "--minwidth", "0.5", str(folded)]
+    with svg.open("w") as out:
+        rendered = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, text=True)
+    if rendered.returncode != 0:
+        log(f"profile: inferno-flamegraph failed: {rendered.stderr.strip()[:200]}")
+        svg.unlink(missing_ok=True)
+        return None
+    log(f"profile: flamegraph in {svg}")
+    return svg
+
+
+def flamegraph_line(svg: Path | None, folded: Path) -> str:
+    """The report's pointer to the flamegraph: a link relative to
+    BENCHMARKS.md when the SVG is in the repository, else where it is."""
+    if svg is None:
+        return (f"Flamegraph input (folded stacks): `{folded}` (render it with `inferno-flamegraph`: "
+                "`cargo install inferno`, or `just profile`, which installs it).")
+    try:
+        relative = svg.resolve().relative_to(REPORT.resolve().parent)
+        return f"Flamegraph of the service's CPU under this load: [{relative}]({relative})."
+    except ValueError:
+        return f"Flamegraph of the service's CPU under this load: `{svg}` (folded stacks: `{folded}`)."
 
 
 # --------------------------------------------------------------------------
@@ -1300,12 +1346,14 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
 def build(args: argparse.Namespace) -> Path:
     if args.binary:
         return Path(args.binary)
-    log("building the release binary")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "accounts"], cwd=ROOT, check=True)
+    # The profile that ships (Cargo.toml's [profile.dist]): the figures are
+    # those of the binary users run, memory included.
+    log("building the binary (profile dist)")
+    subprocess.run(["cargo", "build", "--profile", "dist", "--quiet", "--bin", "accounts"], cwd=ROOT, check=True)
     metadata = subprocess.run(
         ["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    return Path(json.loads(metadata.stdout)["target_directory"]) / "release" / "accounts"
+    return Path(json.loads(metadata.stdout)["target_directory"]) / "dist" / "accounts"
 
 
 def check_tools(stores: list[str]) -> None:
@@ -1327,7 +1375,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per figure (default 10)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per figure, report not written")
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated, of: " + ", ".join(STORES))
-    parser.add_argument("--binary", help="use this release binary instead of building one")
+    parser.add_argument("--binary", help="use this binary instead of building one (profile dist)")
     parser.add_argument("--no-report", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     parser.add_argument("--json", help="also write the raw figures to this file (after each store)")
     parser.add_argument("--from-json", help="start from the figures of an earlier --json run; the stores of "
@@ -1335,7 +1383,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="profile the deposit path on PostgreSQL instead (perf, pg_stat_statements, the pool)")
     parser.add_argument("--profile-dir", default=str(ROOT / "target" / "bench-profile"),
-                        help="where --profile leaves the folded stacks and the flamegraph")
+                        help="where --profile leaves the perf output (folded stacks)")
+    parser.add_argument("--flamegraph", default=str(ROOT / "bench" / "flamegraph-deposit-postgres.svg"),
+                        help="where --profile renders the flamegraph SVG that BENCHMARKS.md links to (with --quick "
+                        "or --no-report: next to the folded stacks instead)")
     parser.add_argument("--service-arg", action="append", default=[], metavar="FLAG",
                         help="pass this flag to every instance, e.g. --service-arg=--db-pool-size=5 (repeatable)")
     parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",

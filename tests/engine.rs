@@ -791,6 +791,80 @@ async fn commands_that_arrive_together_are_written_in_one_batch() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_store_that_gains_nothing_from_batches_gets_each_append_at_once() {
+    let store = InstrumentedStore::new();
+    store.append_directly();
+    let (engine, metrics) = engine(&store, EngineConfig::default());
+    let engine = Arc::new(engine);
+    for n in 1..=8 {
+        funded(&engine, id(n), 0).await;
+    }
+    let batches = store.batch_sizes().len();
+    // Batched, the others would queue behind the first append's 10 ms.
+    store.delay_appends(Duration::from_millis(10));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=8u128 {
+        let engine = engine.clone();
+        tasks.spawn(async move { engine.execute(deposit(id(n), n as i64, n)).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        assert_eq!(joined.unwrap(), Ok(Outcome::Applied));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(20),
+        "side by side"
+    );
+    assert_eq!(store.batch_sizes()[batches..], [1; 8]);
+    assert_eq!(metrics.batch_size.get_sample_count(), 0, "no batch written");
+    for n in 1..=8 {
+        assert_eq!(balances(&events(&store, id(n)).await), [n as i64]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_direct_append_that_does_not_answer_is_ambiguous_and_retried() {
+    let config = EngineConfig {
+        store_timeout: Duration::from_secs(3),
+        ..EngineConfig::default()
+    };
+    let store = InstrumentedStore::new();
+    store.append_directly();
+    let (engine, metrics) = engine(&store, config);
+    funded(&engine, id(1), 10).await;
+    store.script_appends([Fault::Hang]);
+    let started = Instant::now();
+    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    assert_eq!(outcome, Ok(Outcome::Applied));
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(metrics.ambiguous_commits.get(), 1);
+    assert_eq!(balances(&events(&store, id(1)).await), [10, 17]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_direct_append_whose_caller_gives_up_writes_nothing() {
+    let store = InstrumentedStore::new();
+    store.append_directly();
+    let (engine, _) = engine(&store, EngineConfig::default());
+    let engine = Arc::new(engine);
+    funded(&engine, id(1), 10).await;
+    let (attempted, applied) = (store.appends_attempted(), store.appends_applied());
+    store.hold_appends();
+    let request = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.execute(deposit(id(1), 7, 1)).await }
+    });
+    store.appends_reached(attempted + 1).await;
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+    store.release_appends();
+    // Long enough for anything still running to have written.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(store.appends_applied(), applied);
+    assert_eq!(balances(&events(&store, id(1)).await), [10]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_conflicting_member_of_a_batch_does_not_fail_the_others() {
     let store = InstrumentedStore::new();
     let (engine, metrics) = engine(&store, EngineConfig::default());

@@ -14,7 +14,8 @@ use accounts::engine::{
     Clock, Engine, EngineConfig, EngineError, Entropy, Outcome, Request, SeededEntropy,
 };
 use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, RecordedEvent, Snapshot,
+    AppendError, Commit, EventStore, FeedEvent, GroupCommit, Loaded, PointInTime, RecordedEvent,
+    Snapshot,
 };
 use testkit::commits::{
     RECORDED_AT, deposited, opened, record, recorded, single, transfer, whole_feed,
@@ -82,6 +83,7 @@ every_store!(
     batch_members_of_one_account_chain,
     batch_member_chained_after_a_refused_one_fails,
     batch_whose_every_member_conflicts_writes_nothing,
+    a_store_appended_to_directly_appends_in_the_poll_that_starts_it,
     feed_pages_every_event_in_commit_order,
     load_at_version_reads_from_the_nearest_snapshot,
     load_at_time_is_the_longest_prefix_recorded_by_then,
@@ -717,6 +719,29 @@ fn assert_batch(results: &[Result<(), AppendError>], expected: &[bool]) {
             assert!(matches!(error, AppendError::Conflict(_)), "{error:?}");
         }
     }
+}
+
+/// What [`GroupCommit::Direct`] promises: the engine appends to such a
+/// store in the request's own task, so a request dropped mid-append must
+/// find the append either not started or done — never waiting half-way.
+/// Stores that batch make no such promise.
+async fn a_store_appended_to_directly_appends_in_the_poll_that_starts_it(test: &TestStore) {
+    if test.store.group_commit() != GroupCommit::Direct {
+        return;
+    }
+    let entropy = ids();
+    let id = account(&entropy);
+    history(&*test.store, id, 1).await;
+    let batch = [deposit_commit(id, 3, transaction(&entropy), 2)];
+    let mut append = test.store.append_batch(&batch);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = append.as_mut().poll(&mut context);
+    assert!(
+        matches!(&polled, std::task::Poll::Ready(results) if results.iter().all(Result::is_ok)),
+        "{polled:?}"
+    );
+    drop(append);
+    assert_eq!(all_events(&*test.store, id).await.len(), 3);
 }
 
 /// A head that moved, a transactionId already recorded, a malformed commit

@@ -9,6 +9,11 @@
 //! first append, on the runtime of the caller (so an engine built outside a
 //! runtime, or used from a new one after the old one stopped, still works),
 //! and ends when the engine is dropped.
+//!
+//! A store that gains nothing from batching ([`GroupCommit::Direct`]: the
+//! memory store) is appended to in the caller's task instead, a batch of
+//! one under the same timeout and with the same answers: no channel hop and
+//! no task wake-up per command.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +21,7 @@ use std::time::Duration;
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AppendError, Commit, EventStore};
+use crate::store::{AppendError, Commit, EventStore, GroupCommit};
 
 /// Most members of one batch: large batches amortise the flush, but one
 /// member's conflict can split a SQL batch into single writes, and a batch
@@ -32,6 +37,8 @@ struct Pending {
 
 pub struct Committer {
     store: Arc<dyn EventStore>,
+    /// The store's [`EventStore::group_commit`], asked once.
+    direct: bool,
     timeout: Duration,
     batch_sizes: Histogram,
     queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
@@ -40,6 +47,7 @@ pub struct Committer {
 impl Committer {
     pub fn new(store: Arc<dyn EventStore>, timeout: Duration, batch_sizes: Histogram) -> Self {
         Committer {
+            direct: store.group_commit() == GroupCommit::Direct,
             store,
             timeout,
             batch_sizes,
@@ -52,6 +60,9 @@ impl Committer {
     /// store timeout (counted from now, so also a wait behind the batch
     /// before) is ambiguous for every member: it may still land.
     pub async fn append(&self, commit: Commit) -> Answer {
+        if self.direct {
+            return self.append_directly(&commit).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.enqueue(Pending { commit, reply });
         match tokio::time::timeout(self.timeout, answer).await {
@@ -60,12 +71,17 @@ impl Committer {
             Ok(Err(_)) => Err(AppendError::Ambiguous(
                 "the group committer stopped".to_owned(),
             )),
-            Err(_) => Err(self.no_answer()),
+            Err(_) => Err(no_answer(self.timeout)),
         }
     }
 
-    fn no_answer(&self) -> AppendError {
-        AppendError::Ambiguous(format!("no answer within {} ms", self.timeout.as_millis()))
+    /// A batch of one in the caller's task. Dropping the caller drops the
+    /// store's future, as a batch nobody waits for any more is dropped.
+    async fn append_directly(&self, commit: &Commit) -> Answer {
+        let commits = std::slice::from_ref(commit);
+        let written = tokio::time::timeout(self.timeout, self.store.append_batch(commits)).await;
+        let answer = answers(written, 1, self.timeout).pop();
+        answer.expect("one answer per member")
     }
 
     fn enqueue(&self, pending: Pending) {
@@ -122,31 +138,38 @@ async fn write_batches(
             () = all_closed(&mut replies) => continue,
             written = tokio::time::timeout(timeout, store.append_batch(&commits)) => written,
         };
-        let answers = match written {
-            Ok(answers) if answers.len() == commits.len() => answers,
-            // A store that miscounts its answers cannot say which landed.
-            Ok(answers) => vec![
-                Err(AppendError::Ambiguous(format!(
-                    "a batch of {} was answered with {} results",
-                    commits.len(),
-                    answers.len()
-                )));
-                commits.len()
-            ],
-            // The batch may still complete after we stop waiting.
-            Err(_) => vec![
-                Err(AppendError::Ambiguous(format!(
-                    "no answer within {} ms",
-                    timeout.as_millis()
-                )));
-                commits.len()
-            ],
-        };
+        let answers = answers(written, commits.len(), timeout);
         for (reply, answer) in replies.into_iter().zip(answers) {
             // A caller gone meanwhile has answered "unknown" already.
             let _ = reply.send(answer);
         }
     }
+}
+
+/// Each member's answer to a batch of `members` written within `timeout`
+/// (`Err`: it was not).
+fn answers(
+    written: Result<Vec<Answer>, tokio::time::error::Elapsed>,
+    members: usize,
+    timeout: Duration,
+) -> Vec<Answer> {
+    match written {
+        Ok(answers) if answers.len() == members => answers,
+        // A store that miscounts its answers cannot say which landed.
+        Ok(answers) => vec![
+            Err(AppendError::Ambiguous(format!(
+                "a batch of {members} was answered with {} results",
+                answers.len()
+            )));
+            members
+        ],
+        // The batch may still complete after we stop waiting.
+        Err(_) => vec![Err(no_answer(timeout)); members],
+    }
+}
+
+fn no_answer(timeout: Duration) -> AppendError {
+    AppendError::Ambiguous(format!("no answer within {} ms", timeout.as_millis()))
 }
 
 /// Completes when every caller has stopped waiting.

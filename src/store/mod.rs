@@ -446,11 +446,30 @@ pub trait EventStore: Send + Sync + 'static {
     /// Answers when the store is reachable.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Whether the engine should gather this store's appends into batches.
+    /// Batching is right for every store; a store whose append is a few
+    /// microseconds under a lock and takes effect in the one poll that
+    /// starts it (so a dropped caller leaves nothing half-done) gains
+    /// nothing from it and loses the hand-off to the committer's task.
+    fn group_commit(&self) -> GroupCommit {
+        GroupCommit::Batch
+    }
+
     /// The connection pool's current use, for the pool gauges; `None` for
     /// stores without a pool.
     fn pool_status(&self) -> Option<PoolStatus> {
         None
     }
+}
+
+/// How the engine hands a store its appends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupCommit {
+    /// Through the group committer: what arrives together is one
+    /// [`EventStore::append_batch`] (one transaction, one flush).
+    Batch,
+    /// Each in its caller's task, a batch of one, under the same timeout.
+    Direct,
 }
 
 /// Connections of a store's pool, by state.

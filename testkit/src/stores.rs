@@ -4,14 +4,14 @@
 //! delays, held calls, scripted faults, and counts of what reached the store.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use accounts::domain::{Account, AccountId, TransactionId, replay};
 use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, MemoryStore, PointInTime, PoolStatus,
-    RecordedEvent, StoreError,
+    AppendError, Commit, EventStore, FeedEvent, GroupCommit, Loaded, MemoryStore, PointInTime,
+    PoolStatus, RecordedEvent, StoreError,
 };
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -95,6 +95,15 @@ pub trait Decorator: Send + Sync + 'static {
     fn pool_status(&self) -> Option<PoolStatus> {
         self.inner().pool_status()
     }
+
+    /// Batched, whatever the inner store says: a decorator's appends may
+    /// wait (delays, faults, a second write) where the inner store's do
+    /// not, and a direct append dropped at such a wait would stop the
+    /// decorator half-way. A decorator whose appends are the inner store's
+    /// may pass the hint through.
+    fn group_commit(&self) -> GroupCommit {
+        GroupCommit::Batch
+    }
 }
 
 /// A [`Decorator`] as an `EventStore` (the orphan rule forbids implementing
@@ -146,6 +155,10 @@ impl<D: Decorator> EventStore for Decorated<D> {
 
     fn pool_status(&self) -> Option<PoolStatus> {
         self.0.pool_status()
+    }
+
+    fn group_commit(&self) -> GroupCommit {
+        self.0.group_commit()
     }
 }
 
@@ -270,6 +283,8 @@ pub struct InstrumentedStore {
     appends_applied: AtomicUsize,
     append_log: Mutex<Vec<AppendCall>>,
     batch_log: Mutex<Vec<usize>>,
+    /// Answered by [`EventStore::group_commit`].
+    direct: AtomicBool,
 }
 
 impl InstrumentedStore {
@@ -285,12 +300,21 @@ impl InstrumentedStore {
             appends_applied: AtomicUsize::new(0),
             append_log: Mutex::default(),
             batch_log: Mutex::default(),
+            direct: AtomicBool::new(false),
         }))
     }
 
     /// The wrapped store, reached without any knob.
     pub fn bypass(&self) -> &Arc<dyn EventStore> {
         &self.inner
+    }
+
+    /// Engines built after this append without batching
+    /// ([`GroupCommit::Direct`], as over the memory store), so that tests
+    /// can turn the knobs on that path too. By default appends are batched:
+    /// the knobs make them wait, as a database's do.
+    pub fn append_directly(&self) {
+        self.direct.store(true, Ordering::SeqCst);
     }
 
     pub fn delay_reads(&self, delay: Duration) {
@@ -431,6 +455,14 @@ impl Decorator for InstrumentedStore {
 
     async fn before_read(&self, _read: Read) -> Result<(), StoreError> {
         read_fault(self.reads.enter(1).await)
+    }
+
+    fn group_commit(&self) -> GroupCommit {
+        if self.direct.load(Ordering::SeqCst) {
+            GroupCommit::Direct
+        } else {
+            GroupCommit::Batch
+        }
     }
 
     /// One fault per batch, as one database transaction suffers it: every
