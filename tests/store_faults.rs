@@ -302,13 +302,14 @@ async fn connections_killed_while_idle(backend: Backend) {
             .expect("deposit");
     }
     let mut killer = test.database().expect("a server database").killer().await;
-    let mut expected: HashMap<AccountId, i64> = accounts
-        .iter()
-        .map(|id| (*id, INITIAL_BALANCE))
-        .collect();
+    let mut expected: HashMap<AccountId, i64> =
+        accounts.iter().map(|id| (*id, INITIAL_BALANCE)).collect();
     for round in 0..5 {
         let killed = killer.kill(Connections::All).await;
-        assert!(killed > 0, "round {round}: the pool held connections to kill");
+        assert!(
+            killed > 0,
+            "round {round}: the pool held connections to kill"
+        );
         // As many at once as the pool has connections, so that every dead
         // one is handed out.
         let calls: Vec<_> = accounts
@@ -346,7 +347,9 @@ async fn connections_killed_while_idle(backend: Backend) {
                 1 => *expected.get_mut(&accounts[n]).unwrap() += 5,
                 _ => {
                     *expected.get_mut(&accounts[n]).unwrap() -= 1;
-                    *expected.get_mut(&accounts[(n + 1) % accounts.len()]).unwrap() += 1;
+                    *expected
+                        .get_mut(&accounts[(n + 1) % accounts.len()])
+                        .unwrap() += 1;
                 }
             }
         }

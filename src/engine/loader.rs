@@ -76,9 +76,11 @@ impl Loader {
             .collect();
         let mut loaded = Vec::with_capacity(answers.len());
         for answer in answers {
-            loaded.push(answer.await.map_err(|_| {
-                StoreError::Unavailable("the load batcher stopped".to_owned())
-            })??);
+            loaded.push(
+                answer.await.map_err(|_| {
+                    StoreError::Unavailable("the load batcher stopped".to_owned())
+                })??,
+            );
         }
         Ok(loaded)
     }
@@ -129,27 +131,28 @@ async fn load_batches(
         let store = store.clone();
         tokio::spawn(async move {
             let requests: Vec<_> = batch.iter().map(|pending| pending.request).collect();
-            let answers: Vec<Answer> = match tokio::time::timeout(timeout, store.load_many(&requests)).await {
-                Ok(Ok(loaded)) if loaded.len() == requests.len() => {
-                    loaded.into_iter().map(Ok).collect()
-                }
-                Ok(Ok(loaded)) => vec![
-                    Err(StoreError::Corrupt(format!(
-                        "a load of {} accounts was answered with {}",
-                        requests.len(),
-                        loaded.len()
-                    )));
-                    requests.len()
-                ],
-                Ok(Err(error)) => vec![Err(error); requests.len()],
-                Err(_) => vec![
-                    Err(StoreError::Unavailable(format!(
-                        "no answer within {} ms",
-                        timeout.as_millis()
-                    )));
-                    requests.len()
-                ],
-            };
+            let answers: Vec<Answer> =
+                match tokio::time::timeout(timeout, store.load_many(&requests)).await {
+                    Ok(Ok(loaded)) if loaded.len() == requests.len() => {
+                        loaded.into_iter().map(Ok).collect()
+                    }
+                    Ok(Ok(loaded)) => vec![
+                        Err(StoreError::Corrupt(format!(
+                            "a load of {} accounts was answered with {}",
+                            requests.len(),
+                            loaded.len()
+                        )));
+                        requests.len()
+                    ],
+                    Ok(Err(error)) => vec![Err(error); requests.len()],
+                    Err(_) => vec![
+                        Err(StoreError::Unavailable(format!(
+                            "no answer within {} ms",
+                            timeout.as_millis()
+                        )));
+                        requests.len()
+                    ],
+                };
             drop(slot);
             for (pending, answer) in batch.into_iter().zip(answers) {
                 let _ = pending.reply.send(answer);

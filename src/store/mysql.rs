@@ -14,8 +14,8 @@
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use sqlx::error::DatabaseError;
 use sqlx::AssertSqlSafe;
+use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool};
 
@@ -211,14 +211,7 @@ impl BatchWriter for MysqlStore {
     /// with us on the primary key (1062) instead, and a committed head never
     /// moves backwards.
     async fn write(&self, members: &[&Commit]) -> Attempt {
-        sql::write_in_transaction(
-            &self.pooled,
-            None,
-            members,
-            reserve_positions,
-            is_conflict,
-        )
-        .await
+        sql::write_in_transaction(&self.pooled, None, members, reserve_positions, is_conflict).await
     }
 }
 

@@ -538,7 +538,10 @@ impl EventStore for PostgresStore {
         for account in &mut loaded {
             account.events.sort_by_key(|event| event.sequence_number);
         }
-        Ok(place.into_iter().map(|index| loaded[index].clone()).collect())
+        Ok(place
+            .into_iter()
+            .map(|index| loaded[index].clone())
+            .collect())
     }
 
     fn loads_in_batches(&self) -> bool {

@@ -16,8 +16,8 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sqlx::query_builder::Separated;
 use sqlx::{
-    AssertSqlSafe, ConnectOptions, Connection, Database, Encode, Executor, FromRow, IntoArguments, Pool,
-    QueryBuilder, Transaction, Type,
+    AssertSqlSafe, ConnectOptions, Connection, Database, Encode, Executor, FromRow, IntoArguments,
+    Pool, QueryBuilder, Transaction, Type,
 };
 
 use super::{
@@ -75,7 +75,10 @@ pub(super) fn assemble_many(
         .zip(grouped)
         .map(|((account, _), rows)| assemble(*account, rows))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(place.into_iter().map(|index| loaded[index].clone()).collect())
+    Ok(place
+        .into_iter()
+        .map(|index| loaded[index].clone())
+        .collect())
 }
 
 /// One row of the events table.
@@ -464,14 +467,16 @@ pub(super) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
         .max_connections(options.pool_size)
         .acquire_timeout(options.acquire_timeout)
         .test_before_acquire(false)
-        .before_acquire(|connection: &mut DB::Connection, metadata: PoolConnectionMetadata| {
-            Box::pin(async move {
-                if metadata.idle_for >= PING_IDLE_AFTER {
-                    connection.ping().await?;
-                }
-                Ok(true)
-            })
-        })
+        .before_acquire(
+            |connection: &mut DB::Connection, metadata: PoolConnectionMetadata| {
+                Box::pin(async move {
+                    if metadata.idle_for >= PING_IDLE_AFTER {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            },
+        )
 }
 
 /// Whether an error says the connection itself is gone (closed by the
@@ -595,8 +600,8 @@ fn acquire_histogram() -> HistogramVec {
             "Time a store call waited for a pooled database connection, by use (read or write).",
         )
         .buckets(vec![
-            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-            0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
         ]),
         &["use"],
     )
@@ -746,9 +751,9 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     pooled
-        .read(|mut connection| async move {
-            sqlx::query("SELECT 1").execute(&mut *connection).await
-        })
+        .read(
+            |mut connection| async move { sqlx::query("SELECT 1").execute(&mut *connection).await },
+        )
         .await
         .map(|_| ())
         .map_err(unavailable)
@@ -1045,8 +1050,7 @@ where
     (String, Option<i64>, Option<String>): for<'r> FromRow<'r, DB::Row>,
 {
     let everyone = |error: AppendError| Attempt::Answered(vec![Err(error); members.len()]);
-    let stopped = |stopped: Stopped, answers: Option<Vec<Result<(), AppendError>>>| match stopped
-    {
+    let stopped = |stopped: Stopped, answers: Option<Vec<Result<(), AppendError>>>| match stopped {
         Stopped::Lost(error) => Err(error),
         Stopped::Failed(error) => Ok(match answers {
             Some(answers) => Attempt::Answered(failed(answers, &error)),
@@ -1060,9 +1064,7 @@ where
     let begun = match begin {
         // A `&'static str` that the compiler cannot see as one across the
         // await in this generic function.
-        Some(statement) => {
-            Connection::begin_with(&mut *connection, AssertSqlSafe(statement)).await
-        }
+        Some(statement) => Connection::begin_with(&mut *connection, AssertSqlSafe(statement)).await,
         None => Connection::begin(&mut *connection).await,
     };
     let mut transaction = match begun {
