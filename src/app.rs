@@ -144,6 +144,9 @@ impl InstanceBuilder {
             .entropy
             .unwrap_or_else(|| Arc::new(SeededEntropy::from_os()));
         let metrics = self.metrics.unwrap_or_default();
+        if let Some(histogram) = store.pool_acquire_seconds() {
+            metrics.export_pool_acquire(histogram);
+        }
         let mut engine = Engine::new(
             store,
             clock.clone(),

@@ -1,6 +1,8 @@
 //! Prometheus metrics, owned by the app state (never a global registry), so
 //! several instances can live in one process and each exports its own.
 
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -37,6 +39,9 @@ pub struct Metrics {
     /// Feed consumers disconnected because their buffer stayed full.
     pub feed_stream_slow_disconnects: IntCounter,
     pub engine: EngineMetrics,
+    /// The store's pool wait histogram, once exported (see
+    /// [`Metrics::export_pool_acquire`]).
+    pool_acquire: Arc<Mutex<Option<HistogramVec>>>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -194,7 +199,25 @@ impl Metrics {
             feed_stream_buffered,
             feed_stream_slow_disconnects,
             engine,
+            pool_acquire: Arc::default(),
         }
+    }
+
+    /// Exports the store's `accounts_db_pool_acquire_seconds` from now on.
+    /// The store measures (it is the one that waits for connections) and
+    /// the app exports, as with the pool gauges; an instance rebuilt on the
+    /// same metrics with another store exports the new store's histogram
+    /// instead of the old one's.
+    pub fn export_pool_acquire(&self, histogram: HistogramVec) {
+        let mut exported = self.pool_acquire.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = exported.take() {
+            // Absent only if nobody registered it, which cannot happen here.
+            let _ = self.registry.unregister(Box::new(previous));
+        }
+        self.registry
+            .register(Box::new(histogram.clone()))
+            .expect("metric names are unique");
+        *exported = Some(histogram);
     }
 
     /// Sets the pool gauges; called when `/metrics` is scraped, so the

@@ -88,6 +88,8 @@ every_store!(
     load_at_version_reads_from_the_nearest_snapshot,
     load_at_time_is_the_longest_prefix_recorded_by_then,
     engine_snapshots_carry_a_running_maximum_of_recorded_at,
+    load_many_answers_each_request_as_load_does,
+    load_many_of_nothing_is_nothing,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -1237,4 +1239,64 @@ async fn engine_snapshots_carry_a_running_maximum_of_recorded_at(test: &TestStor
             "time {time}"
         );
     }
+}
+
+// ------------------------------------------------------------ load_many
+
+/// Every kind of request at once, in an order that is not the accounts':
+/// accounts with and without snapshots, with a long tail and none, unknown
+/// accounts, recorded and unrecorded transactionIds (one recorded on another
+/// account), and the same request twice. Each answer must be exactly what
+/// `load` says for that request.
+async fn load_many_answers_each_request_as_load_does(test: &TestStore) {
+    let entropy = ids();
+    let store = &*test.store;
+    let snapshotted = account(&entropy);
+    let plain = account(&entropy);
+    let opened_only = account(&entropy);
+    let unknown = account(&entropy);
+    snapshotted_history(store, snapshotted).await;
+    let plain_transactions = history(store, plain, 3).await;
+    let opened_transactions = history(store, opened_only, 0).await;
+    let snapshotted_transaction = all_events(store, snapshotted).await[9].transaction_id;
+    let never_used = transaction(&entropy);
+    let requests = vec![
+        (plain, Some(plain_transactions[2])),
+        (snapshotted, None),
+        (unknown, Some(never_used)),
+        (snapshotted, Some(snapshotted_transaction)),
+        (opened_only, Some(opened_transactions[0])),
+        (plain, Some(plain_transactions[2])),
+        (plain, None),
+        // Recorded, but on another account: no record here.
+        (opened_only, Some(plain_transactions[0])),
+        (unknown, None),
+        (plain, Some(never_used)),
+    ];
+    let loaded = store.load_many(&requests).await.expect("load_many");
+    assert_eq!(loaded.len(), requests.len());
+    for (&(id, transaction), answer) in requests.iter().zip(&loaded) {
+        let alone = store.load(id, transaction).await.expect("load");
+        assert_eq!(answer, &alone, "load_many of ({id}, {transaction:?})");
+    }
+    // What the answers hold, not only that they agree with `load`.
+    assert_eq!(snapshot_at(&loaded[1]), Some(12));
+    assert_eq!(loaded[1].fold().1, 13);
+    assert_eq!(
+        loaded[3].transaction.as_ref().map(|r| r.transaction_id),
+        Some(snapshotted_transaction)
+    );
+    assert_eq!(loaded[0].fold().0.balance(), 3);
+    assert_eq!(
+        loaded[0].transaction,
+        Some(record(plain, plain_transactions[2], "test"))
+    );
+    assert_eq!(loaded[2], Loaded::default());
+    assert_eq!(loaded[4].fold().1, 1);
+    assert_eq!(loaded[7].transaction, None);
+    assert_eq!(loaded[9].transaction, None);
+}
+
+async fn load_many_of_nothing_is_nothing(test: &TestStore) {
+    assert_eq!(test.store.load_many(&[]).await.expect("load_many"), []);
 }

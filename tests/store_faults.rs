@@ -250,6 +250,117 @@ async fn check(
     assert_eq!(total, ACCOUNTS as i64 * INITIAL_BALANCE + deposits);
 }
 
+// ------------------------------------------ connections that died idle
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+async fn postgres_connections_killed_while_idle_fail_no_request() {
+    connections_killed_while_idle(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
+async fn mysql_connections_killed_while_idle_fail_no_request() {
+    connections_killed_while_idle(Backend::Mysql).await;
+}
+
+/// The pool pings only connections idle for a second or more, so one killed
+/// a moment ago is handed out as it is. Every pooled connection is killed
+/// between rounds of reads and writes that use them all again at once; no
+/// read, deposit or transfer may fail for it: reads and writes that cannot
+/// have committed are tried again on a live connection, and a write whose
+/// outcome the kill made unknown is read back by the engine.
+async fn connections_killed_while_idle(backend: Backend) {
+    const POOL: u32 = 4;
+    let options = StoreOptions {
+        pool_size: POOL,
+        connect_timeout: Duration::from_secs(10),
+        acquire_timeout: Duration::from_secs(2),
+    };
+    let test = TestStore::open_with(backend, options).await;
+    let engine = Arc::new(
+        TestInstance::builder()
+            .store(test.store.clone())
+            .build_engine(),
+    );
+    let entropy = SeededEntropy::from_os();
+    let accounts: Vec<AccountId> = (0..POOL as usize * 2)
+        .map(|_| AccountId::from_uuid(entropy.uuid()))
+        .collect();
+    for id in &accounts {
+        let owner = OwnerId::from_uuid(entropy.uuid());
+        engine
+            .execute(request(*id, Command::Open { owner_id: owner }, &entropy))
+            .await
+            .expect("open");
+        let deposit = Command::Deposit {
+            amount: Amount::new(INITIAL_BALANCE).unwrap(),
+        };
+        engine
+            .execute(request(*id, deposit, &entropy))
+            .await
+            .expect("deposit");
+    }
+    let mut killer = test.database().expect("a server database").killer().await;
+    let mut expected: HashMap<AccountId, i64> =
+        accounts.iter().map(|id| (*id, INITIAL_BALANCE)).collect();
+    for round in 0..5 {
+        let killed = killer.kill(Connections::All).await;
+        assert!(
+            killed > 0,
+            "round {round}: the pool held connections to kill"
+        );
+        // As many at once as the pool has connections, so that every dead
+        // one is handed out.
+        let calls: Vec<_> = accounts
+            .iter()
+            .enumerate()
+            .map(|(n, &id)| {
+                let engine = engine.clone();
+                let command = match n % 3 {
+                    0 => None,
+                    1 => Some(Command::Deposit {
+                        amount: Amount::new(5).unwrap(),
+                    }),
+                    _ => Some(Command::Transfer {
+                        target: accounts[(n + 1) % accounts.len()],
+                        amount: Amount::new(1).unwrap(),
+                    }),
+                };
+                let request = command.map(|command| request(id, command, &entropy));
+                tokio::spawn(async move {
+                    match request {
+                        None => engine.state(Caller::Anyone, id).await.map(|_| None),
+                        Some(request) => engine.execute(request).await.map(Some),
+                    }
+                })
+            })
+            .collect();
+        for (n, call) in calls.into_iter().enumerate() {
+            let answer = call.await.expect("call");
+            assert!(
+                answer.is_ok(),
+                "round {round}, call {n}: failed after its connection was killed idle: {answer:?}"
+            );
+            match n % 3 {
+                0 => {}
+                1 => *expected.get_mut(&accounts[n]).unwrap() += 5,
+                _ => {
+                    *expected.get_mut(&accounts[n]).unwrap() -= 1;
+                    *expected
+                        .get_mut(&accounts[(n + 1) % accounts.len()])
+                        .unwrap() += 1;
+                }
+            }
+        }
+    }
+    for id in &accounts {
+        let state = engine.state(Caller::Anyone, *id).await.expect("state");
+        assert_eq!(state.balance(), expected[id], "balance of {id}");
+        checked_stream(&*test.store, *id, &state).await;
+    }
+}
+
 // ------------------------------------------------------------- deadlocks
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -25,19 +25,24 @@
 //!   because the entry was stale, a refusal, nothing to do) is decided
 //!   again from a load, exactly as without the cache;
 //! - appends of commands that arrive together are written in one batch
-//!   ([`committer`]), each command answered by its own member.
+//!   ([`committer`]), each command answered by its own member;
+//! - loads that arrive together — reads and the loads of commands the
+//!   cache does not know — are read in one query ([`loader`]).
 
 mod cache;
 mod committer;
 mod inputs;
+mod loader;
 
 pub use cache::{
     CACHE_ACCOUNTS, CachedAccount, LruStateCache, NoCache, RECENT_TRANSACTIONS, StateCache,
 };
 pub use committer::BATCH_MAX;
 pub use inputs::{Clock, Entropy, FixedClock, SeededEntropy, SystemClock};
+pub use loader::{LOADS_IN_FLIGHT, LOADS_MAX};
 
 use committer::Committer;
+use loader::Loader;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,6 +210,7 @@ pub struct Engine {
     metrics: EngineMetrics,
     cache: Arc<dyn StateCache>,
     committer: Committer,
+    loader: Loader,
     /// Bumped right after every successful append, so feed readers on this
     /// instance wake at once instead of polling the store.
     commits: tokio::sync::watch::Sender<u64>,
@@ -223,8 +229,10 @@ impl Engine {
             config.store_timeout,
             metrics.batch_size.clone(),
         );
+        let loader = Loader::new(store.clone(), config.store_timeout);
         Engine {
             store,
+            loader,
             clock,
             entropy,
             cache: LruStateCache::with_capacity(config.cache_accounts),
@@ -472,7 +480,35 @@ impl Engine {
         account_id: AccountId,
         transaction: Option<TransactionId>,
     ) -> Result<Party, StoreError> {
-        let loaded: Loaded = self.timed(self.store.load(account_id, transaction)).await?;
+        let mut parties = self.load_many(&[(account_id, transaction)]).await?;
+        parties.pop().ok_or_else(|| {
+            StoreError::Corrupt("a load of one account was answered with none".to_owned())
+        })
+    }
+
+    /// Loads accounts together (through the [`loader`], in a batch with
+    /// other requests' loads), one party per request.
+    async fn load_many(
+        &self,
+        requests: &[(AccountId, Option<TransactionId>)],
+    ) -> Result<Vec<Party>, StoreError> {
+        let loaded = self.timed(self.loader.load_many(requests)).await?;
+        if loaded.len() != requests.len() {
+            return Err(StoreError::Corrupt(format!(
+                "a load of {} accounts was answered with {}",
+                requests.len(),
+                loaded.len()
+            )));
+        }
+        Ok(requests
+            .iter()
+            .zip(loaded)
+            .map(|(&(account_id, _), loaded)| self.party(account_id, loaded))
+            .collect())
+    }
+
+    /// The party a load shows, which the cache learns.
+    fn party(&self, account_id: AccountId, loaded: Loaded) -> Party {
         if loaded.snapshot.is_some() {
             self.metrics.snapshots_loaded.inc();
         }
@@ -492,7 +528,7 @@ impl Engine {
                     .collect(),
             });
         }
-        Ok(Party {
+        Party {
             account_id,
             state,
             version,
@@ -500,7 +536,7 @@ impl Engine {
             transaction: loaded.transaction,
             loaded: true,
             recent: Vec::new(),
-        })
+        }
     }
 
     /// The account as the cache knows it, `None` if it does not.
@@ -556,23 +592,27 @@ impl Engine {
         }))
     }
 
-    /// Loads the source and, for a transfer to another account, the target.
-    /// A transfer to the same account loads it once; the domain refuses it.
+    /// Loads the source and, for a transfer to another account, the target,
+    /// together. A transfer to the same account loads it once; the domain
+    /// refuses it.
     async fn load_parties(
         &self,
         request: &Request,
         transaction_id: TransactionId,
     ) -> Result<Parties, StoreError> {
-        let source = self.load(request.account, Some(transaction_id)).await?;
-        let counterpart = match request.command.target() {
-            Some(target) if target != request.account => {
-                Some(self.load(target, Some(transaction_id)).await?)
-            }
-            _ => None,
-        };
+        let mut requests = vec![(request.account, Some(transaction_id))];
+        if let Some(target) = request.command.target()
+            && target != request.account
+        {
+            requests.push((target, Some(transaction_id)));
+        }
+        let mut parties = self.load_many(&requests).await?.into_iter();
+        let source = parties.next().ok_or_else(|| {
+            StoreError::Corrupt("a load of the source was answered with none".to_owned())
+        })?;
         Ok(Parties {
             source,
-            counterpart,
+            counterpart: parties.next(),
         })
     }
 

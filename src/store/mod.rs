@@ -376,6 +376,32 @@ pub trait EventStore: Send + Sync + 'static {
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError>;
 
+    /// [`EventStore::load`] of several accounts in one go: one `Loaded` per
+    /// request, in the order asked, as `load` answers it (an unknown account
+    /// is the empty `Loaded`; a request may repeat, and each is answered),
+    /// each as the store held it at some point during the call.
+    ///
+    /// The default loads one account after the other; a store whose
+    /// round trips cost more than its queries does it in one statement and
+    /// says so in [`EventStore::loads_in_batches`].
+    async fn load_many(
+        &self,
+        requests: &[(AccountId, Option<TransactionId>)],
+    ) -> Result<Vec<Loaded>, StoreError> {
+        let mut loaded = Vec::with_capacity(requests.len());
+        for &(account, transaction) in requests {
+            loaded.push(self.load(account, transaction).await?);
+        }
+        Ok(loaded)
+    }
+
+    /// Whether loads that arrive together are better sent as one
+    /// [`EventStore::load_many`] than one by one: a store whose
+    /// `load_many` is one statement over a network.
+    fn loads_in_batches(&self) -> bool {
+        false
+    }
+
     /// The account as of a point in its history: the latest snapshot at or
     /// before the point and the events after it up to the point, never a
     /// transaction record. The work is bounded by the snapshot interval, not
@@ -458,6 +484,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// The connection pool's current use, for the pool gauges; `None` for
     /// stores without a pool.
     fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+
+    /// `accounts_db_pool_acquire_seconds`: how long store calls waited for
+    /// a pooled connection, for the app serving the store to export; `None`
+    /// for stores without a pool.
+    fn pool_acquire_seconds(&self) -> Option<prometheus::HistogramVec> {
         None
     }
 }

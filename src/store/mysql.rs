@@ -14,6 +14,7 @@
 use std::pin::Pin;
 
 use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool};
@@ -26,7 +27,7 @@ use super::{
 use crate::domain::{AccountId, TransactionId};
 
 pub struct MysqlStore {
-    pool: MySqlPool,
+    pooled: sql::Pooled<MySql>,
 }
 
 /// By error number, not SQLSTATE class: 23000 also covers CHECK and NOT
@@ -62,6 +63,47 @@ UNION ALL
 SELECT 't', NULL, CAST(transaction_id AS CHAR), CAST(fingerprint AS CHAR), NULL
 FROM applied_transactions
 WHERE account_id = ? AND transaction_id = ?";
+
+/// One request of a load of several accounts: [`LOAD`]'s snapshot and
+/// events, each row tagged with the request's place `{n}`. The snapshot is a
+/// derived table: a CTE per request cannot be written into a UNION ALL.
+/// Binds: account, account, account.
+const LOAD_ONE_OF_MANY: &str = "
+SELECT {n} AS n, 's' AS kind, sequence_number, CAST(NULL AS CHAR) AS transaction_id,
+       CAST(state AS CHAR) AS payload, recorded_until_ms AS recorded_at_ms
+FROM (SELECT sequence_number, state, recorded_until_ms FROM snapshots
+      WHERE account_id = ? ORDER BY sequence_number DESC LIMIT 1) AS snapshot
+UNION ALL
+SELECT {n}, 'e', sequence_number, CAST(transaction_id AS CHAR), CAST(payload AS CHAR), recorded_at_ms
+FROM events
+WHERE account_id = ?
+  AND sequence_number > (SELECT COALESCE(MAX(sequence_number), 0) FROM snapshots WHERE account_id = ?)";
+
+/// The transaction record of request `{n}`, for a request with a
+/// transactionId. Binds: account, transactionId.
+const RECORD_ONE_OF_MANY: &str = "
+UNION ALL
+SELECT {n}, 't', NULL, CAST(transaction_id AS CHAR), CAST(fingerprint AS CHAR), NULL
+FROM applied_transactions
+WHERE account_id = ? AND transaction_id = ?";
+
+/// The load of the distinct requests `unique` in one statement: one
+/// [`LOAD_ONE_OF_MANY`] (and [`RECORD_ONE_OF_MANY`]) per request, joined by
+/// UNION ALL; the text holds nothing but these and the requests' places.
+fn load_many_statement(unique: &[(AccountId, Option<TransactionId>)]) -> String {
+    let mut statement = String::new();
+    for (n, (_, transaction)) in unique.iter().enumerate() {
+        if n > 0 {
+            statement.push_str("\nUNION ALL");
+        }
+        let n = n.to_string();
+        statement.push_str(&LOAD_ONE_OF_MANY.replace("{n}", &n));
+        if transaction.is_some() {
+            statement.push_str(&RECORD_ONE_OF_MANY.replace("{n}", &n));
+        }
+    }
+    statement
+}
 
 const EVENTS: &str = "
 SELECT sequence_number, CAST(transaction_id AS CHAR) AS transaction_id,
@@ -136,11 +178,13 @@ impl MysqlStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<MysqlStore, OpenError> {
         let connect = sql::connect_options::<MySqlConnectOptions>(url)?;
         let pool = sql::open_pool::<MySql>(url, connect, options, &MIGRATOR).await?;
-        Ok(MysqlStore { pool })
+        Ok(MysqlStore {
+            pooled: sql::Pooled::new(pool),
+        })
     }
 
     pub fn pool(&self) -> &MySqlPool {
-        &self.pool
+        self.pooled.pool()
     }
 }
 
@@ -167,8 +211,7 @@ impl BatchWriter for MysqlStore {
     /// with us on the primary key (1062) instead, and a committed head never
     /// moves backwards.
     async fn write(&self, members: &[&Commit]) -> Attempt {
-        let begun = self.pool.begin().await;
-        sql::write_in_transaction(begun, members, reserve_positions, is_conflict).await
+        sql::write_in_transaction(&self.pooled, None, members, reserve_positions, is_conflict).await
     }
 }
 
@@ -180,18 +223,56 @@ impl EventStore for MysqlStore {
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError> {
         let account_text = account.to_string();
-        let query = sqlx::query_as(LOAD)
-            .bind(&account_text)
-            .bind(&account_text)
-            .bind(&account_text)
-            .bind(&account_text)
-            .bind(transaction.map(|id| id.to_string()));
-        sql::load(&self.pool, account, query).await
+        let transaction_text = transaction.map(|id| id.to_string());
+        let query = || {
+            sqlx::query_as(LOAD)
+                .bind(&account_text)
+                .bind(&account_text)
+                .bind(&account_text)
+                .bind(&account_text)
+                .bind(&transaction_text)
+        };
+        sql::load(&self.pooled, account, query).await
+    }
+
+    async fn load_many(
+        &self,
+        requests: &[(AccountId, Option<TransactionId>)],
+    ) -> Result<Vec<Loaded>, StoreError> {
+        let (unique, place) = sql::distinct_requests(requests);
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = load_many_statement(&unique);
+        let binds: Vec<(String, Option<String>)> = unique
+            .iter()
+            .map(|(account, transaction)| (account.to_string(), transaction.map(|t| t.to_string())))
+            .collect();
+        let (statement, binds) = (statement.as_str(), &binds);
+        let rows = self
+            .pooled
+            .read(|mut connection| async move {
+                let mut query = sqlx::query_as::<_, sql::ManyLoadRow>(AssertSqlSafe(statement));
+                for (account, transaction) in binds {
+                    query = query.bind(account).bind(account).bind(account);
+                    if let Some(transaction) = transaction {
+                        query = query.bind(account).bind(transaction);
+                    }
+                }
+                query.fetch_all(&mut *connection).await
+            })
+            .await
+            .map_err(sql::read_error)?;
+        sql::assemble_many(&unique, place, rows)
+    }
+
+    fn loads_in_batches(&self) -> bool {
+        true
     }
 
     async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
         let account_text = account.to_string();
-        let query = match at {
+        let query = || match at {
             PointInTime::Version(version) => sqlx::query_as(LOAD_AT_VERSION)
                 .bind(&account_text)
                 .bind(sql::bigint(version))
@@ -206,7 +287,7 @@ impl EventStore for MysqlStore {
                 .bind(time.unix_millis())
                 .bind(&account_text),
         };
-        sql::load(&self.pool, account, query).await
+        sql::load(&self.pooled, account, query).await
     }
 
     async fn events(
@@ -215,11 +296,11 @@ impl EventStore for MysqlStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        sql::events(&self.pool, EVENTS, account, from, limit).await
+        sql::events(&self.pooled, EVENTS, account, from, limit).await
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        sql::feed(&self.pool, FEED, after, limit).await
+        sql::feed(&self.pooled, FEED, after, limit).await
     }
 
     async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
@@ -227,10 +308,14 @@ impl EventStore for MysqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sql::ping(&self.pool).await
+        sql::ping(&self.pooled).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
-        Some(PoolStatus::of(&self.pool))
+        Some(PoolStatus::of(self.pooled.pool()))
+    }
+
+    fn pool_acquire_seconds(&self) -> Option<prometheus::HistogramVec> {
+        Some(self.pooled.acquire_seconds())
     }
 }

@@ -23,7 +23,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::sql::{self, Attempt, BatchWriter, Stored};
+use super::sql::{self, Attempt, BatchWriter, Stored, Use};
 use super::{
     AppendError, Commit, EventStore, FeedEvent, Head, Loaded, OpenError, PointInTime, PoolStatus,
     RecordedEvent, Snapshot, StoreError, StoreOptions, TransactionRecord,
@@ -31,7 +31,7 @@ use super::{
 use crate::domain::{Account, AccountId, Event, Fingerprint, Timestamp, TransactionId};
 
 pub struct PostgresStore {
-    pool: PgPool,
+    pooled: sql::Pooled<Postgres>,
 }
 
 /// Unique violation (a sequence number or transactionId taken),
@@ -60,6 +60,33 @@ UNION ALL
 SELECT 't', NULL, transaction_id, NULL, NULL, fingerprint
 FROM applied_transactions
 WHERE account_id = $1 AND transaction_id = $2"#;
+
+/// [`LOAD`] for several (account, transactionId) pairs ($1, $2; a NULL
+/// transactionId asks for no record) in one statement, each row tagged with
+/// its pair's place in the arrays (`n`, from 1). One statement: one round
+/// trip and one snapshot of the database for the whole batch.
+const LOAD_MANY: &str = r#"
+SELECT r.n, k.*
+FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(account_id, transaction_id, n)
+CROSS JOIN LATERAL (
+    WITH snapshot AS (
+        SELECT s.sequence_number, s.state, s.recorded_until_ms FROM snapshots s
+        WHERE s.account_id = r.account_id
+        ORDER BY s.sequence_number DESC LIMIT 1
+    )
+    SELECT 's'::"char" AS kind, sequence_number, NULL::uuid AS transaction_id,
+           state AS payload, recorded_until_ms AS recorded_at_ms, NULL::text AS fingerprint
+    FROM snapshot
+    UNION ALL
+    SELECT 'e', e.sequence_number, e.transaction_id, e.payload, e.recorded_at_ms, NULL
+    FROM events e
+    WHERE e.account_id = r.account_id
+      AND e.sequence_number > COALESCE((SELECT sequence_number FROM snapshot), 0)
+    UNION ALL
+    SELECT 't', NULL, a.transaction_id, NULL, NULL, a.fingerprint
+    FROM applied_transactions a
+    WHERE a.account_id = r.account_id AND a.transaction_id = r.transaction_id
+) k"#;
 
 /// The latest snapshot at or before version $2 and the events after it up
 /// to the version.
@@ -183,19 +210,29 @@ impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, OpenError> {
         let connect = sql::connect_options::<PgConnectOptions>(url)?;
         let pool = sql::open_pool::<Postgres>(url, connect, options, &MIGRATOR).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pooled: sql::Pooled::new(pool),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pooled.pool()
     }
 
-    async fn query_loaded(
+    /// Runs the load query `build` makes and assembles its rows.
+    async fn query_loaded<'q>(
         &self,
         account: AccountId,
-        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+        build: impl Fn() -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Loaded, StoreError> {
-        let rows = query.fetch_all(&self.pool).await.map_err(sql::read_error)?;
+        let rows = self
+            .pooled
+            .read(|mut connection| {
+                let query = build();
+                async move { query.fetch_all(&mut *connection).await }
+            })
+            .await
+            .map_err(sql::read_error)?;
         let mut loaded = Loaded::default();
         for row in &rows {
             add_load_row(&mut loaded, account, row)?;
@@ -215,8 +252,8 @@ impl PostgresStore {
         // Nothing is sent before the connection is ours: failing here is
         // an outage, never an unknown outcome.
         let mut connection = self
-            .pool
-            .acquire()
+            .pooled
+            .acquire(Use::Write)
             .await
             .map_err(|error| AppendError::Store(sql::unavailable(error)))?;
         let base: Option<i64> = sqlx::query_scalar(WRITE)
@@ -252,11 +289,20 @@ impl PostgresStore {
         let (record_accounts, record_transactions): (Vec<Uuid>, Vec<Uuid>) = records
             .map(|r| (*r.account_id.as_uuid(), *r.transaction_id.as_uuid()))
             .unzip();
-        let rows: Vec<(Uuid, Option<i64>, Option<Uuid>)> = sqlx::query_as(STORED)
-            .bind(accounts)
-            .bind(record_accounts)
-            .bind(record_transactions)
-            .fetch_all(&self.pool)
+        let (accounts, record_accounts, record_transactions) =
+            (&accounts, &record_accounts, &record_transactions);
+        // A read like any other, written nothing yet: a dead connection is
+        // read past.
+        let rows: Vec<(Uuid, Option<i64>, Option<Uuid>)> = self
+            .pooled
+            .read(|mut connection| async move {
+                sqlx::query_as(STORED)
+                    .bind(accounts)
+                    .bind(record_accounts)
+                    .bind(record_transactions)
+                    .fetch_all(&mut *connection)
+                    .await
+            })
             .await
             .map_err(|error| sql::before_commit(error, is_conflict))?;
         let mut stored = Stored::default();
@@ -451,10 +497,55 @@ impl EventStore for PostgresStore {
         account: AccountId,
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError> {
-        let query = sqlx::query(LOAD)
-            .bind(*account.as_uuid())
-            .bind(transaction.map(|id| *id.as_uuid()));
-        self.query_loaded(account, query).await
+        self.query_loaded(account, || {
+            sqlx::query(LOAD)
+                .bind(*account.as_uuid())
+                .bind(transaction.map(|id| *id.as_uuid()))
+        })
+        .await
+    }
+
+    async fn load_many(
+        &self,
+        requests: &[(AccountId, Option<TransactionId>)],
+    ) -> Result<Vec<Loaded>, StoreError> {
+        let (unique, place) = sql::distinct_requests(requests);
+        let (accounts, transactions): (Vec<Uuid>, Vec<Option<Uuid>>) = unique
+            .iter()
+            .map(|(account, transaction)| (*account.as_uuid(), transaction.map(|t| *t.as_uuid())))
+            .unzip();
+        let (accounts_bound, transactions_bound) = (&accounts, &transactions);
+        let rows = self
+            .pooled
+            .read(|mut connection| async move {
+                sqlx::query(LOAD_MANY)
+                    .bind(accounts_bound)
+                    .bind(transactions_bound)
+                    .fetch_all(&mut *connection)
+                    .await
+            })
+            .await
+            .map_err(sql::read_error)?;
+        let mut loaded = vec![Loaded::default(); unique.len()];
+        for row in &rows {
+            let n: i64 = row.try_get("n").map_err(sql::read_error)?;
+            let index = usize::try_from(n - 1)
+                .ok()
+                .filter(|&index| index < unique.len())
+                .ok_or_else(|| StoreError::Corrupt(format!("load row of request {n}")))?;
+            add_load_row(&mut loaded[index], unique[index].0, row)?;
+        }
+        for account in &mut loaded {
+            account.events.sort_by_key(|event| event.sequence_number);
+        }
+        Ok(place
+            .into_iter()
+            .map(|index| loaded[index].clone())
+            .collect())
+    }
+
+    fn loads_in_batches(&self) -> bool {
+        true
     }
 
     async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
@@ -462,8 +553,10 @@ impl EventStore for PostgresStore {
             PointInTime::Version(version) => (LOAD_AT_VERSION, sql::bigint(version)),
             PointInTime::Time(time) => (LOAD_AT_TIME, time.unix_millis()),
         };
-        let query = sqlx::query(query).bind(*account.as_uuid()).bind(bound);
-        self.query_loaded(account, query).await
+        self.query_loaded(account, || {
+            sqlx::query(query).bind(*account.as_uuid()).bind(bound)
+        })
+        .await
     }
 
     async fn events(
@@ -472,21 +565,31 @@ impl EventStore for PostgresStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(EVENTS)
-            .bind(*account.as_uuid())
-            .bind(sql::bigint(from))
-            .bind(sql::bigint(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .pooled
+            .read(|mut connection| async move {
+                sqlx::query(EVENTS)
+                    .bind(*account.as_uuid())
+                    .bind(sql::bigint(from))
+                    .bind(sql::bigint(limit))
+                    .fetch_all(&mut *connection)
+                    .await
+            })
             .await
             .map_err(sql::read_error)?;
         rows.iter().map(|row| event_of(account, row)).collect()
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        let rows = sqlx::query(FEED)
-            .bind(sql::bigint(after))
-            .bind(sql::bigint(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .pooled
+            .read(|mut connection| async move {
+                sqlx::query(FEED)
+                    .bind(sql::bigint(after))
+                    .bind(sql::bigint(limit))
+                    .fetch_all(&mut *connection)
+                    .await
+            })
             .await
             .map_err(sql::read_error)?;
         rows.iter()
@@ -508,10 +611,14 @@ impl EventStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sql::ping(&self.pool).await
+        sql::ping(&self.pooled).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
-        Some(PoolStatus::of(&self.pool))
+        Some(PoolStatus::of(self.pooled.pool()))
+    }
+
+    fn pool_acquire_seconds(&self) -> Option<prometheus::HistogramVec> {
+        Some(self.pooled.acquire_seconds())
     }
 }

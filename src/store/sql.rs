@@ -8,15 +8,16 @@
 //! over the sqlx `Database`, so one piece of code serves all three.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use prometheus::{HistogramOpts, HistogramVec};
 use sqlx::error::DatabaseError;
 use sqlx::migrate::{Migrate, Migrator};
-use sqlx::pool::PoolOptions;
+use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sqlx::query_builder::Separated;
 use sqlx::{
-    ConnectOptions, Database, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder,
-    Transaction, Type,
+    AssertSqlSafe, ConnectOptions, Connection, Database, Encode, Executor, FromRow, IntoArguments,
+    Pool, QueryBuilder, Transaction, Type,
 };
 
 use super::{
@@ -42,6 +43,42 @@ pub(super) struct LoadRow {
     pub payload: Option<String>,
     /// An event's time, or a snapshot's `recorded_until`.
     pub recorded_at_ms: Option<i64>,
+}
+
+/// A row of a load of several accounts: the place of the request it
+/// answers (from 0) and the row as [`LoadRow`].
+#[derive(FromRow)]
+pub(super) struct ManyLoadRow {
+    pub n: i64,
+    #[sqlx(flatten)]
+    pub row: LoadRow,
+}
+
+/// Assembles the rows of a load of several accounts, one `Loaded` per
+/// distinct request (`unique`, as [`distinct_requests`] returns them), then
+/// answers every request in `place` order.
+pub(super) fn assemble_many(
+    unique: &[(AccountId, Option<TransactionId>)],
+    place: Vec<usize>,
+    rows: Vec<ManyLoadRow>,
+) -> Result<Vec<Loaded>, StoreError> {
+    let mut grouped: Vec<Vec<LoadRow>> = unique.iter().map(|_| Vec::new()).collect();
+    for ManyLoadRow { n, row } in rows {
+        let rows = usize::try_from(n)
+            .ok()
+            .and_then(|index| grouped.get_mut(index))
+            .ok_or_else(|| StoreError::Corrupt(format!("load row of request {n}")))?;
+        rows.push(row);
+    }
+    let loaded = unique
+        .iter()
+        .zip(grouped)
+        .map(|((account, _), rows)| assemble(*account, rows))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(place
+        .into_iter()
+        .map(|index| loaded[index].clone())
+        .collect())
 }
 
 /// One row of the events table.
@@ -255,6 +292,26 @@ pub(super) fn assemble(account: AccountId, rows: Vec<LoadRow>) -> Result<Loaded,
     Ok(loaded)
 }
 
+/// The distinct requests of a [`super::EventStore::load_many`], in order of
+/// first appearance, and for each request the place of its answer among
+/// them: a batch of loads often names one account several times.
+pub(super) fn distinct_requests(
+    requests: &[(AccountId, Option<TransactionId>)],
+) -> (Vec<(AccountId, Option<TransactionId>)>, Vec<usize>) {
+    let mut unique = Vec::new();
+    let mut seen = HashMap::new();
+    let place = requests
+        .iter()
+        .map(|request| {
+            *seen.entry(*request).or_insert_with(|| {
+                unique.push(*request);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    (unique, place)
+}
+
 /// Maps an error of a read (load, events, ping): nothing was written.
 pub(super) fn read_error(error: sqlx::Error) -> StoreError {
     match error {
@@ -393,15 +450,162 @@ fn retryable_at_start(error: &sqlx::Error) -> bool {
     )
 }
 
-/// The pool settings every SQL store shares. sqlx's default of pinging a
-/// connection before handing it out stays on: it costs a round trip per
-/// store call, but a connection that died while idle (database restart,
-/// killed backend) is replaced instead of failing a request with 503.
+/// A pooled connection idle for longer than this is pinged before it is
+/// handed out; a younger one is used as it is. One second is far longer
+/// than a busy pool leaves a connection idle (so the hot path costs no extra
+/// round trip, where pinging on every acquire cost one per store call), and
+/// short enough that a pool that sat idle through a database restart finds
+/// out on its first acquire rather than on a request. A connection that died
+/// less than a second ago is caught where it fails: reads, and appends that
+/// cannot have committed, are retried once on a checked connection
+/// ([`Pooled::read`], [`write_in_transaction`]).
+pub(super) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The pool settings every SQL store shares.
 pub(super) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(options.pool_size)
         .acquire_timeout(options.acquire_timeout)
-        .test_before_acquire(true)
+        .test_before_acquire(false)
+        .before_acquire(
+            |connection: &mut DB::Connection, metadata: PoolConnectionMetadata| {
+                Box::pin(async move {
+                    if metadata.idle_for >= PING_IDLE_AFTER {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            },
+        )
+}
+
+/// Whether an error says the connection itself is gone (closed by the
+/// server or the network, the server shutting down or killing it) rather
+/// than anything about the statement: the statement may be sent again on
+/// another connection if sending it twice is harmless.
+pub(super) fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            // Class 08 is "connection exception" in both PostgreSQL's and
+            // MySQL's SQLSTATEs; 57P01/57P02 are PostgreSQL's "terminating
+            // connection" (an administrator, a crash), 70100 MariaDB's
+            // "connection was killed".
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "70100")
+        }),
+        _ => false,
+    }
+}
+
+/// What a pooled connection is taken for, the label of the pool wait
+/// histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Use {
+    Read,
+    Write,
+}
+
+impl Use {
+    fn label(self) -> &'static str {
+        match self {
+            Use::Read => "read",
+            Use::Write => "write",
+        }
+    }
+}
+
+/// A SQL store's connection pool with what every use of it shares: the
+/// wait for a connection is measured, and a read that finds its connection
+/// dead is tried once more on one known to answer.
+pub(super) struct Pooled<DB: Database> {
+    pool: Pool<DB>,
+    acquire_seconds: HistogramVec,
+}
+
+impl<DB: Database> Pooled<DB> {
+    pub fn new(pool: Pool<DB>) -> Pooled<DB> {
+        Pooled {
+            pool,
+            acquire_seconds: acquire_histogram(),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    /// The pool wait histogram, for the owner of a registry to export.
+    pub fn acquire_seconds(&self) -> HistogramVec {
+        self.acquire_seconds.clone()
+    }
+
+    /// A connection from the pool, its wait measured (also a wait that
+    /// ends in a timeout: that is the wait an overloaded pool imposes).
+    pub async fn acquire(&self, purpose: Use) -> Result<PoolConnection<DB>, sqlx::Error> {
+        let started = Instant::now();
+        let connection = self.pool.acquire().await;
+        self.acquire_seconds
+            .with_label_values(&[purpose.label()])
+            .observe(started.elapsed().as_secs_f64());
+        connection
+    }
+
+    /// A connection that has just answered a ping. After one connection
+    /// was found dead, its idle neighbours likely died with it (a database
+    /// restart, an administrator killing every session), so each is tried
+    /// in turn — a dead one is dropped, which closes it — until one answers
+    /// or the pool has opened a new one.
+    pub async fn acquire_checked(&self, purpose: Use) -> Result<PoolConnection<DB>, sqlx::Error> {
+        let mut attempts = self.pool.options().get_max_connections() + 1;
+        loop {
+            let mut connection = self.acquire(purpose).await?;
+            match connection.ping().await {
+                Ok(()) => return Ok(connection),
+                Err(error) if attempts <= 1 || !connection_lost(&error) => return Err(error),
+                Err(_) => {
+                    connection.close_on_drop();
+                    attempts -= 1;
+                }
+            }
+        }
+    }
+
+    /// Runs a read on a pooled connection; if the connection turns out to
+    /// be dead (see [`connection_lost`]), once more on a checked one — a
+    /// read changes nothing, so running it twice is harmless.
+    pub async fn read<T, Fut>(
+        &self,
+        run: impl Fn(PoolConnection<DB>) -> Fut,
+    ) -> Result<T, sqlx::Error>
+    where
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let connection = self.acquire(Use::Read).await?;
+        match run(connection).await {
+            Err(error) if connection_lost(&error) => {
+                tracing::debug!(%error, "a pooled connection was dead; reading again");
+                run(self.acquire_checked(Use::Read).await?).await
+            }
+            result => result,
+        }
+    }
+}
+
+/// `accounts_db_pool_acquire_seconds`: one per store, registered by the app
+/// that serves it (see `Metrics::export_pool_acquire`).
+fn acquire_histogram() -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "accounts_db_pool_acquire_seconds",
+            "Time a store call waited for a pooled database connection, by use (read or write).",
+        )
+        .buckets(vec![
+            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]),
+        &["use"],
+    )
+    .expect("valid metric")
 }
 
 /// Parses a database URL into the backend's connection options.
@@ -454,12 +658,12 @@ where
     Ok(pool)
 }
 
-/// Runs the load query (its binds differ per dialect) and assembles the
-/// account's state from its rows.
-pub(super) async fn load<DB>(
-    pool: &Pool<DB>,
+/// Runs the load query `build` makes (its binds differ per dialect) and
+/// assembles the account's state from its rows.
+pub(super) async fn load<'q, DB>(
+    pooled: &Pooled<DB>,
     account: AccountId,
-    query: sqlx::query::QueryAs<'_, DB, LoadRow, DB::Arguments>,
+    build: impl Fn() -> sqlx::query::QueryAs<'q, DB, LoadRow, DB::Arguments>,
 ) -> Result<Loaded, StoreError>
 where
     DB: Database,
@@ -467,14 +671,20 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     LoadRow: for<'r> FromRow<'r, DB::Row>,
 {
-    let rows = query.fetch_all(pool).await.map_err(read_error)?;
+    let rows = pooled
+        .read(|mut connection| {
+            let query = build();
+            async move { query.fetch_all(&mut *connection).await }
+        })
+        .await
+        .map_err(read_error)?;
     assemble(account, rows)
 }
 
 /// Reads up to `limit` events of `account` from sequence number `from` on
 /// with `query`, whose three parameters are account, from and limit.
 pub(super) async fn events<DB>(
-    pool: &Pool<DB>,
+    pooled: &Pooled<DB>,
     query: &'static str,
     account: AccountId,
     from: u64,
@@ -488,11 +698,15 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     EventRow: for<'r> FromRow<'r, DB::Row>,
 {
-    let rows: Vec<EventRow> = sqlx::query_as(query)
-        .bind(account.to_string())
-        .bind(bigint(from))
-        .bind(bigint(limit))
-        .fetch_all(pool)
+    let rows: Vec<EventRow> = pooled
+        .read(|mut connection| async move {
+            sqlx::query_as(query)
+                .bind(account.to_string())
+                .bind(bigint(from))
+                .bind(bigint(limit))
+                .fetch_all(&mut *connection)
+                .await
+        })
         .await
         .map_err(read_error)?;
     rows.into_iter()
@@ -503,7 +717,7 @@ where
 /// Reads a page of the feed with `query`, whose two parameters are the
 /// position to start after and the limit.
 pub(super) async fn feed<DB>(
-    pool: &Pool<DB>,
+    pooled: &Pooled<DB>,
     query: &'static str,
     after: u64,
     limit: usize,
@@ -515,23 +729,31 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     FeedRow: for<'r> FromRow<'r, DB::Row>,
 {
-    let rows: Vec<FeedRow> = sqlx::query_as(query)
-        .bind(bigint(after))
-        .bind(bigint(limit))
-        .fetch_all(pool)
+    let rows: Vec<FeedRow> = pooled
+        .read(|mut connection| async move {
+            sqlx::query_as(query)
+                .bind(bigint(after))
+                .bind(bigint(limit))
+                .fetch_all(&mut *connection)
+                .await
+        })
         .await
         .map_err(read_error)?;
     rows.into_iter().map(decode_feed).collect()
 }
 
-pub(super) async fn ping<DB>(pool: &Pool<DB>) -> Result<(), StoreError>
+/// Whether the database answers — on any connection: one that died idle
+/// says nothing about the database, so it is read past like any read.
+pub(super) async fn ping<DB>(pooled: &Pooled<DB>) -> Result<(), StoreError>
 where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    sqlx::query("SELECT 1")
-        .execute(pool)
+    pooled
+        .read(
+            |mut connection| async move { sqlx::query("SELECT 1").execute(&mut *connection).await },
+        )
         .await
         .map(|_| ())
         .map_err(unavailable)
@@ -736,14 +958,52 @@ pub(super) type Reserve<DB> = for<'t> fn(
     Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + 't>,
 >;
 
-/// The write of MariaDB and SQLite, in one transaction begun by the caller
+/// Why an attempt at a transaction stopped before COMMIT was sent: nothing
+/// was written either way.
+enum Stopped {
+    /// The connection is gone (see [`connection_lost`]): the server rolls
+    /// the transaction back, so the attempt may be made again.
+    Lost(sqlx::Error),
+    /// The answer of every member still to be written.
+    Failed(AppendError),
+}
+
+impl Stopped {
+    fn of(error: sqlx::Error, is_conflict: fn(&dyn DatabaseError) -> bool) -> Stopped {
+        if connection_lost(&error) {
+            Stopped::Lost(error)
+        } else {
+            Stopped::Failed(before_commit(error, is_conflict))
+        }
+    }
+}
+
+impl From<AppendError> for Stopped {
+    fn from(error: AppendError) -> Stopped {
+        Stopped::Failed(error)
+    }
+}
+
+impl From<StoreError> for Stopped {
+    fn from(error: StoreError) -> Stopped {
+        Stopped::Failed(AppendError::Store(error))
+    }
+}
+
+/// The write of MariaDB and SQLite, in one transaction begun with `begin`
 /// (each database begins it its own way and says why the heads it reads
-/// cannot move unnoticed before COMMIT): what the store holds for the
-/// batch, in one query; which members fit; their idempotency records and
-/// snapshots, one multi-row INSERT per table; the positions; the events; and
-/// COMMIT.
+/// cannot move unnoticed before COMMIT; `None`: the database's plain
+/// BEGIN): what the store holds for the batch, in one query; which members
+/// fit; their idempotency records and snapshots, one multi-row INSERT per
+/// table; the positions; the events; and COMMIT.
+///
+/// A connection found dead before COMMIT was sent (one that died idle in the
+/// pool, or was cut off mid-transaction) wrote nothing, so the attempt is
+/// made once more on a connection that has just answered; a COMMIT that
+/// fails is never sent again (its outcome is unknown: `Ambiguous`).
 pub(super) async fn write_in_transaction<DB>(
-    begun: Result<Transaction<'static, DB>, sqlx::Error>,
+    pooled: &Pooled<DB>,
+    begin: Option<&'static str>,
     members: &[&Commit],
     reserve: Reserve<DB>,
     is_conflict: fn(&dyn DatabaseError) -> bool,
@@ -758,42 +1018,91 @@ where
     (String, Option<i64>, Option<String>): for<'r> FromRow<'r, DB::Row>,
 {
     let everyone = |error: AppendError| Attempt::Answered(vec![Err(error); members.len()]);
+    let connection = pooled.acquire(Use::Write).await;
+    let lost = match write_once(connection, begin, members, reserve, is_conflict).await {
+        Ok(attempt) => return attempt,
+        Err(lost) => lost,
+    };
+    tracing::debug!(error = %lost, "connection lost before COMMIT; writing the batch again");
+    let connection = pooled.acquire_checked(Use::Write).await;
+    match write_once(connection, begin, members, reserve, is_conflict).await {
+        Ok(attempt) => attempt,
+        Err(lost) => everyone(before_commit(lost, is_conflict)),
+    }
+}
+
+/// One attempt of [`write_in_transaction`]; `Err`: the connection was lost
+/// before COMMIT was sent.
+async fn write_once<DB>(
+    connection: Result<PoolConnection<DB>, sqlx::Error>,
+    begin: Option<&'static str>,
+    members: &[&Commit],
+    reserve: Reserve<DB>,
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> Result<Attempt, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    (String, Option<i64>, Option<String>): for<'r> FromRow<'r, DB::Row>,
+{
+    let everyone = |error: AppendError| Attempt::Answered(vec![Err(error); members.len()]);
+    let stopped = |stopped: Stopped, answers: Option<Vec<Result<(), AppendError>>>| match stopped {
+        Stopped::Lost(error) => Err(error),
+        Stopped::Failed(error) => Ok(match answers {
+            Some(answers) => Attempt::Answered(failed(answers, &error)),
+            None => everyone(error),
+        }),
+    };
+    let mut connection = match connection {
+        Ok(connection) => connection,
+        Err(error) => return stopped(Stopped::of(error, is_conflict), None),
+    };
+    let begun = match begin {
+        // A `&'static str` that the compiler cannot see as one across the
+        // await in this generic function.
+        Some(statement) => Connection::begin_with(&mut *connection, AssertSqlSafe(statement)).await,
+        None => Connection::begin(&mut *connection).await,
+    };
     let mut transaction = match begun {
         Ok(transaction) => transaction,
-        Err(error) => return everyone(before_commit(error, is_conflict)),
+        Err(error) => return stopped(Stopped::of(error, is_conflict), None),
     };
     let stored = match read_stored(&mut transaction, members, is_conflict).await {
         Ok(stored) => stored,
-        Err(error) => return everyone(error),
+        Err(error) => return stopped(error, None),
     };
     let answers = stored.check(members);
     let passing = passing(members, &answers);
     if passing.is_empty() {
         // Dropping the transaction rolls it back.
-        return Attempt::Answered(answers);
+        return Ok(Attempt::Answered(answers));
     }
     if let Err(error) = insert_rows(&mut transaction, &passing, reserve, is_conflict).await {
         return match error {
-            AppendError::Conflict(_) => Attempt::Split(error),
-            other => Attempt::Answered(failed(answers, &other)),
+            Stopped::Failed(conflict @ AppendError::Conflict(_)) => Ok(Attempt::Split(conflict)),
+            other => stopped(other, Some(answers)),
         };
     }
-    match transaction.commit().await {
+    Ok(match transaction.commit().await {
         Ok(()) => Attempt::Answered(answers),
         Err(error) => match at_commit(error, is_conflict) {
             conflict @ AppendError::Conflict(_) => Attempt::Split(conflict),
             other => Attempt::Answered(failed(answers, &other)),
         },
-    }
+    })
 }
 
 /// The heads of the members' accounts and which of their transactionIds are
 /// recorded, in one query.
 async fn read_stored<DB>(
-    transaction: &mut Transaction<'static, DB>,
+    transaction: &mut Transaction<'_, DB>,
     members: &[&Commit],
     is_conflict: fn(&dyn DatabaseError) -> bool,
-) -> Result<Stored, AppendError>
+) -> Result<Stored, Stopped>
 where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,
@@ -853,7 +1162,7 @@ where
         .build_query_as::<(String, Option<i64>, Option<String>)>()
         .fetch_all(&mut **transaction)
         .await
-        .map_err(|error| before_commit(error, is_conflict))?;
+        .map_err(|error| Stopped::of(error, is_conflict))?;
     let mut stored = Stored::default();
     for (account, head, transaction) in rows {
         let transaction = transaction.as_deref().map(parse_transaction).transpose()?;
@@ -881,11 +1190,11 @@ where
 /// rows in opposite orders), then the positions, then the events in
 /// position order.
 async fn insert_rows<DB>(
-    transaction: &mut Transaction<'static, DB>,
+    transaction: &mut Transaction<'_, DB>,
     passing: &[&Commit],
     reserve: Reserve<DB>,
     is_conflict: fn(&dyn DatabaseError) -> bool,
-) -> Result<(), AppendError>
+) -> Result<(), Stopped>
 where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,
@@ -931,7 +1240,7 @@ where
     }
     let first = reserve(&mut **transaction, bigint(rows.events.len()))
         .await
-        .map_err(|error| before_commit(error, is_conflict))?;
+        .map_err(|error| Stopped::of(error, is_conflict))?;
     let positioned: Vec<(i64, &EventValues)> = (first..).zip(&rows.events).collect();
     insert(
         transaction,
@@ -955,12 +1264,12 @@ where
 /// One multi-row INSERT of `rows` (none: no statement), `push_row` binding
 /// one row's values.
 async fn insert<DB, Item>(
-    transaction: &mut Transaction<'static, DB>,
+    transaction: &mut Transaction<'_, DB>,
     statement: &str,
     rows: &[Item],
     push_row: impl FnMut(Separated<'_, DB, &'static str>, &Item),
     is_conflict: fn(&dyn DatabaseError) -> bool,
-) -> Result<(), AppendError>
+) -> Result<(), Stopped>
 where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,
@@ -975,6 +1284,6 @@ where
         .build()
         .execute(&mut **transaction)
         .await
-        .map_err(|error| before_commit(error, is_conflict))?;
+        .map_err(|error| Stopped::of(error, is_conflict))?;
     Ok(())
 }

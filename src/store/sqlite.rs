@@ -26,7 +26,7 @@ use super::{
 use crate::domain::{AccountId, TransactionId};
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pooled: sql::Pooled<Sqlite>,
     in_memory: bool,
 }
 
@@ -136,7 +136,10 @@ impl SqliteStore {
         })?;
         let pool_options = pool_options(options, in_memory);
         let pool = sql::open_pool_with(url, connect, pool_options, options, &MIGRATOR).await?;
-        Ok(SqliteStore { pool, in_memory })
+        Ok(SqliteStore {
+            pooled: sql::Pooled::new(pool),
+            in_memory,
+        })
     }
 
     /// Whether the database lives only in this process (`sqlite::memory:`).
@@ -145,7 +148,7 @@ impl SqliteStore {
     }
 
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        self.pooled.pool()
     }
 }
 
@@ -168,8 +171,14 @@ impl BatchWriter for SqliteStore {
     /// The transaction takes the write lock up front, so the heads it reads
     /// cannot move before it commits.
     async fn write(&self, members: &[&Commit]) -> Attempt {
-        let begun = self.pool.begin_with("BEGIN IMMEDIATE").await;
-        sql::write_in_transaction(begun, members, reserve_positions, is_conflict).await
+        sql::write_in_transaction(
+            &self.pooled,
+            Some("BEGIN IMMEDIATE"),
+            members,
+            reserve_positions,
+            is_conflict,
+        )
+        .await
     }
 }
 
@@ -236,10 +245,12 @@ impl EventStore for SqliteStore {
         account: AccountId,
         transaction: Option<TransactionId>,
     ) -> Result<Loaded, StoreError> {
-        let query = sqlx::query_as(LOAD)
-            .bind(account.to_string())
-            .bind(transaction.map(|id| id.to_string()));
-        sql::load(&self.pool, account, query).await
+        let query = || {
+            sqlx::query_as(LOAD)
+                .bind(account.to_string())
+                .bind(transaction.map(|id| id.to_string()))
+        };
+        sql::load(&self.pooled, account, query).await
     }
 
     async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
@@ -247,8 +258,8 @@ impl EventStore for SqliteStore {
             PointInTime::Version(version) => (LOAD_AT_VERSION, sql::bigint(version)),
             PointInTime::Time(time) => (LOAD_AT_TIME, time.unix_millis()),
         };
-        let query = sqlx::query_as(query).bind(account.to_string()).bind(bound);
-        sql::load(&self.pool, account, query).await
+        let query = || sqlx::query_as(query).bind(account.to_string()).bind(bound);
+        sql::load(&self.pooled, account, query).await
     }
 
     async fn events(
@@ -257,11 +268,11 @@ impl EventStore for SqliteStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        sql::events(&self.pool, EVENTS, account, from, limit).await
+        sql::events(&self.pooled, EVENTS, account, from, limit).await
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        sql::feed(&self.pool, FEED, after, limit).await
+        sql::feed(&self.pooled, FEED, after, limit).await
     }
 
     async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
@@ -269,11 +280,15 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sql::ping(&self.pool).await
+        sql::ping(&self.pooled).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
-        Some(PoolStatus::of(&self.pool))
+        Some(PoolStatus::of(self.pooled.pool()))
+    }
+
+    fn pool_acquire_seconds(&self) -> Option<prometheus::HistogramVec> {
+        Some(self.pooled.acquire_seconds())
     }
 }
 

@@ -1,0 +1,162 @@
+//! Batched loads: the loads of requests that arrive together go to the store
+//! in one [`EventStore::load_many`] — one statement, one round trip — and
+//! each request gets its own answer.
+//!
+//! Natural batching, as in the [`committer`](super::committer): no timer. A
+//! load joins only a batch whose query has not been sent yet, so its query
+//! runs after the request arrived and before it is answered — a read still
+//! shows the account as the store held it at some point inside the request,
+//! which is all that several instances over one database allow (a read can
+//! never be answered from this instance's memory). Up to
+//! [`LOADS_IN_FLIGHT`] batches are in the store at once; a load that finds
+//! every one of them busy waits for the next, with whatever else arrives
+//! meanwhile, so batches grow only when the store is the bottleneck and a
+//! lone load waits for nothing.
+//!
+//! Only stores that say batching pays ([`EventStore::loads_in_batches`])
+//! are loaded through the batcher; the others are asked directly.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::domain::{AccountId, TransactionId};
+use crate::store::{EventStore, Loaded, StoreError};
+
+/// Most loads of one batch: one statement over 64 accounts is still a few
+/// hundred microseconds of database time, and the batch answers its
+/// callers only when the whole statement has.
+pub const LOADS_MAX: usize = 64;
+
+/// Batches in the store at once. More keeps a lone load from waiting behind
+/// a batch; fewer makes batches larger under load, each costing one round
+/// trip and one statement instead of one per load. Four leaves most of a
+/// default pool (10 connections) to the group committer and other reads.
+pub const LOADS_IN_FLIGHT: usize = 4;
+
+type Answer = Result<Loaded, StoreError>;
+
+struct Pending {
+    request: (AccountId, Option<TransactionId>),
+    reply: oneshot::Sender<Answer>,
+}
+
+pub struct Loader {
+    store: Arc<dyn EventStore>,
+    timeout: Duration,
+    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+}
+
+impl Loader {
+    pub fn new(store: Arc<dyn EventStore>, timeout: Duration) -> Loader {
+        Loader {
+            store,
+            timeout,
+            queue: Mutex::new(None),
+        }
+    }
+
+    /// What [`EventStore::load_many`] answers for `requests`, each load in
+    /// a batch with whatever else is waiting (if the store batches loads).
+    pub async fn load_many(
+        &self,
+        requests: &[(AccountId, Option<TransactionId>)],
+    ) -> Result<Vec<Loaded>, StoreError> {
+        if !self.store.loads_in_batches() {
+            return self.store.load_many(requests).await;
+        }
+        let answers: Vec<oneshot::Receiver<Answer>> = requests
+            .iter()
+            .map(|&request| {
+                let (reply, answer) = oneshot::channel();
+                self.enqueue(Pending { request, reply });
+                answer
+            })
+            .collect();
+        let mut loaded = Vec::with_capacity(answers.len());
+        for answer in answers {
+            loaded.push(
+                answer.await.map_err(|_| {
+                    StoreError::Unavailable("the load batcher stopped".to_owned())
+                })??,
+            );
+        }
+        Ok(loaded)
+    }
+
+    fn enqueue(&self, pending: Pending) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = match queue.as_ref() {
+            Some(sender) => match sender.send(pending) {
+                Ok(()) => return,
+                // The task is gone with the runtime it ran on.
+                Err(mpsc::error::SendError(pending)) => pending,
+            },
+            None => pending,
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let sent = sender.send(pending);
+        debug_assert!(sent.is_ok(), "the receiver is right here");
+        tokio::spawn(load_batches(self.store.clone(), receiver, self.timeout));
+        *queue = Some(sender);
+    }
+}
+
+/// The batcher's task: waits for a free slot, takes everything waiting (up
+/// to [`LOADS_MAX`]) and sends it as one batch, and again. It ends when the
+/// engine, and with it the sender, is dropped.
+async fn load_batches(
+    store: Arc<dyn EventStore>,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    timeout: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(LOADS_IN_FLIGHT));
+    let mut waiting = Vec::with_capacity(LOADS_MAX);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if queue.recv_many(&mut waiting, LOADS_MAX).await == 0 {
+            return;
+        }
+        // A caller that stopped waiting needs no answer.
+        let batch: Vec<Pending> = waiting
+            .drain(..)
+            .filter(|pending| !pending.reply.is_closed())
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            let requests: Vec<_> = batch.iter().map(|pending| pending.request).collect();
+            let answers: Vec<Answer> =
+                match tokio::time::timeout(timeout, store.load_many(&requests)).await {
+                    Ok(Ok(loaded)) if loaded.len() == requests.len() => {
+                        loaded.into_iter().map(Ok).collect()
+                    }
+                    Ok(Ok(loaded)) => vec![
+                        Err(StoreError::Corrupt(format!(
+                            "a load of {} accounts was answered with {}",
+                            requests.len(),
+                            loaded.len()
+                        )));
+                        requests.len()
+                    ],
+                    Ok(Err(error)) => vec![Err(error); requests.len()],
+                    Err(_) => vec![
+                        Err(StoreError::Unavailable(format!(
+                            "no answer within {} ms",
+                            timeout.as_millis()
+                        )));
+                        requests.len()
+                    ],
+                };
+            drop(slot);
+            for (pending, answer) in batch.into_iter().zip(answers) {
+                let _ = pending.reply.send(answer);
+            }
+        });
+    }
+}
