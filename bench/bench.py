@@ -1064,6 +1064,15 @@ def pool_sampler(service: Service, stop: threading.Event, samples: list) -> None
             samples.append((int(gauges.get("in_use", 0)), int(gauges.get("idle", 0))))
 
 
+def pool_acquire_totals(service: Service) -> tuple[float, float]:
+    """`accounts_db_pool_acquire_seconds`: the seconds store calls waited for
+    a connection and how many acquisitions, over every label."""
+    text = service.metrics()
+    total = lambda suffix: sum(float(v) for v in re.findall(
+        rf"^accounts_db_pool_acquire_seconds_{suffix}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE))
+    return total("sum"), total("count")
+
+
 # Where a sample's time goes: the first frame, from the leaf up, that matches.
 CATEGORIES = (
     ("TLS to PostgreSQL (rustls, ring)", re.compile(r"rustls|ring::|ring_core|aes|gcm|chacha|sha2|GFp_")),
@@ -1163,6 +1172,7 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
             commits_before = int(psql("postgres", f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{store.name}'").strip())
             psql(store.name, "SELECT pg_stat_statements_reset()")
             samples: list = []
+            acquire_before = pool_acquire_totals(service)
             stop = threading.Event()
             sampler = threading.Thread(target=pool_sampler, args=(service, stop, samples))
             sampler.start()
@@ -1170,6 +1180,7 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
             deposit = runner.wrk(service, "deposit", database_pids=pids)
             stop.set()
             sampler.join()
+            acquire_after = pool_acquire_totals(service)
             wal_after = [float(v) for v in psql("postgres", f"SELECT {wal_columns} FROM pg_stat_wal").strip().split("|")]
             commits_after = int(psql("postgres", f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{store.name}'").strip())
             statements = psql(
@@ -1223,6 +1234,10 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
     rate = deposit["rate"]
     mean_latency_us = CONNECTIONS / rate * 1e6 if rate else 0.0
     hold_us = in_use / rate * 1e6 if rate else 0.0
+    acquire_seconds = acquire_after[0] - acquire_before[0]
+    acquisitions = acquire_after[1] - acquire_before[1]
+    acquire_us = acquire_seconds * 1e6 / max(answered, 1)
+    acquire_each_us = acquire_seconds * 1e6 / acquisitions if acquisitions else 0.0
     statement_rows = [row.split("|", 7) for row in statements.strip().splitlines()]
     statement_us = sum(float(row[1]) for row in statement_rows) * 1000 / max(answered, 1)
     flush_us = wal["wal_sync_time"] * 1000 / wal["wal_sync"] if wal["wal_sync"] else 0.0
@@ -1242,8 +1257,11 @@ def profile(args: argparse.Namespace, binary: Path, cores: Cores, workdir: Path)
         "| where | µs per deposit | how it is measured |",
         "|---|---|---|",
         f"| in the service, end to end | {mean_latency_us:,.0f} | {CONNECTIONS} requests in flight ÷ throughput (Little's law) |",
-        f"| … waiting for a pool connection (and for the service's core) | {max(mean_latency_us - hold_us, 0):,.0f} | "
-        "the above minus the next line: the pool has no wait-time histogram, so it is derived |",
+        f"| … waiting for a pool connection | {acquire_us:,.0f} | `accounts_db_pool_acquire_seconds` (sum ÷ deposits: "
+        f"{acquisitions / max(answered, 1):.2f} acquisitions per deposit, {acquire_each_us:,.0f} µs each; a batch's "
+        "wait is shared by its members) |",
+        f"| … in the service otherwise (HTTP, the committer's and the loader's queues, the service's core) | "
+        f"{max(mean_latency_us - hold_us - acquire_us, 0):,.0f} | end to end minus the pool wait and the hold |",
         f"| … holding a pool connection | {hold_us:,.0f} | mean `accounts_db_pool_connections{{state=\"in_use\"}}` "
         f"({in_use:.1f} of {pool_size}, sampled from /metrics 4×/s) ÷ throughput |",
         f"| … … executing statements in PostgreSQL | {statement_us:,.0f} | `pg_stat_statements` total execution time ÷ "
