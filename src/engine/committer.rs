@@ -15,12 +15,13 @@
 //! one under the same timeout and with the same answers: no channel hop and
 //! no task wake-up per command.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
+use super::queue::TaskQueue;
 use crate::store::{AppendError, Commit, EventStore, GroupCommit};
 
 /// Most members of one batch: large batches amortise the flush, but one
@@ -41,7 +42,7 @@ pub struct Committer {
     direct: bool,
     timeout: Duration,
     batch_sizes: Histogram,
-    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    queue: TaskQueue<Pending>,
 }
 
 impl Committer {
@@ -51,7 +52,7 @@ impl Committer {
             store,
             timeout,
             batch_sizes,
-            queue: Mutex::new(None),
+            queue: TaskQueue::new(),
         }
     }
 
@@ -85,25 +86,11 @@ impl Committer {
     }
 
     fn enqueue(&self, pending: Pending) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = match queue.as_ref() {
-            Some(sender) => match sender.send(pending) {
-                Ok(()) => return,
-                // The task is gone with the runtime it ran on.
-                Err(mpsc::error::SendError(pending)) => pending,
-            },
-            None => pending,
-        };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let sent = sender.send(pending);
-        debug_assert!(sent.is_ok(), "the receiver is right here");
-        tokio::spawn(write_batches(
-            self.store.clone(),
-            receiver,
-            self.timeout,
-            self.batch_sizes.clone(),
-        ));
-        *queue = Some(sender);
+        let (store, timeout) = (self.store.clone(), self.timeout);
+        let batch_sizes = self.batch_sizes.clone();
+        self.queue.send(pending, |receiver| {
+            write_batches(store, receiver, timeout, batch_sizes)
+        });
     }
 }
 

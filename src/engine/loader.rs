@@ -16,11 +16,12 @@
 //! Only stores that say batching pays ([`EventStore::loads_in_batches`])
 //! are loaded through the batcher; the others are asked directly.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::queue::TaskQueue;
 use crate::domain::{AccountId, TransactionId};
 use crate::store::{EventStore, Loaded, StoreError};
 
@@ -48,7 +49,7 @@ struct Pending {
 pub struct Loader {
     store: Arc<dyn EventStore>,
     timeout: Duration,
-    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    queue: TaskQueue<Pending>,
 }
 
 impl Loader {
@@ -56,7 +57,7 @@ impl Loader {
         Loader {
             store,
             timeout,
-            queue: Mutex::new(None),
+            queue: TaskQueue::new(),
         }
     }
 
@@ -89,20 +90,9 @@ impl Loader {
     }
 
     fn enqueue(&self, pending: Pending) {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = match queue.as_ref() {
-            Some(sender) => match sender.send(pending) {
-                Ok(()) => return,
-                // The task is gone with the runtime it ran on.
-                Err(mpsc::error::SendError(pending)) => pending,
-            },
-            None => pending,
-        };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let sent = sender.send(pending);
-        debug_assert!(sent.is_ok(), "the receiver is right here");
-        tokio::spawn(load_batches(self.store.clone(), receiver, self.timeout));
-        *queue = Some(sender);
+        let (store, timeout) = (self.store.clone(), self.timeout);
+        self.queue
+            .send(pending, |receiver| load_batches(store, receiver, timeout));
     }
 }
 

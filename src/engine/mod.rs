@@ -33,6 +33,7 @@ mod cache;
 mod committer;
 mod inputs;
 mod loader;
+mod queue;
 
 pub use cache::{
     CACHE_ACCOUNTS, CachedAccount, LruStateCache, NoCache, RECENT_TRANSACTIONS, StateCache,
