@@ -233,6 +233,22 @@ async fn metric(api: &Client<Socket>, name: &str) -> f64 {
     testkit::metrics::value(&text, name).unwrap_or_else(|| panic!("no {name}"))
 }
 
+/// A request `send` starts that is still running after a while: held by
+/// the test's write lock. It must be the one request in flight before the
+/// test's pings start (with `--concurrency-max 1`, a ping that got there
+/// first would have it shed), so a request that finished is sent again.
+async fn held<T>(send: impl Fn() -> tokio::task::JoinHandle<T>) -> tokio::task::JoinHandle<T> {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let request = send();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !request.is_finished() {
+            return request;
+        }
+        assert!(Instant::now() < deadline, "the request was never held");
+    }
+}
+
 /// Waits until a ping is shed as overloaded: with `--concurrency-max 1`,
 /// the one request in flight is the test's held one.
 async fn shed_behind_one_request(api: &Client<Socket>) {
@@ -403,11 +419,11 @@ async fn the_concurrency_and_header_read_timeout_flags_reach_the_server() {
     let api = service.client();
     let account = funded(&api).await;
     let lock = WriteLock::take(&file.sqlite_url()).await;
-    let stuck = tokio::spawn({
-        let api = api.clone();
-        let account = account.clone();
-        async move { api.deposit(&account, 5, fresh_id()).await.status }
-    });
+    let stuck = held(|| {
+        let (api, account) = (api.clone(), account.clone());
+        tokio::spawn(async move { api.deposit(&account, 5, fresh_id()).await.status })
+    })
+    .await;
     // The one request allowed in flight is the held deposit: others are shed.
     shed_behind_one_request(&api).await;
     lock.release().await;
@@ -444,8 +460,11 @@ fn the_shutdown_grace_flag_reaches_the_server() {
     let (lock, stuck) = runtime.block_on(async {
         let account = funded(&api).await;
         let lock = WriteLock::take(&file.sqlite_url()).await;
-        let api = api.clone();
-        let stuck = tokio::spawn(async move { api.deposit(&account, 5, fresh_id()).reply().await });
+        let stuck = held(|| {
+            let (api, account) = (api.clone(), account.clone());
+            tokio::spawn(async move { api.deposit(&account, 5, fresh_id()).reply().await })
+        })
+        .await;
         (lock, stuck)
     });
     // The deposit cannot finish while the lock is held; the process must
