@@ -68,26 +68,7 @@ async fn connections_killed_mid_load(backend: Backend) {
     let metrics = builder.metrics().engine;
     let engine = Arc::new(builder.build_engine());
     let entropy = SeededEntropy::from_os();
-    let accounts: Vec<AccountId> = (0..ACCOUNTS)
-        .map(|_| AccountId::from_uuid(entropy.uuid()))
-        .collect();
-    for id in &accounts {
-        let owner = OwnerId::from_uuid(entropy.uuid());
-        engine
-            .execute(request(*id, Command::Open { owner_id: owner }, &entropy))
-            .await
-            .expect("open");
-        engine
-            .execute(request(
-                *id,
-                Command::Deposit {
-                    amount: Amount::new(INITIAL_BALANCE).unwrap(),
-                },
-                &entropy,
-            ))
-            .await
-            .expect("deposit");
-    }
+    let accounts = funded_accounts(&engine, ACCOUNTS, &entropy).await;
 
     let done = Arc::new(AtomicBool::new(false));
     let mut killer = test.database().expect("a server database").killer().await;
@@ -138,6 +119,29 @@ async fn connections_killed_mid_load(backend: Backend) {
         "COMMITs were cut off mid-flight: the engine saw outcomes it could not know"
     );
     check(&engine, &test, &accounts, &answers).await;
+}
+
+/// `count` accounts opened and funded with `INITIAL_BALANCE`, before any
+/// connection is killed.
+async fn funded_accounts(engine: &Engine, count: usize, entropy: &SeededEntropy) -> Vec<AccountId> {
+    let accounts: Vec<AccountId> = (0..count)
+        .map(|_| AccountId::from_uuid(entropy.uuid()))
+        .collect();
+    for id in &accounts {
+        let owner = OwnerId::from_uuid(entropy.uuid());
+        engine
+            .execute(request(*id, Command::Open { owner_id: owner }, entropy))
+            .await
+            .expect("open");
+        let deposit = Command::Deposit {
+            amount: Amount::new(INITIAL_BALANCE).unwrap(),
+        };
+        engine
+            .execute(request(*id, deposit, entropy))
+            .await
+            .expect("deposit");
+    }
+    accounts
 }
 
 fn request(account: AccountId, command: Command, entropy: &SeededEntropy) -> Request {
@@ -284,23 +288,7 @@ async fn connections_killed_while_idle(backend: Backend) {
             .build_engine(),
     );
     let entropy = SeededEntropy::from_os();
-    let accounts: Vec<AccountId> = (0..POOL as usize * 2)
-        .map(|_| AccountId::from_uuid(entropy.uuid()))
-        .collect();
-    for id in &accounts {
-        let owner = OwnerId::from_uuid(entropy.uuid());
-        engine
-            .execute(request(*id, Command::Open { owner_id: owner }, &entropy))
-            .await
-            .expect("open");
-        let deposit = Command::Deposit {
-            amount: Amount::new(INITIAL_BALANCE).unwrap(),
-        };
-        engine
-            .execute(request(*id, deposit, &entropy))
-            .await
-            .expect("deposit");
-    }
+    let accounts = funded_accounts(&engine, POOL as usize * 2, &entropy).await;
     let mut killer = test.database().expect("a server database").killer().await;
     let mut expected: HashMap<AccountId, i64> =
         accounts.iter().map(|id| (*id, INITIAL_BALANCE)).collect();
