@@ -86,10 +86,14 @@ impl Committer {
     }
 
     fn enqueue(&self, pending: Pending) {
-        let (store, timeout) = (self.store.clone(), self.timeout);
-        let batch_sizes = self.batch_sizes.clone();
+        // The clones are made only when the task (re)starts, not per append.
         self.queue.send(pending, |receiver| {
-            write_batches(store, receiver, timeout, batch_sizes)
+            write_batches(
+                self.store.clone(),
+                receiver,
+                self.timeout,
+                self.batch_sizes.clone(),
+            )
         });
     }
 }

@@ -90,9 +90,9 @@ impl Loader {
     }
 
     fn enqueue(&self, pending: Pending) {
-        let (store, timeout) = (self.store.clone(), self.timeout);
-        self.queue
-            .send(pending, |receiver| load_batches(store, receiver, timeout));
+        self.queue.send(pending, |receiver| {
+            load_batches(self.store.clone(), receiver, self.timeout)
+        });
     }
 }
 
