@@ -1,5 +1,5 @@
-//! The deterministic simulation of the accounts service (see the README's
-//! simulation section): turmoil worlds running the real router and engine,
+//! The deterministic simulation of the accounts service (see
+//! docs/simulation.md): turmoil worlds running the real router and engine,
 //! generated workloads and fault plans, and a checker of money conservation
 //! and exactly-once.
 
