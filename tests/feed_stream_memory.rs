@@ -132,7 +132,9 @@ async fn stalled_consumers_are_disconnected_and_memory_stays_flat() {
         after / (1 << 20),
         growth as f64 / f64::from(1 << 20)
     );
-    let bound = ((FOLLOWING + STALLED) * STREAM_BUFFER_EVENTS) as i64;
+    // A follower cut off and reconnecting has, for a moment, its new stream
+    // open while the old one drains: one more bounded buffer per reconnection.
+    let bound = ((FOLLOWING + STALLED + reconnections) * STREAM_BUFFER_EVENTS) as i64;
     assert!(peak <= bound, "{peak} events queued, above {bound}");
     // What stays queued is the stalled consumers' buffers, never the burst.
     let left = metrics.feed_stream_buffered.get();
