@@ -61,9 +61,10 @@ pub enum PlantedBug {
     /// Domain: a withdrawal or transfer of exactly the balance is refused
     /// as insufficient (`<` written `<=`).
     InsufficientAtExactBalance,
-    /// Domain, order of checks: a zero-amount transfer to oneself answers
-    /// 204 (the zero check before the self-transfer one).
-    ZeroSelfTransferAccepted,
+    /// Parameters: a zero-amount transfer from an open account answers 204
+    /// (as before a transfer had to move at least 1), a free probe of
+    /// whether its target exists.
+    ZeroTransferAccepted,
     /// Reads: a state read is served from the instance's previous read of
     /// that account (a cache one write behind).
     StaleStateRead,
@@ -112,7 +113,7 @@ impl PlantedBug {
         PlantedBug::RecordOnSourceOnly,
         PlantedBug::AckBeforeCommit,
         PlantedBug::InsufficientAtExactBalance,
-        PlantedBug::ZeroSelfTransferAccepted,
+        PlantedBug::ZeroTransferAccepted,
         PlantedBug::StaleStateRead,
         PlantedBug::EventsPageMissesNewest,
         PlantedBug::FeedSkips,
@@ -133,13 +134,13 @@ impl PlantedBug {
             | PlantedBug::SuccessOnAmbiguousCommit
             | PlantedBug::AckBeforeCommit
             | PlantedBug::CacheKeepsRefusedCommit => Layer::Engine,
-            PlantedBug::InsufficientAtExactBalance | PlantedBug::ZeroSelfTransferAccepted => {
-                Layer::Domain
-            }
+            PlantedBug::InsufficientAtExactBalance => Layer::Domain,
             PlantedBug::StaleStateRead
             | PlantedBug::EventsPageMissesNewest
             | PlantedBug::FeedSkips => Layer::Reads,
-            PlantedBug::RefusalAsSuccess | PlantedBug::ClosedAsNotFound => Layer::Http,
+            PlantedBug::ZeroTransferAccepted
+            | PlantedBug::RefusalAsSuccess
+            | PlantedBug::ClosedAsNotFound => Layer::Http,
             PlantedBug::DepositSkipsOwnerCheck => Layer::Auth,
         }
     }
@@ -196,7 +197,7 @@ pub fn wrap_router(
     let layered = matches!(
         bug,
         PlantedBug::InsufficientAtExactBalance
-            | PlantedBug::ZeroSelfTransferAccepted
+            | PlantedBug::ZeroTransferAccepted
             | PlantedBug::RefusalAsSuccess
             | PlantedBug::ClosedAsNotFound
             | PlantedBug::DepositSkipsOwnerCheck
@@ -289,12 +290,15 @@ async fn buggy_layer(
                 .into_response();
             }
         }
-        (PlantedBug::ZeroSelfTransferAccepted, Some(op))
-            if op.kind == "transfer" && op.amount == Some(0) && op.account == op.target =>
+        (PlantedBug::ZeroTransferAccepted, Some(op))
+            if op.kind == "transfer" && op.amount == Some(0) =>
         {
-            if let Some(account) = op.account
-                && let Ok(loaded) = store.load(account, None).await
-                && matches!(loaded.fold().0, Account::Open { .. })
+            // Both parties open and distinct: what a zero transfer answered
+            // 204 to before, telling that the target exists.
+            if let (Some(account), Some(target)) = (op.account, op.target)
+                && account != target
+                && is_open(&store, account).await
+                && is_open(&store, target).await
             {
                 return StatusCode::NO_CONTENT.into_response();
             }
@@ -327,6 +331,11 @@ async fn buggy_layer(
         }
         _ => response,
     }
+}
+
+async fn is_open(store: &Arc<dyn EventStore>, account: AccountId) -> bool {
+    let loaded = store.load(account, None).await;
+    loaded.is_ok_and(|loaded| matches!(loaded.fold().0, Account::Open { .. }))
 }
 
 /// Replaces an error answer whose code `replace` picks; other answers pass

@@ -41,10 +41,7 @@ pub const BUG_NAMES: [(PlantedBug, &str); 18] = [
         PlantedBug::InsufficientAtExactBalance,
         "insufficient-at-exact-balance",
     ),
-    (
-        PlantedBug::ZeroSelfTransferAccepted,
-        "zero-self-transfer-accepted",
-    ),
+    (PlantedBug::ZeroTransferAccepted, "zero-transfer-accepted"),
     (PlantedBug::StaleStateRead, "stale-state-read"),
     (
         PlantedBug::EventsPageMissesNewest,
