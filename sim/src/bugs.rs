@@ -82,6 +82,19 @@ pub enum PlantedBug {
     /// Authentication: deposits skip the owner check (anyone's token may
     /// deposit to anyone's account).
     DepositSkipsOwnerCheck,
+    /// Authentication: an owner's token may open an account for another
+    /// owner.
+    OpenSkipsOwnerCheck,
+    /// Authentication: anyone's token reads anyone's account state.
+    StateSkipsOwnerCheck,
+    /// Authentication: anyone's token reads anyone's event stream.
+    EventsSkipsOwnerCheck,
+    /// Authentication: anyone's token withdraws from anyone's account.
+    WithdrawSkipsOwnerCheck,
+    /// Authentication: anyone's token transfers from anyone's account.
+    TransferSkipsOwnerCheck,
+    /// Authentication: anyone's token closes anyone's account.
+    CloseSkipsOwnerCheck,
     /// Store, group commit: in a batch with a refused member, the answers
     /// are handed out one member off (the refusal goes to the member after
     /// it), so one command is told it succeeded although nothing of it was
@@ -102,7 +115,7 @@ pub enum Layer {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 18] = [
+    pub const ALL: [PlantedBug; 24] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
@@ -120,6 +133,12 @@ impl PlantedBug {
         PlantedBug::RefusalAsSuccess,
         PlantedBug::ClosedAsNotFound,
         PlantedBug::DepositSkipsOwnerCheck,
+        PlantedBug::OpenSkipsOwnerCheck,
+        PlantedBug::StateSkipsOwnerCheck,
+        PlantedBug::EventsSkipsOwnerCheck,
+        PlantedBug::WithdrawSkipsOwnerCheck,
+        PlantedBug::TransferSkipsOwnerCheck,
+        PlantedBug::CloseSkipsOwnerCheck,
         PlantedBug::BatchAnswersMisaligned,
     ];
 
@@ -141,7 +160,13 @@ impl PlantedBug {
             PlantedBug::ZeroTransferAccepted
             | PlantedBug::RefusalAsSuccess
             | PlantedBug::ClosedAsNotFound => Layer::Http,
-            PlantedBug::DepositSkipsOwnerCheck => Layer::Auth,
+            PlantedBug::DepositSkipsOwnerCheck
+            | PlantedBug::OpenSkipsOwnerCheck
+            | PlantedBug::StateSkipsOwnerCheck
+            | PlantedBug::EventsSkipsOwnerCheck
+            | PlantedBug::WithdrawSkipsOwnerCheck
+            | PlantedBug::TransferSkipsOwnerCheck
+            | PlantedBug::CloseSkipsOwnerCheck => Layer::Auth,
         }
     }
 }
@@ -200,8 +225,7 @@ pub fn wrap_router(
             | PlantedBug::ZeroTransferAccepted
             | PlantedBug::RefusalAsSuccess
             | PlantedBug::ClosedAsNotFound
-            | PlantedBug::DepositSkipsOwnerCheck
-    );
+    ) || PlantedBug::skipped_owner_check(bug).is_some();
     if !layered {
         return router;
     }
@@ -212,6 +236,47 @@ pub fn wrap_router(
             async move { buggy_layer(bug, store, admin_token, request, next).await }
         },
     ))
+}
+
+impl PlantedBug {
+    /// The kind of request (see [`request_kind`]) whose owner check `bug`
+    /// skips, `None` for the bugs of other layers.
+    fn skipped_owner_check(bug: PlantedBug) -> Option<&'static str> {
+        Some(match bug {
+            PlantedBug::DepositSkipsOwnerCheck => "deposit",
+            PlantedBug::OpenSkipsOwnerCheck => "open",
+            PlantedBug::StateSkipsOwnerCheck => "state",
+            PlantedBug::EventsSkipsOwnerCheck => "events",
+            PlantedBug::WithdrawSkipsOwnerCheck => "withdraw",
+            PlantedBug::TransferSkipsOwnerCheck => "transfer",
+            PlantedBug::CloseSkipsOwnerCheck => "close",
+            _ => return None,
+        })
+    }
+}
+
+/// What an API request does, as a layer in front of the router reads it
+/// from its method and target: `open`, `state`, `state-at` (`?version=` or
+/// `?at=`), `events`, `feed`, or the money operation's kind, or `close`.
+fn request_kind(request: &Request) -> Option<&'static str> {
+    let path = request.uri().path();
+    if path.starts_with("/api/events") {
+        return Some("feed");
+    }
+    let rest = path.strip_prefix("/api/account/")?;
+    let query = request.uri().query().unwrap_or_default();
+    let past = query
+        .split('&')
+        .any(|p| p.starts_with("version=") || p.starts_with("at="));
+    match (request.method(), rest.split_once('/')) {
+        (&Method::POST, None) => Some("open"),
+        (&Method::GET, None) if past => Some("state-at"),
+        (&Method::GET, None) => Some("state"),
+        (&Method::GET, Some((_, "events"))) => Some("events"),
+        (&Method::DELETE, None) => Some("close"),
+        (&Method::PUT, _) => operation(request).map(|op| op.kind),
+        _ => None,
+    }
 }
 
 /// A money operation as a layer in front of the router reads it from the
@@ -303,7 +368,10 @@ async fn buggy_layer(
                 return StatusCode::NO_CONTENT.into_response();
             }
         }
-        (PlantedBug::DepositSkipsOwnerCheck, Some(op)) if op.kind == "deposit" => {
+        _ if PlantedBug::skipped_owner_check(bug)
+            .is_some_and(|kind| request_kind(&request) == Some(kind)) =>
+        {
+            // The owner check skipped: the request goes on as an admin's.
             if request.headers().contains_key(header::AUTHORIZATION)
                 && let Ok(value) = HeaderValue::from_str(&format!("Bearer {admin_token}"))
             {
