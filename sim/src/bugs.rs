@@ -95,6 +95,8 @@ pub enum PlantedBug {
     TransferSkipsOwnerCheck,
     /// Authentication: anyone's token closes anyone's account.
     CloseSkipsOwnerCheck,
+    /// Authentication: an owner's token reads the store-wide feed.
+    FeedSkipsOwnerCheck,
     /// Store, group commit: in a batch with a refused member, the answers
     /// are handed out one member off (the refusal goes to the member after
     /// it), so one command is told it succeeded although nothing of it was
@@ -115,7 +117,7 @@ pub enum Layer {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 24] = [
+    pub const ALL: [PlantedBug; 25] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
@@ -139,6 +141,7 @@ impl PlantedBug {
         PlantedBug::WithdrawSkipsOwnerCheck,
         PlantedBug::TransferSkipsOwnerCheck,
         PlantedBug::CloseSkipsOwnerCheck,
+        PlantedBug::FeedSkipsOwnerCheck,
         PlantedBug::BatchAnswersMisaligned,
     ];
 
@@ -166,7 +169,8 @@ impl PlantedBug {
             | PlantedBug::EventsSkipsOwnerCheck
             | PlantedBug::WithdrawSkipsOwnerCheck
             | PlantedBug::TransferSkipsOwnerCheck
-            | PlantedBug::CloseSkipsOwnerCheck => Layer::Auth,
+            | PlantedBug::CloseSkipsOwnerCheck
+            | PlantedBug::FeedSkipsOwnerCheck => Layer::Auth,
         }
     }
 }
@@ -250,6 +254,7 @@ impl PlantedBug {
             PlantedBug::WithdrawSkipsOwnerCheck => "withdraw",
             PlantedBug::TransferSkipsOwnerCheck => "transfer",
             PlantedBug::CloseSkipsOwnerCheck => "close",
+            PlantedBug::FeedSkipsOwnerCheck => "feed",
             _ => return None,
         })
     }

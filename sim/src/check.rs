@@ -142,6 +142,14 @@ pub fn check(history: &History) -> Vec<String> {
 /// account's events in sequence order and both legs of a transfer adjacent.
 fn check_feed(log: &Log, reader: &ReaderRecord, violations: &mut Vec<String>) {
     let name = READERS[reader.reader];
+    if let Some(Ok(answer)) = &reader.as_owner
+        && answer.status.is_success()
+    {
+        violations.push(format!(
+            "{name}: an owner's token read the feed ({}), where the contract answers 403",
+            answer.status
+        ));
+    }
     let mut seen: Vec<FeedEventBody> = Vec::new();
     for attempt in &reader.attempts {
         let Ok(answer) = &attempt.reply else {
@@ -1390,6 +1398,7 @@ mod tests {
             reader: 0,
             attempts,
             caught_up,
+            as_owner: None,
         }
     }
 

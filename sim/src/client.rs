@@ -327,6 +327,10 @@ pub struct ReaderRecord {
     /// It read an empty page after every writer had finished and no commit
     /// could land any more (`Ledger::quiet`): it saw the whole final log.
     pub caught_up: bool,
+    /// With authentication on, the answer to one feed request sent with an
+    /// owner's token before the first page: the feed is the admins', so it
+    /// must never be a success.
+    pub as_owner: Option<Reply>,
 }
 
 /// A feed reader's pause between empty pages once the writers are done and
@@ -342,6 +346,8 @@ pub struct Reader {
     pub reader: usize,
     pub plan: crate::plan::FeedReader,
     pub token: Option<String>,
+    /// An owner's token (authentication on), sent once to be refused.
+    pub owner_token: Option<String>,
     pub instances: usize,
     pub heal_at: Duration,
     /// How many writer clients have finished, out of `writers`.
@@ -363,6 +369,15 @@ impl Reader {
         let mut instance = self.plan.instance % self.instances;
         let mut after = 0;
         tokio::time::sleep(think).await;
+        if let Some(token) = &self.owner_token {
+            let api = ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(timeout);
+            let reply = api
+                .with_token(token.as_str())
+                .feed(Some(0), Some(1), None)
+                .reply()
+                .await;
+            self.record.borrow_mut().as_owner = Some(reply);
+        }
         loop {
             let now = turmoil::sim_elapsed().unwrap_or_default();
             if now >= self.heal_at + LIVENESS_BOUND {

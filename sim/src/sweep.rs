@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 24] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 25] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -69,6 +69,7 @@ pub const BUG_NAMES: [(PlantedBug, &str); 24] = [
         "transfer-skips-owner-check",
     ),
     (PlantedBug::CloseSkipsOwnerCheck, "close-skips-owner-check"),
+    (PlantedBug::FeedSkipsOwnerCheck, "feed-skips-owner-check"),
     (
         PlantedBug::BatchAnswersMisaligned,
         "batch-answers-misaligned",

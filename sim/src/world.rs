@@ -343,6 +343,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             reader: index,
             attempts: Vec::new(),
             caught_up: false,
+            as_owner: None,
         }));
         reader_records.push(record.clone());
         let reader = Reader {
@@ -350,6 +351,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             plan: plan.readers[index].clone(),
             // With authentication on, the feed is the admin's.
             token: clients::token(plan, &tokens, Who::Admin),
+            owner_token: clients::token(plan, &tokens, Who::Owner(index)),
             instances: plan.instances,
             heal_at,
             writers_done: writers_done.clone(),
