@@ -97,6 +97,9 @@ pub enum PlantedBug {
     CloseSkipsOwnerCheck,
     /// Authentication: an owner's token reads the store-wide feed.
     FeedSkipsOwnerCheck,
+    /// Authentication: anyone's token reads anyone's past state
+    /// (`?version=`, `?at=`).
+    StateAtSkipsOwnerCheck,
     /// Store, group commit: in a batch with a refused member, the answers
     /// are handed out one member off (the refusal goes to the member after
     /// it), so one command is told it succeeded although nothing of it was
@@ -117,7 +120,7 @@ pub enum Layer {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 25] = [
+    pub const ALL: [PlantedBug; 26] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
@@ -142,6 +145,7 @@ impl PlantedBug {
         PlantedBug::TransferSkipsOwnerCheck,
         PlantedBug::CloseSkipsOwnerCheck,
         PlantedBug::FeedSkipsOwnerCheck,
+        PlantedBug::StateAtSkipsOwnerCheck,
         PlantedBug::BatchAnswersMisaligned,
     ];
 
@@ -170,7 +174,8 @@ impl PlantedBug {
             | PlantedBug::WithdrawSkipsOwnerCheck
             | PlantedBug::TransferSkipsOwnerCheck
             | PlantedBug::CloseSkipsOwnerCheck
-            | PlantedBug::FeedSkipsOwnerCheck => Layer::Auth,
+            | PlantedBug::FeedSkipsOwnerCheck
+            | PlantedBug::StateAtSkipsOwnerCheck => Layer::Auth,
         }
     }
 }
@@ -255,6 +260,7 @@ impl PlantedBug {
             PlantedBug::TransferSkipsOwnerCheck => "transfer",
             PlantedBug::CloseSkipsOwnerCheck => "close",
             PlantedBug::FeedSkipsOwnerCheck => "feed",
+            PlantedBug::StateAtSkipsOwnerCheck => "state-at",
             _ => return None,
         })
     }

@@ -150,6 +150,15 @@ fn check_feed(log: &Log, reader: &ReaderRecord, violations: &mut Vec<String>) {
             answer.status
         ));
     }
+    if let Some((owner, Ok(answer))) = &reader.past_state_as_owner
+        && answer.status.is_success()
+        && answer.json()["ownerId"] != owner.to_string()
+    {
+        violations.push(format!(
+            "{name}: owner {owner} read someone else's state at version 1: {}",
+            answer.body
+        ));
+    }
     let mut seen: Vec<FeedEventBody> = Vec::new();
     for attempt in &reader.attempts {
         let Ok(answer) = &attempt.reply else {
@@ -1399,6 +1408,7 @@ mod tests {
             attempts,
             caught_up,
             as_owner: None,
+            past_state_as_owner: None,
         }
     }
 

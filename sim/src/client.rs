@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::domain::{Timestamp, TransactionId};
+use accounts::domain::{AccountId, OwnerId, Timestamp, TransactionId};
 use accounts::http::ErrorCode;
 use testkit::{ApiRequest, Client as ApiClient, Reply, Tokens};
 
@@ -331,6 +331,10 @@ pub struct ReaderRecord {
     /// owner's token before the first page: the feed is the admins', so it
     /// must never be a success.
     pub as_owner: Option<Reply>,
+    /// With authentication on, once caught up: an account's state at
+    /// version 1 read with an owner's token (that owner, the answer). A 200
+    /// may only show that owner's own account.
+    pub past_state_as_owner: Option<(OwnerId, Reply)>,
 }
 
 /// A feed reader's pause between empty pages once the writers are done and
@@ -348,6 +352,9 @@ pub struct Reader {
     pub token: Option<String>,
     /// An owner's token (authentication on), sent once to be refused.
     pub owner_token: Option<String>,
+    /// Whose token `owner_token` is, and an account (mostly someone
+    /// else's) whose past state it asks for once caught up.
+    pub past_state_probe: (OwnerId, AccountId),
     pub instances: usize,
     pub heal_at: Duration,
     /// How many writer clients have finished, out of `writers`.
@@ -362,6 +369,18 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// The state at version 1 of the probe's account, with the owner's
+    /// token (authentication on only).
+    async fn probe_past_state(&self, api: &ApiClient<TurmoilHost>) {
+        let Some(token) = &self.owner_token else {
+            return;
+        };
+        let (owner, account) = self.past_state_probe;
+        let api = api.with_token(token.as_str());
+        let reply = api.state_at_version(account, 1).reply().await;
+        self.record.borrow_mut().past_state_as_owner = Some((owner, reply));
+    }
+
     pub async fn run(self) -> turmoil::Result {
         let think = Duration::from_millis(self.plan.think_ms);
         let wait = (self.plan.wait_ms > 0).then_some(self.plan.wait_ms);
@@ -436,6 +455,7 @@ impl Reader {
                 after = position;
             } else if final_log {
                 self.record.borrow_mut().caught_up = true;
+                self.probe_past_state(&api).await;
                 return Ok(());
             } else if writers_done {
                 // Waiting for the log to be final: look again soon.

@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 25] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 26] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -70,6 +70,10 @@ pub const BUG_NAMES: [(PlantedBug, &str); 25] = [
     ),
     (PlantedBug::CloseSkipsOwnerCheck, "close-skips-owner-check"),
     (PlantedBug::FeedSkipsOwnerCheck, "feed-skips-owner-check"),
+    (
+        PlantedBug::StateAtSkipsOwnerCheck,
+        "state-at-version-skips-owner-check",
+    ),
     (
         PlantedBug::BatchAnswersMisaligned,
         "batch-answers-misaligned",

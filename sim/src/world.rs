@@ -344,6 +344,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             attempts: Vec::new(),
             caught_up: false,
             as_owner: None,
+            past_state_as_owner: None,
         }));
         reader_records.push(record.clone());
         let reader = Reader {
@@ -352,6 +353,11 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             // With authentication on, the feed is the admin's.
             token: clients::token(plan, &tokens, Who::Admin),
             owner_token: clients::token(plan, &tokens, Who::Owner(index)),
+            // Account `index + 1`'s natural owner is another one.
+            past_state_probe: (
+                plan.owner_id(index),
+                plan.account_id((index + 1) % plan.accounts),
+            ),
             instances: plan.instances,
             heal_at,
             writers_done: writers_done.clone(),
