@@ -172,6 +172,10 @@ WHERE position > ?
 ORDER BY position
 LIMIT ?";
 
+/// One integer, non-zero when the server cannot write: `read_only` (a
+/// replica, or a primary being demoted) or `innodb_read_only`.
+const READ_ONLY: &str = "SELECT CAST(@@global.read_only OR @@global.innodb_read_only AS SIGNED)";
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 
 impl MysqlStore {
@@ -313,7 +317,7 @@ impl EventStore for MysqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sql::ping(&self.pooled).await
+        sql::ping(&self.pooled, READ_ONLY).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
