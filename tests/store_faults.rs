@@ -667,3 +667,33 @@ async fn postgres_terminated_sessions_answer_success_or_503_and_apply_once() {
     assert_eq!(client.balance(account).await, DEPOSITS as i64);
     assert_eq!(client.event_list(account).await.len(), DEPOSITS + 1);
 }
+
+/// The MariaDB feed counter's row gone (an operator's mistake, a bad
+/// restore): the append stops with `503` and writes nothing, rather than
+/// inventing positions from a stale `LAST_INSERT_ID()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
+async fn mysql_missing_position_counter_refuses_the_append() {
+    let test = TestStore::open(Backend::Mysql).await;
+    let engine = test.engine(1, 0);
+    let entropy = SeededEntropy::from_os();
+    let account = funded_accounts(&engine, 1, &entropy).await[0];
+    let database = test.database().expect("a server database");
+    let mut admin = database.admin().await.expect("an admin connection");
+    admin
+        .execute(format!("DELETE FROM {}.event_positions", database.name))
+        .await
+        .expect("DELETE");
+    let deposit = Command::Deposit {
+        amount: Amount::new(1).unwrap(),
+    };
+    match engine.execute(request(account, deposit, &entropy)).await {
+        Err(EngineError::Store(error)) => assert!(
+            error.to_string().contains("position counter"),
+            "the error names the missing counter: {error}"
+        ),
+        other => panic!("an append without the counter row answered {other:?}"),
+    }
+    let events = test.store.events(account, 1, 100).await.expect("events");
+    assert_eq!(events.len(), 2, "nothing recorded: {events:?}");
+}

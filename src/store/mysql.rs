@@ -204,6 +204,17 @@ fn reserve_positions(
                 .bind(count)
                 .execute(connection)
                 .await?;
+        // Without its row the UPDATE succeeds touching nothing, and
+        // LAST_INSERT_ID() is whatever it was: positions made up from it
+        // would break the feed. Nothing is committed: the transaction is
+        // rolled back.
+        if done.rows_affected() != 1 {
+            return Err(sqlx::Error::Protocol(format!(
+                "the feed position counter (event_positions, id 1) is missing: \
+                 its UPDATE touched {} rows",
+                done.rows_affected()
+            )));
+        }
         Ok(sql::bigint(done.last_insert_id()) - count + 1)
     })
 }

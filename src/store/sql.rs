@@ -1005,9 +1005,19 @@ fn refused_before(
     )))
 }
 
+/// One member in its own transaction. A writer that answers a batch of one
+/// with anything but one answer cannot say whether it wrote the member:
+/// ambiguous, which the engine settles by reading the transactionId back —
+/// never a success by default.
 async fn write_alone(writer: &impl BatchWriter, member: &Commit) -> Result<(), AppendError> {
     match writer.write(&[member]).await {
-        Attempt::Answered(mut answers) => answers.pop().unwrap_or(Ok(())),
+        Attempt::Answered(answers) => match <[_; 1]>::try_from(answers) {
+            Ok([answer]) => answer,
+            Err(answers) => Err(AppendError::Ambiguous(format!(
+                "a write of one member was answered with {} results",
+                answers.len()
+            ))),
+        },
         Attempt::Split(error) => Err(error),
     }
 }
@@ -1620,5 +1630,63 @@ mod classification_tests {
             sqlx::Error::PoolTimedOut,
         );
         assert!(matches!(at, AppendError::Ambiguous(_)), "{at:?}");
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::Event;
+
+    /// Asks for a split on the first write, then answers every write of one
+    /// member with no answer at all.
+    struct Mute {
+        writes: AtomicUsize,
+    }
+
+    impl BatchWriter for Mute {
+        async fn write<'a>(&'a self, _members: &'a [&'a Commit]) -> Attempt {
+            match self.writes.fetch_add(1, Ordering::SeqCst) {
+                0 => Attempt::Split(AppendError::Conflict("in the way".to_owned())),
+                _ => Attempt::Answered(Vec::new()),
+            }
+        }
+    }
+
+    fn opening(n: u128) -> Commit {
+        Commit {
+            events: vec![RecordedEvent {
+                account_id: AccountId::from_uuid(Uuid::from_u128(n)),
+                sequence_number: 1,
+                transaction_id: TransactionId::from_uuid(Uuid::from_u128(100 + n)),
+                event: Event::AccountClosed,
+                recorded_at: Timestamp::from_unix_millis(0),
+            }],
+            transactions: Vec::new(),
+            snapshots: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_written_alone_without_an_answer_is_ambiguous() {
+        let writer = Mute {
+            writes: AtomicUsize::new(0),
+        };
+        let answers = append_batch(&writer, &[opening(1), opening(2)]).await;
+        assert_eq!(
+            writer.writes.load(Ordering::SeqCst),
+            3,
+            "split, then one by one"
+        );
+        for answer in answers {
+            assert!(
+                matches!(answer, Err(AppendError::Ambiguous(_))),
+                "{answer:?}"
+            );
+        }
     }
 }
