@@ -126,8 +126,9 @@ docker:
     docker build -f deploy/Dockerfile -t accounts:latest .
 
 # Run the image on 127.0.0.1:8080; passes DATABASE_URL through when set (needs a Docker engine).
+# Anonymous access is accepted (protected mode would refuse it): the port is published on loopback only.
 docker-run *ARGS: docker
-    docker run --rm --init -p 127.0.0.1:8080:8080 -e DATABASE_URL accounts:latest {{ARGS}}
+    docker run --rm --init -p 127.0.0.1:8080:8080 -e DATABASE_URL -e ACCOUNTS_ALLOW_ANONYMOUS=true accounts:latest {{ARGS}}
 
 # Start the whole topology of deploy/docker-compose.yml (needs Docker with compose).
 compose-up:

@@ -201,6 +201,7 @@ impl Instance {
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     // Before the store: a bad key stops start-up without touching the database.
     let verifier = args.auth.verifier().map_err(|e| e.to_string())?;
+    args.protected_mode(verifier.is_some())?;
     let opened = store::open(&args.database_url, &args.store_options())
         .await
         .map_err(|e| e.to_string())?;

@@ -30,6 +30,21 @@ pub const ADMIN_SCOPE: &str = "accounts:admin";
 /// found offline from a single token.
 pub const SECRET_BYTES_MIN: usize = 32;
 
+/// The shortest secret for HS384 and HS512 (RFC 7518, section 3.2: 384 and
+/// 512 bits, the size of their hashes).
+pub const SECRET_BYTES_MIN_HS384: usize = 48;
+pub const SECRET_BYTES_MIN_HS512: usize = 64;
+
+/// The shortest secret `algorithm` accepts ([`SECRET_BYTES_MIN`] for HS256
+/// and for every algorithm that takes no secret).
+pub fn secret_bytes_min(algorithm: Algorithm) -> usize {
+    match algorithm {
+        Algorithm::HS384 => SECRET_BYTES_MIN_HS384,
+        Algorithm::HS512 => SECRET_BYTES_MIN_HS512,
+        _ => SECRET_BYTES_MIN,
+    }
+}
+
 /// Default lifetime of a minted token (`accounts token --ttl`).
 pub const TOKEN_TTL: &str = "1h";
 
@@ -50,11 +65,18 @@ impl Secret {
     /// Refuses a secret shorter than [`SECRET_BYTES_MIN`], with a message
     /// that says how long it is, never what it is.
     pub fn check_length(&self) -> Result<(), AuthSetupError> {
+        self.check_length_for(Algorithm::HS256)
+    }
+
+    /// Refuses a secret shorter than `algorithm`'s hash
+    /// ([`secret_bytes_min`]), with the same message for every algorithm.
+    pub fn check_length_for(&self, algorithm: Algorithm) -> Result<(), AuthSetupError> {
         let length = self.0.len();
-        if length < SECRET_BYTES_MIN {
+        let minimum = secret_bytes_min(algorithm);
+        if length < minimum {
             return Err(AuthSetupError(format!(
-                "the JWT secret is {length} bytes long; at least {SECRET_BYTES_MIN} are required \
-                 (RFC 7518: at least the hash size)"
+                "the JWT secret is {length} bytes long; at least {minimum} are required for \
+                 {algorithm:?} (RFC 7518: at least the hash size)"
             )));
         }
         Ok(())
@@ -210,6 +232,9 @@ impl Verifier {
     pub fn new(config: &AuthConfig) -> Result<Verifier, AuthSetupError> {
         let (key, default_algorithm) = decoding_key(&config.key)?;
         let algorithm = config.algorithm.unwrap_or(default_algorithm);
+        if let VerifyingKey::Secret(secret) = &config.key {
+            secret.check_length_for(algorithm)?;
+        }
         if algorithm.family() != key.family() {
             return Err(AuthSetupError(format!(
                 "the JWT algorithm {algorithm:?} does not go with the configured key \
@@ -720,5 +745,28 @@ mod tests {
         };
         assert!(Verifier::new(&wrong_curve).is_err());
         assert_eq!(format!("{:?}", Secret::new(SECRET)), "Secret(***)");
+    }
+
+    #[test]
+    fn hs384_and_hs512_need_secrets_as_long_as_their_hashes() {
+        for (algorithm, minimum) in [
+            (Algorithm::HS256, SECRET_BYTES_MIN),
+            (Algorithm::HS384, SECRET_BYTES_MIN_HS384),
+            (Algorithm::HS512, SECRET_BYTES_MIN_HS512),
+        ] {
+            let config = |length: usize| AuthConfig {
+                algorithm: Some(algorithm),
+                ..AuthConfig::hs256("k".repeat(length))
+            };
+            let short = Verifier::new(&config(minimum - 1)).unwrap_err();
+            let expected = format!(
+                "the JWT secret is {} bytes long; at least {minimum} are required for {algorithm:?}",
+                minimum - 1
+            );
+            assert!(short.0.starts_with(&expected), "{short}");
+            assert!(!short.0.contains("kkkk"), "{short}");
+            let verifier = Verifier::new(&config(minimum)).unwrap();
+            assert_eq!(verifier.algorithm(), algorithm);
+        }
     }
 }

@@ -22,9 +22,10 @@ use crate::engine::{self, EngineConfig};
 use crate::http::{self, Limits, ServeConfig};
 use crate::store::{self, StoreOptions};
 
-/// Default address: every interface, the port containers conventionally
-/// publish.
-pub const LISTEN: &str = "0.0.0.0:8080";
+/// Default address: this machine only, the port containers conventionally
+/// publish. Serving other interfaces is a choice the operator makes (with
+/// authentication on, or `--allow-anonymous`): see [`ServeArgs::protected_mode`].
+pub const LISTEN: &str = "127.0.0.1:8080";
 
 /// Default store: in memory, so `cargo run` works on a fresh machine (and
 /// says loudly that data is lost on exit).
@@ -407,6 +408,18 @@ pub struct ServeArgs {
     )]
     pub concurrency_max: usize,
 
+    /// Server-Sent Event streams (/api/events/stream) open at once; more
+    /// are refused with 503 and Retry-After. Each holds a connection and a
+    /// task for as long as its reader stays.
+    #[arg(
+        long,
+        env = "ACCOUNTS_FEED_STREAMS_MAX",
+        default_value_t = http::FEED_STREAMS_MAX,
+        value_parser = at_least_one::<usize>,
+        hide_env_values = true
+    )]
+    pub feed_streams_max: usize,
+
     /// Open HTTP client connections at once; more wait to be accepted
     /// (formerly --connections-max / ACCOUNTS_CONNECTIONS_MAX, still accepted).
     #[arg(
@@ -470,6 +483,18 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    /// Serve an address other than loopback with authentication off:
+    /// anyone who reaches it may move any account's money. Without this
+    /// (or authentication), start-up refuses such an address.
+    #[arg(
+        long,
+        env = "ACCOUNTS_ALLOW_ANONYMOUS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue,
+        hide_env_values = true
+    )]
+    pub allow_anonymous: bool,
 }
 
 impl Cli {
@@ -528,6 +553,23 @@ impl ServeArgs {
         Ok(())
     }
 
+    /// Protected mode: with authentication off, only a loopback address is
+    /// served unless the operator accepted anonymous access explicitly — a
+    /// careless deployment must not be an open bank. One line, for the
+    /// operator, naming what to change.
+    pub fn protected_mode(&self, authentication_on: bool) -> Result<(), String> {
+        if authentication_on || self.allow_anonymous || self.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to serve {} with authentication off: anyone who reaches it could move any \
+             account's money; turn authentication on (--auth-jwt-secret or --auth-jwt-public-key), \
+             listen on a loopback address, or pass --allow-anonymous (ACCOUNTS_ALLOW_ANONYMOUS=true) \
+             to accept it",
+            self.listen
+        ))
+    }
+
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             pool_size: self.db_pool_size,
@@ -552,6 +594,7 @@ impl ServeArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             concurrency_max: self.concurrency_max,
             url_bytes_max: self.url_bytes_max,
+            feed_streams_max: self.feed_streams_max,
         }
     }
 
@@ -618,7 +661,9 @@ mod tests {
             cache_accounts,
             connect_timeout_ms,
             acquire_timeout_ms,
+            feed_streams_max,
             auth,
+            allow_anonymous,
         } = args;
         assert_eq!(listen, LISTEN.parse().unwrap());
         assert_eq!(database_url, DATABASE_URL);
@@ -640,6 +685,42 @@ mod tests {
         assert_eq!(connect_timeout_ms, store::CONNECT_TIMEOUT_MS);
         assert_eq!(acquire_timeout_ms, store::ACQUIRE_TIMEOUT_MS);
         assert_eq!(auth.config(), Ok(None), "authentication is off by default");
+        assert_eq!(feed_streams_max, http::FEED_STREAMS_MAX);
+        assert!(
+            !allow_anonymous,
+            "anonymous access is not accepted by default"
+        );
+        assert!(
+            listen.ip().is_loopback(),
+            "the default serves this machine only"
+        );
+    }
+
+    #[test]
+    fn protected_mode_refuses_other_interfaces_without_authentication() {
+        let wide = parse(&["accounts", "--listen", "0.0.0.0:8080"], &[]).unwrap();
+        let refused = wide.protected_mode(false).unwrap_err();
+        assert!(
+            refused.starts_with("refusing to serve 0.0.0.0:8080 with authentication off"),
+            "{refused}"
+        );
+        assert!(refused.contains("--allow-anonymous (ACCOUNTS_ALLOW_ANONYMOUS=true)"));
+        assert!(!refused.contains('\n'), "one line: {refused}");
+        assert_eq!(wide.protected_mode(true), Ok(()), "authentication on");
+        for listen in ["127.0.0.1:0", "[::1]:8080", "127.1.2.3:80"] {
+            let local = parse(&["accounts", "--listen", listen], &[]).unwrap();
+            assert_eq!(local.protected_mode(false), Ok(()), "{listen}");
+        }
+        for listen in ["[::]:8080", "192.168.1.5:8080"] {
+            let args = parse(&["accounts", "--listen", listen], &[]).unwrap();
+            assert!(args.protected_mode(false).is_err(), "{listen}");
+        }
+        let allowed = parse(
+            &["accounts", "--listen", "0.0.0.0:8080", "--allow-anonymous"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(allowed.protected_mode(false), Ok(()));
     }
 
     #[test]

@@ -350,10 +350,6 @@ async fn a_zero_amount_changes_nothing_and_leaves_the_transaction_id_unused() {
             StatusCode::NO_CONTENT
         );
         assert_eq!(
-            app.transfer(id(1), id(2), "0", id(12)).await.status,
-            StatusCode::NO_CONTENT
-        );
-        assert_eq!(
             app.event_list(id(1)).await.len(),
             1,
             "no event for a zero amount"
@@ -363,6 +359,39 @@ async fn a_zero_amount_changes_nothing_and_leaves_the_transaction_id_unused() {
             StatusCode::NO_CONTENT
         );
         assert_eq!(app.balance(id(1)).await, 3);
+    }
+}
+
+/// A transfer moves at least 1: a zero one is a bad parameter, decided
+/// before any account is looked at, so it answers alike whether the source
+/// and the target exist, are open or closed — no probe of ids.
+#[tokio::test]
+async fn a_zero_transfer_is_400_whatever_the_accounts() {
+    for style in Style::BOTH {
+        let app = api_with_accounts(&[1, 2, 3]).await.with_style(style);
+        app.close(id(3)).await;
+        let mut bodies = std::collections::BTreeSet::new();
+        for (from, to) in [(1, 2), (1, 3), (1, 9), (9, 1), (9, 8), (1, 1), (3, 1)] {
+            for zero in ["0", "-0", "000"] {
+                let answer = app.transfer(id(from), id(to), zero, id(12)).await;
+                answer.assert_error(StatusCode::BAD_REQUEST, "bad_parameter", "at least");
+                bodies.insert(answer.body);
+            }
+        }
+        assert_eq!(bodies.len(), 3, "one answer per amount text: {bodies:?}");
+        assert_eq!(app.event_list(id(1)).await.len(), 1, "nothing recorded");
+        // The transactionId stays unused.
+        assert_eq!(
+            app.transfer(id(1), id(2), "0", id(12)).await.status,
+            StatusCode::BAD_REQUEST
+        );
+        app.deposit(id(1), "5", id(12))
+            .await
+            .assert_status(StatusCode::NO_CONTENT);
+        app.transfer(id(1), id(2), "1", id(13))
+            .await
+            .assert_status(StatusCode::NO_CONTENT);
+        assert_eq!(app.balance(id(2)).await, 1);
     }
 }
 

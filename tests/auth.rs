@@ -379,6 +379,16 @@ fn requests_of_every_kind(target: Uuid) -> Vec<(&'static str, String)> {
         ("GET", "/api/account/{id}".to_owned()),
         ("GET", "/api/account/{id}/events".to_owned()),
         ("GET", "/api/account/{id}/events?from=2&limit=1".to_owned()),
+        ("GET", "/api/account/{id}?version=1".to_owned()),
+        ("GET", "/api/account/{id}?version=2".to_owned()),
+        (
+            "GET",
+            "/api/account/{id}?at=2100-01-01T00:00:00Z".to_owned(),
+        ),
+        (
+            "GET",
+            "/api/account/{id}?at=2000-01-01T00:00:00Z".to_owned(),
+        ),
         (
             "PUT",
             format!("/api/account/{{id}}/deposit?amount=5&transactionId={tx}"),
@@ -570,6 +580,98 @@ async fn a_refused_token_changes_nothing_on_memory() {
     a_refused_token_changes_nothing(&Server::hs256().await).await;
 }
 
+/// A transactionId recorded on an account the caller may not read (a
+/// transfer's target) is still a reuse, but the answer says only that it is
+/// taken: not the account, its operation, amounts or counterparties. The
+/// caller's own record is described in full.
+async fn a_reuse_on_someone_elses_account_says_only_that_the_id_is_taken(server: &Server) {
+    let (alice, bob) = (fresh_owner(), fresh_owner());
+    let (as_alice, as_bob) = (server.owner(alice), server.owner(bob));
+    let alices = open_funded(server, alice, 50).await;
+    let (bobs_savings, bobs) = (
+        open_funded(server, bob, 500).await,
+        open_funded(server, bob, 0).await,
+    );
+    let bobs_transaction = fresh();
+    let paid = as_bob
+        .transfer(bobs_savings, bobs, 123, bobs_transaction)
+        .await;
+    assert_eq!(paid.status, 204, "{paid:?}");
+    let reused = as_alice.transfer(alices, bobs, 1, bobs_transaction).await;
+    let body = reused.assert_error_code("transaction_reused");
+    assert_eq!(
+        body.message,
+        format!("transactionId {bobs_transaction} is already taken")
+    );
+    for secret in [bobs_savings.to_string(), bobs.to_string(), "123".to_owned()] {
+        assert!(
+            !reused.body.contains(&secret),
+            "{secret} in {}",
+            reused.body
+        );
+    }
+    // Bob's own view of the same record names it all.
+    let own = as_bob
+        .transfer(bobs_savings, bobs, 7, bobs_transaction)
+        .await;
+    let body = own.assert_error_code("transaction_reused");
+    assert!(body.message.contains("amount=123"), "{body:?}");
+    assert_eq!(as_alice.balance(alices).await, 50);
+    assert_eq!(as_bob.balance(bobs).await, 123);
+}
+
+#[tokio::test]
+async fn a_reuse_on_someone_elses_account_says_only_that_the_id_is_taken_on_memory() {
+    a_reuse_on_someone_elses_account_says_only_that_the_id_is_taken(&Server::hs256().await).await;
+}
+
+/// A transfer that would overflow its target names the target, and says
+/// nothing of its balance.
+async fn a_target_overflow_names_the_target_and_not_its_balance(server: &Server) {
+    let (alice, bob) = (fresh_owner(), fresh_owner());
+    let as_alice = server.owner(alice);
+    let alices = open_funded(server, alice, 10).await;
+    let bobs = open_funded(server, bob, i64::MAX - 3).await;
+    let refused = as_alice.transfer(alices, bobs, 5, fresh()).await;
+    let body = refused.assert_error_code("balance_overflow");
+    assert!(
+        body.message.contains(&format!("target account {bobs}")),
+        "{body:?}"
+    );
+    assert!(!body.message.contains(&alices.to_string()), "{body:?}");
+    assert!(
+        !refused.body.contains(&(i64::MAX - 3).to_string()),
+        "{body:?}"
+    );
+    assert_eq!(as_alice.balance(alices).await, 10);
+}
+
+#[tokio::test]
+async fn a_target_overflow_names_the_target_and_not_its_balance_on_memory() {
+    a_target_overflow_names_the_target_and_not_its_balance(&Server::hs256().await).await;
+}
+
+/// The store-wide feed and its stream are for admins: an owner's token is
+/// 403 on both, over HTTP, and an admin's reads them.
+#[tokio::test]
+async fn an_owners_token_is_forbidden_the_feed_and_its_stream() {
+    let server = Server::hs256().await;
+    let alice = fresh_owner();
+    open_funded(&server, alice, 5).await;
+    let as_alice = server.owner(alice);
+    for answer in [
+        as_alice.feed(Some(0), Some(5), None).await,
+        as_alice.feed_stream(Some(0), None).await,
+        as_alice.feed_stream(None, Some(1)).await,
+    ] {
+        let body = answer.assert_error_code("forbidden");
+        assert!(body.message.contains("admin"), "{body:?}");
+    }
+    let as_admin = server.admin();
+    assert_eq!(as_admin.feed(Some(0), Some(5), None).await.status, 200);
+    server.stop().await;
+}
+
 async fn every_rule(server: &Server) {
     an_owner_opens_accounts_only_for_themselves(server).await;
     someone_elses_account_answers_as_an_unknown_one(server).await;
@@ -577,6 +679,8 @@ async fn every_rule(server: &Server) {
     owners_use_their_own_accounts_and_admins_every_account(server).await;
     authorization_comes_before_idempotency(server).await;
     a_refused_token_changes_nothing(server).await;
+    a_reuse_on_someone_elses_account_says_only_that_the_id_is_taken(server).await;
+    a_target_overflow_names_the_target_and_not_its_balance(server).await;
 }
 
 async fn every_rule_on(backend: Backend) {

@@ -83,7 +83,7 @@ type StartUp<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
 #[test]
 fn unusable_auth_settings_stop_start_up_without_showing_the_secret() {
-    let cases: [StartUp; 5] = [
+    let cases: [StartUp; 7] = [
         (
             &[],
             &[("ACCOUNTS_AUTH_JWT_SECRET", "short-secret")],
@@ -104,6 +104,17 @@ fn unusable_auth_settings_stop_start_up_without_showing_the_secret() {
             &["--auth-jwt-algorithm", "RS256"],
             &[("ACCOUNTS_AUTH_JWT_SECRET", SECRET)],
             "does not go with",
+        ),
+        // Long enough for HS256, not for the longer hashes (RFC 7518).
+        (
+            &["--auth-jwt-algorithm", "HS384"],
+            &[("ACCOUNTS_AUTH_JWT_SECRET", SECRET)],
+            "37 bytes long; at least 48 are required for HS384",
+        ),
+        (
+            &["--auth-jwt-algorithm", "HS512"],
+            &[("ACCOUNTS_AUTH_JWT_SECRET", SECRET)],
+            "37 bytes long; at least 64 are required for HS512",
         ),
     ];
     for (args, env, needle) in cases {

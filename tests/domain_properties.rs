@@ -124,7 +124,7 @@ fn expect(source_id: AccountId, source: Modelled, command: &Command, target: Mod
                 _ if target_id == source_id => Err(Refusal::TransferToSelf),
                 0 => nothing,
                 _ if amount > from => Err(insufficient(from, amount)),
-                _ if to + amount > MAX => Err(Refusal::BalanceOverflow),
+                _ if to + amount > MAX => Err(Refusal::TargetBalanceOverflow),
                 _ => Ok((
                     Some(withdrawn(amount, from - amount, Some(target_id))),
                     Some(deposited(amount, to + amount, Some(source_id))),
@@ -326,6 +326,7 @@ fn every_command_gets_the_models_answer_and_money_is_conserved() {
         "refused: CloseWithBalance",
         "refused: TransferToSelf",
         "refused: BalanceOverflow",
+        "refused: TargetBalanceOverflow",
     ] {
         assert!(
             tally.0.get(outcome).is_some_and(|n| *n > 0),
@@ -371,7 +372,7 @@ fn a_transfer_conserves_the_two_accounts_total_or_is_refused_for_its_reason() {
                     prop_assert_eq!(i128::from(target_after.balance()), to + amount);
                 }
                 Err(Refusal::InsufficientBalance { .. }) => prop_assert!(amount > from),
-                Err(Refusal::BalanceOverflow) => {
+                Err(Refusal::TargetBalanceOverflow) => {
                     prop_assert!(amount <= from && to + amount > i128::from(i64::MAX))
                 }
                 Err(other) => prop_assert!(false, "no other refusal applies: {:?}", other),

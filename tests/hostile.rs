@@ -227,7 +227,7 @@ fn ids_in_any_form_the_uuid_crate_parses_are_accepted_and_nothing_else() {
                     "state" => (Method::GET, format!("/api/account/{segment}")),
                     "events" => (Method::GET, format!("/api/account/{segment}/events")),
                     // An id in the query: a zero deposit (no event) to the
-                    // account, or a zero transfer to it from an unknown one.
+                    // account, or a transfer to it from an unknown one.
                     "deposit" => (
                         Method::PUT,
                         format!(
@@ -238,7 +238,7 @@ fn ids_in_any_form_the_uuid_crate_parses_are_accepted_and_nothing_else() {
                     _ => (
                         Method::PUT,
                         format!(
-                            "/api/account/{}/transfer?{}&amount=0&transactionId={}",
+                            "/api/account/{}/transfer?{}&amount=1&transactionId={}",
                             fresh_id(),
                             encode("targetAccount", &text),
                             fresh_id()

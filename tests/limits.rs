@@ -379,3 +379,63 @@ async fn connections_beyond_the_limit_wait_to_be_accepted() {
     assert_eq!(status_of(&buffer), Some(200));
     server.stop().await;
 }
+
+/// Feed streams are bounded by their own limit: a stream outlives its
+/// request, so the concurrency limit never sees it. Past the limit a new
+/// stream is 503 overloaded with Retry-After, every other route still
+/// answers (`/ready` included), and a place frees up when a reader leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_streams_beyond_their_limit_are_503_and_leave_the_rest_served() {
+    let limits = Limits {
+        feed_streams_max: 2,
+        concurrency_max: 4,
+        ..Limits::default()
+    };
+    let app = builder()
+        .limits(limits)
+        .serve_config(serve_config())
+        .build();
+    let served = app.serve().await;
+    let api = served.client().with_timeout(BOUND);
+    let mut streams = vec![
+        api.follow(Some(0), None).await,
+        api.follow(Some(0), None).await,
+    ];
+    for _ in 0..3 {
+        let refused = api.feed_stream(Some(0), None).await;
+        refused.assert_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "feed streams",
+        );
+        assert!(refused.header("retry-after").is_some(), "{refused:?}");
+    }
+    // Two streams held, more than the concurrency limit's worth of requests
+    // answered beside them.
+    for _ in 0..8 {
+        assert_eq!(api.ready().await.status, StatusCode::OK);
+    }
+    let account = fresh_id();
+    api.open(&account, fresh_id())
+        .await
+        .assert_status(StatusCode::CREATED);
+    streams.pop();
+    // The reader that left frees its place once its task sees it gone.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let reopened = loop {
+        let request = api.feed_stream(Some(0), None).request().clone();
+        let stream = served.client().transport().try_open_stream(request).await;
+        match stream {
+            Ok(stream) if stream.status == StatusCode::OK => break stream,
+            Ok(stream) => assert_eq!(stream.status, StatusCode::SERVICE_UNAVAILABLE),
+            Err(error) => panic!("no answer: {error}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    drop((reopened, streams));
+    served.stop().await;
+}

@@ -450,3 +450,35 @@ async fn the_api_reference_describes_every_operation_and_error_code() {
         );
     }
 }
+
+/// A transfer moves at least 1, in both URL styles, as the handler decides;
+/// the stream's limit and its 503 are described.
+#[tokio::test]
+async fn the_transfer_minimum_and_the_stream_limit_are_described() {
+    let document = document().await;
+    let amount_of = |path: &str| {
+        let put = &document["paths"][path]["put"];
+        put["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "amount")
+            .expect("an amount")["schema"]["minimum"]
+            .as_i64()
+    };
+    for path in [
+        "/api/account/{accountId}",
+        "/api/account/{accountId}/transfer",
+    ] {
+        assert_eq!(
+            amount_of(path),
+            Some(accounts::domain::TRANSFER_AMOUNT_MIN),
+            "{path}"
+        );
+    }
+    assert_eq!(amount_of("/api/account/{accountId}/deposit"), Some(0));
+    let stream = &document["paths"]["/api/events/stream"]["get"];
+    let description = stream["description"].as_str().unwrap();
+    assert!(description.contains("--feed-streams-max"), "{description}");
+    assert!(stream["responses"]["503"]["headers"]["Retry-After"].is_object());
+}

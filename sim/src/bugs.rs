@@ -61,9 +61,10 @@ pub enum PlantedBug {
     /// Domain: a withdrawal or transfer of exactly the balance is refused
     /// as insufficient (`<` written `<=`).
     InsufficientAtExactBalance,
-    /// Domain, order of checks: a zero-amount transfer to oneself answers
-    /// 204 (the zero check before the self-transfer one).
-    ZeroSelfTransferAccepted,
+    /// Parameters: a zero-amount transfer from an open account answers 204
+    /// (as before a transfer had to move at least 1), a free probe of
+    /// whether its target exists.
+    ZeroTransferAccepted,
     /// Reads: a state read is served from the instance's previous read of
     /// that account (a cache one write behind).
     StaleStateRead,
@@ -81,6 +82,19 @@ pub enum PlantedBug {
     /// Authentication: deposits skip the owner check (anyone's token may
     /// deposit to anyone's account).
     DepositSkipsOwnerCheck,
+    /// Authentication: an owner's token may open an account for another
+    /// owner.
+    OpenSkipsOwnerCheck,
+    /// Authentication: anyone's token reads anyone's account state.
+    StateSkipsOwnerCheck,
+    /// Authentication: anyone's token reads anyone's event stream.
+    EventsSkipsOwnerCheck,
+    /// Authentication: anyone's token withdraws from anyone's account.
+    WithdrawSkipsOwnerCheck,
+    /// Authentication: anyone's token transfers from anyone's account.
+    TransferSkipsOwnerCheck,
+    /// Authentication: anyone's token closes anyone's account.
+    CloseSkipsOwnerCheck,
     /// Store, group commit: in a batch with a refused member, the answers
     /// are handed out one member off (the refusal goes to the member after
     /// it), so one command is told it succeeded although nothing of it was
@@ -101,7 +115,7 @@ pub enum Layer {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 18] = [
+    pub const ALL: [PlantedBug; 24] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
@@ -112,13 +126,19 @@ impl PlantedBug {
         PlantedBug::RecordOnSourceOnly,
         PlantedBug::AckBeforeCommit,
         PlantedBug::InsufficientAtExactBalance,
-        PlantedBug::ZeroSelfTransferAccepted,
+        PlantedBug::ZeroTransferAccepted,
         PlantedBug::StaleStateRead,
         PlantedBug::EventsPageMissesNewest,
         PlantedBug::FeedSkips,
         PlantedBug::RefusalAsSuccess,
         PlantedBug::ClosedAsNotFound,
         PlantedBug::DepositSkipsOwnerCheck,
+        PlantedBug::OpenSkipsOwnerCheck,
+        PlantedBug::StateSkipsOwnerCheck,
+        PlantedBug::EventsSkipsOwnerCheck,
+        PlantedBug::WithdrawSkipsOwnerCheck,
+        PlantedBug::TransferSkipsOwnerCheck,
+        PlantedBug::CloseSkipsOwnerCheck,
         PlantedBug::BatchAnswersMisaligned,
     ];
 
@@ -133,14 +153,20 @@ impl PlantedBug {
             | PlantedBug::SuccessOnAmbiguousCommit
             | PlantedBug::AckBeforeCommit
             | PlantedBug::CacheKeepsRefusedCommit => Layer::Engine,
-            PlantedBug::InsufficientAtExactBalance | PlantedBug::ZeroSelfTransferAccepted => {
-                Layer::Domain
-            }
+            PlantedBug::InsufficientAtExactBalance => Layer::Domain,
             PlantedBug::StaleStateRead
             | PlantedBug::EventsPageMissesNewest
             | PlantedBug::FeedSkips => Layer::Reads,
-            PlantedBug::RefusalAsSuccess | PlantedBug::ClosedAsNotFound => Layer::Http,
-            PlantedBug::DepositSkipsOwnerCheck => Layer::Auth,
+            PlantedBug::ZeroTransferAccepted
+            | PlantedBug::RefusalAsSuccess
+            | PlantedBug::ClosedAsNotFound => Layer::Http,
+            PlantedBug::DepositSkipsOwnerCheck
+            | PlantedBug::OpenSkipsOwnerCheck
+            | PlantedBug::StateSkipsOwnerCheck
+            | PlantedBug::EventsSkipsOwnerCheck
+            | PlantedBug::WithdrawSkipsOwnerCheck
+            | PlantedBug::TransferSkipsOwnerCheck
+            | PlantedBug::CloseSkipsOwnerCheck => Layer::Auth,
         }
     }
 }
@@ -196,11 +222,10 @@ pub fn wrap_router(
     let layered = matches!(
         bug,
         PlantedBug::InsufficientAtExactBalance
-            | PlantedBug::ZeroSelfTransferAccepted
+            | PlantedBug::ZeroTransferAccepted
             | PlantedBug::RefusalAsSuccess
             | PlantedBug::ClosedAsNotFound
-            | PlantedBug::DepositSkipsOwnerCheck
-    );
+    ) || PlantedBug::skipped_owner_check(bug).is_some();
     if !layered {
         return router;
     }
@@ -211,6 +236,47 @@ pub fn wrap_router(
             async move { buggy_layer(bug, store, admin_token, request, next).await }
         },
     ))
+}
+
+impl PlantedBug {
+    /// The kind of request (see [`request_kind`]) whose owner check `bug`
+    /// skips, `None` for the bugs of other layers.
+    fn skipped_owner_check(bug: PlantedBug) -> Option<&'static str> {
+        Some(match bug {
+            PlantedBug::DepositSkipsOwnerCheck => "deposit",
+            PlantedBug::OpenSkipsOwnerCheck => "open",
+            PlantedBug::StateSkipsOwnerCheck => "state",
+            PlantedBug::EventsSkipsOwnerCheck => "events",
+            PlantedBug::WithdrawSkipsOwnerCheck => "withdraw",
+            PlantedBug::TransferSkipsOwnerCheck => "transfer",
+            PlantedBug::CloseSkipsOwnerCheck => "close",
+            _ => return None,
+        })
+    }
+}
+
+/// What an API request does, as a layer in front of the router reads it
+/// from its method and target: `open`, `state`, `state-at` (`?version=` or
+/// `?at=`), `events`, `feed`, or the money operation's kind, or `close`.
+fn request_kind(request: &Request) -> Option<&'static str> {
+    let path = request.uri().path();
+    if path.starts_with("/api/events") {
+        return Some("feed");
+    }
+    let rest = path.strip_prefix("/api/account/")?;
+    let query = request.uri().query().unwrap_or_default();
+    let past = query
+        .split('&')
+        .any(|p| p.starts_with("version=") || p.starts_with("at="));
+    match (request.method(), rest.split_once('/')) {
+        (&Method::POST, None) => Some("open"),
+        (&Method::GET, None) if past => Some("state-at"),
+        (&Method::GET, None) => Some("state"),
+        (&Method::GET, Some((_, "events"))) => Some("events"),
+        (&Method::DELETE, None) => Some("close"),
+        (&Method::PUT, _) => operation(request).map(|op| op.kind),
+        _ => None,
+    }
 }
 
 /// A money operation as a layer in front of the router reads it from the
@@ -289,17 +355,23 @@ async fn buggy_layer(
                 .into_response();
             }
         }
-        (PlantedBug::ZeroSelfTransferAccepted, Some(op))
-            if op.kind == "transfer" && op.amount == Some(0) && op.account == op.target =>
+        (PlantedBug::ZeroTransferAccepted, Some(op))
+            if op.kind == "transfer" && op.amount == Some(0) =>
         {
-            if let Some(account) = op.account
-                && let Ok(loaded) = store.load(account, None).await
-                && matches!(loaded.fold().0, Account::Open { .. })
+            // Both parties open and distinct: what a zero transfer answered
+            // 204 to before, telling that the target exists.
+            if let (Some(account), Some(target)) = (op.account, op.target)
+                && account != target
+                && is_open(&store, account).await
+                && is_open(&store, target).await
             {
                 return StatusCode::NO_CONTENT.into_response();
             }
         }
-        (PlantedBug::DepositSkipsOwnerCheck, Some(op)) if op.kind == "deposit" => {
+        _ if PlantedBug::skipped_owner_check(bug)
+            .is_some_and(|kind| request_kind(&request) == Some(kind)) =>
+        {
+            // The owner check skipped: the request goes on as an admin's.
             if request.headers().contains_key(header::AUTHORIZATION)
                 && let Ok(value) = HeaderValue::from_str(&format!("Bearer {admin_token}"))
             {
@@ -327,6 +399,11 @@ async fn buggy_layer(
         }
         _ => response,
     }
+}
+
+async fn is_open(store: &Arc<dyn EventStore>, account: AccountId) -> bool {
+    let loaded = store.load(account, None).await;
+    loaded.is_ok_and(|loaded| matches!(loaded.fold().0, Account::Open { .. }))
 }
 
 /// Replaces an error answer whose code `replace` picks; other answers pass

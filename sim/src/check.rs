@@ -17,7 +17,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use accounts::domain::{Account, AccountId, Event, OwnerId, TransactionId};
+use accounts::domain::{Account, AccountId, Event, OwnerId, TRANSFER_AMOUNT_MIN, TransactionId};
 use accounts::http::{AccountBody, EVENTS_LIMIT_DEFAULT, ErrorCode, EventBody, FeedEventBody};
 use accounts::store::{EventStore, FeedEvent, Loaded, MemoryStore, RecordedEvent};
 
@@ -668,11 +668,17 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// The answer the contract gives a write in one model state: rules 3
-    /// (with owner scoping), 4 and 5 of the order of checks, in that order.
+    /// The answer the contract gives a write in one model state: rules 2
+    /// (a transfer moves at least 1), 3 (with owner scoping), 4 and 5 of
+    /// the order of checks, in that order.
     fn expect(&self, action: &Action, caller: Who, source: Side, target: Option<Side>) -> Expect {
         use ErrorCode::*;
         let refuse = Expect::Refuse;
+        if let Action::Transfer { amount, .. } = *action
+            && amount < TRANSFER_AMOUNT_MIN
+        {
+            return refuse(BadParameter);
+        }
         if let Action::Open { owner, .. } = *action {
             if let Who::Owner(subject) = caller
                 && subject != owner
@@ -731,8 +737,6 @@ impl<'a> Model<'a> {
                     refuse(AccountClosed)
                 } else if from == to {
                     refuse(TransferToSelf)
-                } else if amount == 0 {
-                    Expect::Unchanged
                 } else if balance < amount {
                     refuse(InsufficientBalance)
                 } else if target_state.balance().checked_add(amount).is_none() {

@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 18] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 24] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -41,10 +41,7 @@ pub const BUG_NAMES: [(PlantedBug, &str); 18] = [
         PlantedBug::InsufficientAtExactBalance,
         "insufficient-at-exact-balance",
     ),
-    (
-        PlantedBug::ZeroSelfTransferAccepted,
-        "zero-self-transfer-accepted",
-    ),
+    (PlantedBug::ZeroTransferAccepted, "zero-transfer-accepted"),
     (PlantedBug::StaleStateRead, "stale-state-read"),
     (
         PlantedBug::EventsPageMissesNewest,
@@ -57,6 +54,21 @@ pub const BUG_NAMES: [(PlantedBug, &str); 18] = [
         PlantedBug::DepositSkipsOwnerCheck,
         "deposit-skips-owner-check",
     ),
+    (PlantedBug::OpenSkipsOwnerCheck, "open-skips-owner-check"),
+    (PlantedBug::StateSkipsOwnerCheck, "state-skips-owner-check"),
+    (
+        PlantedBug::EventsSkipsOwnerCheck,
+        "events-skips-owner-check",
+    ),
+    (
+        PlantedBug::WithdrawSkipsOwnerCheck,
+        "withdraw-skips-owner-check",
+    ),
+    (
+        PlantedBug::TransferSkipsOwnerCheck,
+        "transfer-skips-owner-check",
+    ),
+    (PlantedBug::CloseSkipsOwnerCheck, "close-skips-owner-check"),
     (
         PlantedBug::BatchAnswersMisaligned,
         "batch-answers-misaligned",

@@ -199,6 +199,10 @@ pub enum Refusal {
     TransferToSelf,
     #[error("the balance would overflow")]
     BalanceOverflow,
+    /// A transfer's target would overflow. Its own refusal, so the answer
+    /// names the target (not the source) and says nothing of its balance.
+    #[error("the target's balance would overflow")]
+    TargetBalanceOverflow,
     /// An owner's token opening an account for another owner (403).
     #[error("a token may open accounts only for its own subject")]
     OpenForAnotherOwner,
@@ -341,7 +345,7 @@ fn transfer(
     let source_balance = debit(source_balance, amount)?;
     let target_balance = target_balance
         .checked_add(amount.value())
-        .ok_or(Refusal::BalanceOverflow)?;
+        .ok_or(Refusal::TargetBalanceOverflow)?;
     Ok(Effects {
         source: Some(Event::MoneyWithdrawn {
             amount_withdrawn: amount.value(),
@@ -585,8 +589,9 @@ mod tests {
     fn deposits_that_would_overflow_are_refused_not_wrapped() {
         let refused = run(&open_with(i64::MAX), Command::Deposit { amount: amount(1) });
         assert_eq!(refused, Err(Refusal::BalanceOverflow));
+        // The target overflows, not the source: the refusal says which.
         let refused = transfer(&open_with(1), &open_with(i64::MAX), 1);
-        assert_eq!(refused, Err(Refusal::BalanceOverflow));
+        assert_eq!(refused, Err(Refusal::TargetBalanceOverflow));
         let fits = run(
             &open_with(i64::MAX - 1),
             Command::Deposit { amount: amount(1) },

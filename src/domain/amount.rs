@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct Amount(i64);
 
+/// The least a transfer moves (docs/API.md, "Values"). A zero transfer would
+/// change nothing and record nothing, yet still answer whether its target
+/// exists: a free, traceless probe of account ids. So it is refused with
+/// the parameters, before any account is looked at.
+pub const TRANSFER_AMOUNT_MIN: i64 = 1;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
     #[error("is empty")]
@@ -19,6 +25,8 @@ pub enum AmountError {
     OutOfRange,
     #[error("is negative")]
     Negative,
+    #[error("is less than {TRANSFER_AMOUNT_MIN}: a transfer moves at least {TRANSFER_AMOUNT_MIN}")]
+    BelowTransferMinimum,
 }
 
 impl Amount {
@@ -49,6 +57,17 @@ impl Amount {
                 IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => AmountError::OutOfRange,
                 _ => AmountError::NotAnInteger,
             }),
+        }
+    }
+
+    /// [`Amount::parse`], then at least [`TRANSFER_AMOUNT_MIN`]: the
+    /// amount of a transfer.
+    pub fn parse_transfer(text: &str) -> Result<Amount, AmountError> {
+        match Amount::parse(text)? {
+            amount if amount.value() < TRANSFER_AMOUNT_MIN => {
+                Err(AmountError::BelowTransferMinimum)
+            }
+            amount => Ok(amount),
         }
     }
 }
@@ -105,5 +124,19 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_transfer_moves_at_least_one() {
+        for zero in ["0", "-0", "+0", "000"] {
+            assert_eq!(
+                Amount::parse_transfer(zero),
+                Err(AmountError::BelowTransferMinimum),
+                "{zero:?}"
+            );
+        }
+        assert_eq!(Amount::parse_transfer("1"), Ok(Amount(TRANSFER_AMOUNT_MIN)));
+        assert_eq!(Amount::parse_transfer("-1"), Err(AmountError::Negative));
+        assert_eq!(Amount::parse_transfer("x"), Err(AmountError::NotAnInteger));
     }
 }

@@ -44,16 +44,28 @@ pub fn authorize(caller: Caller, command: &Command, source: &Account) -> Result<
     }
 }
 
-/// Whether `caller` may see or act on `account` (state, versions, events,
-/// deposit, withdraw, close, a transfer's source). Someone else's account
-/// is refused exactly as an unknown one is (`AccountNotFound`), so that
-/// account ids cannot be probed; an unknown account is refused to an owner
-/// as well, since it is nobody's yet.
-pub fn authorize_access(caller: Caller, account: &Account) -> Result<(), Refusal> {
+/// Whether `caller` may read `account`: its state, its events, and anything
+/// an answer could say about it — its operations, amounts, balances and
+/// counterparties. The one rule behind every access check and behind every
+/// error message that could describe an account (a transactionId recorded
+/// on a transfer's target, for one): what the caller may not read, no
+/// answer mentions. An unknown account is nobody's, so no owner reads it.
+pub fn may_read(caller: Caller, account: &Account) -> bool {
     match (caller, account.owner_id()) {
-        (Caller::Anyone | Caller::Admin, _) => Ok(()),
-        (Caller::Owner(subject), Some(owner)) if subject == owner => Ok(()),
-        (Caller::Owner(_), _) => Err(Refusal::AccountNotFound),
+        (Caller::Anyone | Caller::Admin, _) => true,
+        (Caller::Owner(subject), Some(owner)) => subject == owner,
+        (Caller::Owner(_), None) => false,
+    }
+}
+
+/// Whether `caller` may see or act on `account` (state, versions, events,
+/// deposit, withdraw, close, a transfer's source): [`may_read`]. Someone
+/// else's account is refused exactly as an unknown one is
+/// (`AccountNotFound`), so that account ids cannot be probed.
+pub fn authorize_access(caller: Caller, account: &Account) -> Result<(), Refusal> {
+    match may_read(caller, account) {
+        true => Ok(()),
+        false => Err(Refusal::AccountNotFound),
     }
 }
 
@@ -151,6 +163,20 @@ mod tests {
                 authorize(caller, &other, &state),
                 Err(Refusal::OpenForAnotherOwner)
             );
+        }
+    }
+
+    #[test]
+    fn an_owner_reads_only_their_own_accounts() {
+        let caller = Caller::Owner(owner(1));
+        assert!(may_read(caller, &open_of(1)));
+        assert!(may_read(caller, &Account::Closed { owner_id: owner(1) }));
+        assert!(!may_read(caller, &open_of(2)));
+        assert!(!may_read(caller, &Account::Closed { owner_id: owner(2) }));
+        assert!(!may_read(caller, &Account::Unopened));
+        for caller in [Caller::Anyone, Caller::Admin] {
+            assert!(may_read(caller, &open_of(2)));
+            assert!(may_read(caller, &Account::Unopened));
         }
     }
 

@@ -10,7 +10,7 @@ mod ids;
 mod timestamp;
 
 pub use account::{Account, Command, Effects, Event, Fingerprint, Refusal, decide, evolve, replay};
-pub use amount::{Amount, AmountError};
-pub use caller::{Caller, authorize, authorize_access, authorize_feed};
+pub use amount::{Amount, AmountError, TRANSFER_AMOUNT_MIN};
+pub use caller::{Caller, authorize, authorize_access, authorize_feed, may_read};
 pub use ids::{AccountId, IdError, OwnerId, TransactionId};
 pub use timestamp::Timestamp;

@@ -135,18 +135,35 @@ pub enum Outcome {
 pub enum EngineError {
     #[error("{0}")]
     Refused(#[from] Refusal),
-    #[error(
-        "transactionId {transaction_id} was already used on account {account} for another operation ({recorded})"
-    )]
+    #[error("{}", reuse_message(*.account, *.transaction_id, .recorded.as_deref()))]
     TransactionReused {
         account: AccountId,
         transaction_id: TransactionId,
-        recorded: String,
+        /// The operation recorded under it, `None` when the caller may not
+        /// read the account it is recorded on ([`domain::may_read`]): then
+        /// the answer says only that the transactionId is taken.
+        recorded: Option<String>,
     },
     #[error("the account is too busy: still conflicting after {0} retries")]
     Conflict(u32),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a reuse answer says: everything to a caller who may read the
+/// account the transactionId is recorded on, only that it is taken to
+/// anyone else (not the account, not its operation).
+fn reuse_message(
+    account: AccountId,
+    transaction_id: TransactionId,
+    recorded: Option<&str>,
+) -> String {
+    match recorded {
+        Some(recorded) => format!(
+            "transactionId {transaction_id} was already used on account {account} for another operation ({recorded})"
+        ),
+        None => format!("transactionId {transaction_id} is already taken"),
+    }
 }
 
 /// One account as loaded for a request: its state, its version (the last
@@ -334,7 +351,7 @@ impl Engine {
             return Ok(true);
         }
         let state = self.load(account, None).await?.state;
-        Ok(domain::authorize_access(caller, &state).is_ok())
+        Ok(domain::may_read(caller, &state))
     }
 
     /// Whether the store answers.
@@ -430,7 +447,7 @@ impl Engine {
         {
             return unless_cached(Err(refusal.into()));
         }
-        match answer_for_recorded_transaction(fingerprint, &parties) {
+        match answer_for_recorded_transaction(request.caller, fingerprint, &parties) {
             Recorded::Answer(answer) => return Step::Answer(answer),
             Recorded::OnlyTheStoreKnows => return Step::Reload,
             Recorded::New => {}
@@ -747,7 +764,11 @@ enum Recorded {
 /// identical operation is "already applied", any other is a reuse. A record
 /// is never changed or removed, so the cache's memory of one is as good as
 /// a load's, as long as no party before it might hold one unknown.
-fn answer_for_recorded_transaction(fingerprint: &Fingerprint, parties: &Parties) -> Recorded {
+fn answer_for_recorded_transaction(
+    caller: Caller,
+    fingerprint: &Fingerprint,
+    parties: &Parties,
+) -> Recorded {
     let mut all_known_so_far = true;
     for party in parties.all() {
         if let Some(record) = &party.transaction {
@@ -760,7 +781,8 @@ fn answer_for_recorded_transaction(fingerprint: &Fingerprint, parties: &Parties)
                 Err(EngineError::TransactionReused {
                     account: record.account_id,
                     transaction_id: record.transaction_id,
-                    recorded: record.fingerprint.0.clone(),
+                    recorded: domain::may_read(caller, &party.state)
+                        .then(|| record.fingerprint.0.clone()),
                 })
             });
         }

@@ -273,6 +273,10 @@ impl ApiError {
                 ErrorCode::BalanceOverflow,
                 format!("account {account}: {rule}"),
             ),
+            Refusal::TargetBalanceOverflow => (
+                ErrorCode::BalanceOverflow,
+                format!("target account {target}: the balance would overflow"),
+            ),
             rule @ (Refusal::OpenForAnotherOwner | Refusal::AdminOnly) => {
                 (ErrorCode::Forbidden, rule.to_string())
             }

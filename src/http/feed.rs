@@ -5,6 +5,7 @@
 //! module only decides when to ask the store again.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -13,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
 
 use super::AppState;
@@ -153,12 +154,21 @@ pub async fn stream(
         None => after,
     };
     authorize(caller)?;
+    // Held by the producing task and by the response body alike, so a
+    // stream counts against the limit for as long as either lives.
+    let permit = Arc::new(app.feed_stream_permit().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Overloaded,
+            "this instance serves as many feed streams as it may; retry later",
+        )
+    })?);
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER_EVENTS);
     let buffer = Buffer {
         receiver,
         metrics: app.metrics().clone(),
+        _permit: permit.clone(),
     };
-    tokio::spawn(produce(app, after, sender));
+    tokio::spawn(produce(app, after, sender, permit));
     let messages = futures_util::stream::unfold(buffer, |mut buffer| async move {
         let message = buffer.receiver.recv().await?;
         buffer.metrics.feed_stream_buffered.dec();
@@ -172,7 +182,12 @@ pub async fn stream(
 /// on, until the consumer goes away, stays full for `STREAM_STALL_MS`, or the
 /// instance drains. Ending drops the sender: the response ends once the
 /// consumer has taken what is queued.
-async fn produce(app: AppState, mut after: u64, buffer: mpsc::Sender<SseEvent>) {
+async fn produce(
+    app: AppState,
+    mut after: u64,
+    buffer: mpsc::Sender<SseEvent>,
+    _permit: Arc<OwnedSemaphorePermit>,
+) {
     let _connected = Connected::new(app.metrics().clone());
     let engine = app.engine();
     let mut commits = engine.commits();
@@ -250,6 +265,7 @@ fn store_unavailable(error: EngineError) -> ApiError {
 struct Buffer {
     receiver: mpsc::Receiver<SseEvent>,
     metrics: Metrics,
+    _permit: Arc<OwnedSemaphorePermit>,
 }
 
 impl Drop for Buffer {

@@ -133,7 +133,7 @@ pub async fn query_style(
         }),
         1 => Ok(Command::Transfer {
             target: params::account_id(&query.transfer, "transfer")?,
-            amount: params::amount(&query.amount, "amount")?,
+            amount: params::transfer_amount(&query.amount, "amount")?,
         }),
         _ => Err(ApiError::bad_parameter(
             "name only one operation: deposit, withdraw or transfer".to_owned(),
@@ -194,7 +194,7 @@ pub async fn transfer(
 ) -> Result<StatusCode, ApiError> {
     let command = Command::Transfer {
         target: params::account_id(&query.target_account, "targetAccount")?,
-        amount: params::amount(&query.amount, "amount")?,
+        amount: params::transfer_amount(&query.amount, "amount")?,
     };
     path_style(caller, app, path, command, &query).await
 }

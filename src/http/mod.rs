@@ -61,6 +61,11 @@ pub struct Limits {
     /// request (a transfer with urn-form ids) is under 300 bytes; 8 KiB is
     /// the common limit of proxies, so no client that works behind one breaks.
     pub url_bytes_max: usize,
+    /// Server-Sent Event streams open at once; past it, 503 with
+    /// Retry-After. A stream outlives its request (its body never ends), so
+    /// the concurrency limit does not see it: without this bound one client
+    /// could hold every connection, `/ready`'s included.
+    pub feed_streams_max: usize,
 }
 
 /// Default of `Limits::body_bytes_max`: no operation takes a body, 16 KiB
@@ -78,6 +83,10 @@ pub const CONCURRENCY_MAX: usize = 1024;
 /// Default of `Limits::url_bytes_max` (see there).
 pub const URL_BYTES_MAX: usize = 8 * 1024;
 
+/// Default of `Limits::feed_streams_max`: a few readers per downstream
+/// system is the expected use; far below the connection limit.
+pub const FEED_STREAMS_MAX: usize = 256;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -85,6 +94,7 @@ impl Default for Limits {
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
             concurrency_max: CONCURRENCY_MAX,
             url_bytes_max: URL_BYTES_MAX,
+            feed_streams_max: FEED_STREAMS_MAX,
         }
     }
 }
@@ -106,6 +116,8 @@ struct Inner {
     draining: tokio::sync::watch::Sender<bool>,
     /// `/openapi.json`, serialized once per instance.
     openapi_json: String,
+    /// One permit per open feed stream (`Limits::feed_streams_max`).
+    feed_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -125,10 +137,11 @@ impl AppState {
             engine,
             entropy,
             metrics,
-            limits,
             authenticator,
             draining: tokio::sync::watch::Sender::new(false),
             openapi_json,
+            feed_streams: Arc::new(tokio::sync::Semaphore::new(limits.feed_streams_max)),
+            limits,
         }))
     }
 
@@ -139,6 +152,11 @@ impl AppState {
 
     pub fn engine(&self) -> &Engine {
         &self.0.engine
+    }
+
+    /// A place for one more feed stream, `None` when all are taken.
+    pub fn feed_stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.feed_streams.clone().try_acquire_owned().ok()
     }
 
     pub fn metrics(&self) -> &Metrics {

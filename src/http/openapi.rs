@@ -337,7 +337,7 @@ fn state() {}
         ("deposit" = Option<i64>, Query, minimum = 0, description = "Deposit this amount (minor units)."),
         ("withdraw" = Option<i64>, Query, minimum = 0, description = "Withdraw this amount (minor units)."),
         ("transfer" = Option<Uuid>, Query, description = "Transfer `amount` to this account."),
-        ("amount" = Option<i64>, Query, minimum = 0, description = "The amount of a transfer (minor units); ignored otherwise."),
+        ("amount" = Option<i64>, Query, minimum = 1, description = "The amount of a transfer (minor units, at least 1: a zero transfer is 400); ignored otherwise."),
         ("transactionId" = Uuid, Query, description = "The client's id for this operation (idempotency key)."),
     ),
     responses(
@@ -345,7 +345,7 @@ fn state() {}
         (status = 400, description = "A malformed, missing or repeated parameter; none or several operations; or a business rule refused it (insufficient balance, closed account, transfer to itself, overflow).", body = ErrorBody),
         (status = 404, description = "The account or the transfer target does not exist (with authentication on, the account is also 404 when it is someone else's).", body = ErrorBody),
         (status = 409, description = "Still conflicting with concurrent writes after the server's retries; retrying can succeed.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -367,7 +367,7 @@ fn query_style_put() {}
         (status = 400, description = "Malformed parameter, or the balance is not zero.", body = ErrorBody),
         (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -389,7 +389,7 @@ fn close() {}
         (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorBody),
         (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -411,7 +411,7 @@ fn deposit() {}
         (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it (insufficient balance, closed).", body = ErrorBody),
         (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -427,15 +427,15 @@ fn withdraw() {}
     params(
         ("accountId" = Uuid, Path, description = ID_FORMS),
         ("targetAccount" = Uuid, Query, description = "The receiving account."),
-        ("amount" = i64, Query, minimum = 0, description = "Minor units."),
+        ("amount" = i64, Query, minimum = 1, description = "Minor units, at least 1: a zero transfer is 400, decided before any account is looked at."),
         ("transactionId" = Uuid, Query, description = "Idempotency key."),
     ),
     responses(
-        (status = 204, description = "Applied, changed nothing (zero), or already applied."),
-        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorBody),
+        (status = 204, description = "Applied, or already applied."),
+        (status = 400, description = "A malformed, missing or repeated parameter (a zero amount included), or a business rule refused it.", body = ErrorBody),
         (status = 404, description = "The account or the target does not exist (with authentication on, the account is also 404 when it is someone else's; the target may be anyone's).", body = ErrorBody),
         (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account for another operation.", body = ErrorBody),
+        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -491,7 +491,7 @@ fn feed() {}
     operation_id = "feedStream",
     tag = "accounts",
     summary = "The feed, live, as Server-Sent Events",
-    description = "One message per event: `id: <position>`, `event: <type>`, `data: <the feed object>`, starting after `after`, or after the `Last-Event-ID` header when present (it wins). A comment line at least every 15 s keeps idle connections alive. A consumer whose bounded buffer stays full is disconnected; it reconnects with Last-Event-ID and loses nothing. Admins only when authentication is on.",
+    description = "One message per event: `id: <position>`, `event: <type>`, `data: <the feed object>`, starting after `after`, or after the `Last-Event-ID` header when present (it wins). A comment line at least every 15 s keeps idle connections alive. A consumer whose bounded buffer stays full is disconnected; it reconnects with Last-Event-ID and loses nothing. An instance serves at most --feed-streams-max streams at once: beyond, 503 overloaded with Retry-After. Admins only when authentication is on.",
     params(
         ("after" = Option<i64>, Query, minimum = 0, description = "Start after this position (default 0)."),
         ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The last position received; wins over `after`."),

@@ -62,8 +62,22 @@ pub fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Ap
 }
 
 pub fn amount(value: &Option<String>, name: &str) -> Result<Amount, ApiError> {
+    parsed_amount(value, name, Amount::parse)
+}
+
+/// A transfer's amount: at least [`crate::domain::TRANSFER_AMOUNT_MIN`],
+/// decided here with the other parameters, before any account is loaded.
+pub fn transfer_amount(value: &Option<String>, name: &str) -> Result<Amount, ApiError> {
+    parsed_amount(value, name, Amount::parse_transfer)
+}
+
+fn parsed_amount(
+    value: &Option<String>,
+    name: &str,
+    parse: impl Fn(&str) -> Result<Amount, AmountError>,
+) -> Result<Amount, ApiError> {
     let text = required(value, name)?;
-    Amount::parse(text).map_err(|error| {
+    parse(text).map_err(|error| {
         let hint = match error {
             AmountError::Negative => "; amounts are never negative",
             _ => "",
