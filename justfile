@@ -93,6 +93,24 @@ e2e *ARGS:
     ACCOUNTS_E2E_DATABASE_URL="$server/$database" \
         cargo test --test e2e -- --ignored --test-threads=1 --nocapture {{ARGS}}
 
+# The highly available topology on loopback (docs/high-availability.md): three etcd members, three Patroni-managed PostgreSQL 15 nodes (synchronous replication), HAProxy, two release instances, Envoy. Idempotent; state and logs in $ACCOUNTS_HA_DIR (default /tmp/accounts-ha). `just ha-up --async`: asynchronous replication, for the counter-run only.
+ha-up *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source .ci/tools.sh
+    ensure_ha_tools
+    cargo build --release --bin accounts
+    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    ACCOUNTS_HA_BINARY="$target_dir/release/accounts" python3 deploy/ha/ha.py up {{ARGS}}
+
+# Stop everything `just ha-up` started (by PID, from its state file; also after a failed ha-up) and delete its state.
+ha-down:
+    python3 deploy/ha/ha.py down
+
+# Who leads, and every process's ports and PID; `--json` for fault-injection scripts.
+ha-status *ARGS:
+    python3 deploy/ha/ha.py status {{ARGS}}
+
 # Every tier: unit and in-process, database integration, end to end, simulation.
 full:
     just test
