@@ -111,6 +111,16 @@ ha-down:
 ha-status *ARGS:
     python3 deploy/ha/ha.py status {{ARGS}}
 
+# Tier 3, highly available: a fresh `ha-up` topology under load (clients with transactionIds, an SSE feed reader) while the leader's postmaster is killed, the leader frozen past Patroni's TTL, a switchover is made, etcd members and an instance are killed; then every acknowledged operation exactly once, money conserved, the feed complete and never rewound, no 5xx but 503. `just e2e-ha --async`: the asynchronous counter-run (not in CI).
+e2e-ha *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source .ci/tools.sh
+    ensure_ha_tools
+    cargo build --release --bin accounts
+    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    ACCOUNTS_HA_BINARY="$target_dir/release/accounts" python3 deploy/ha/e2e_ha.py {{ARGS}}
+
 # Every tier: unit and in-process, database integration, end to end, simulation.
 full:
     just test

@@ -411,8 +411,10 @@ def psql(sql: str, port: int | None = None, database: str = "postgres") -> str:
     out = subprocess.run(
         ["psql", "-X", "-qAt", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
          "-d", database, "-c", sql],
-        check=True, capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"psql -c {sql!r}: {out.stderr.strip()}")
     return out.stdout.strip()
 
 
@@ -420,9 +422,15 @@ def create_database() -> None:
     def writable() -> bool:
         return psql("SELECT NOT pg_is_in_recovery()") == "t"
 
+    def created() -> bool:
+        if psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'") != "1":
+            psql(f"CREATE DATABASE {DATABASE}")
+        return True
+
     wait_until("a writable primary through HAProxy", writable)
-    if psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'") != "1":
-        psql(f"CREATE DATABASE {DATABASE}")
+    # Right after the election template1 may still be in use (Patroni's own
+    # checks): try again.
+    wait_until(f"CREATE DATABASE {DATABASE}", created, timeout=60)
 
 
 # ------------------------------------------------------ instances and Envoy
