@@ -144,9 +144,26 @@ check-deploy:
     promtool check config deploy/prometheus/prometheus.yml
     hadolint deploy/Dockerfile && echo "deploy/Dockerfile: hadolint OK"
     check-jsonschema --builtin-schema vendor.compose-spec deploy/docker-compose.yml
+    check-jsonschema --builtin-schema vendor.compose-spec deploy/docker-compose.ha.yml
+    promtool check config deploy/ha/prometheus.yml
+    hadolint deploy/ha/Dockerfile.patroni && echo "deploy/ha/Dockerfile.patroni: hadolint OK"
+    ensure_ha_tools
+    # The compose host names do not resolve here (HAProxy disables those
+    # servers with a warning; the configuration is still checked whole).
+    haproxy -c -q -f deploy/ha/haproxy.cfg && echo "deploy/ha/haproxy.cfg: haproxy -c OK"
+    # Patroni's validator also resolves and connects to what the file names:
+    # validate a copy naming this host, and accept only the one complaint
+    # that no etcd listens here.
+    patroni_copy="$(mktemp --suffix=.yml)"
+    trap 'rm -f "$rendered" "$patroni_copy"' EXIT
+    sed -e "s/etcd-[123]:/$(hostname):/g" -e "s/patroni-1:/$(hostname):/g" deploy/ha/patroni.yml > "$patroni_copy"
+    complaints="$(patroni --validate-config --ignore-listen-port "$patroni_copy" 2>&1 | grep -v ' is not reachable$' || true)"
+    if [ -n "$complaints" ]; then echo "deploy/ha/patroni.yml: $complaints" >&2; exit 1; fi
+    echo "deploy/ha/patroni.yml: patroni --validate-config OK"
     cargo test --test deploy
     if docker compose version >/dev/null 2>&1; then
         docker compose -f deploy/docker-compose.yml config --quiet && echo "deploy/docker-compose.yml: docker compose config OK"
+        docker compose -f deploy/docker-compose.ha.yml config --quiet && echo "deploy/docker-compose.ha.yml: docker compose config OK"
     fi
 
 # Build the image (needs a Docker engine).

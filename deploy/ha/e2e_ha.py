@@ -311,23 +311,25 @@ def wait_recovered(log: Log, since: float) -> float:
 
 
 def measure(log: Log, name: str, what: str, started: float, recovered: float) -> dict:
+    """Writes refused: the longest stretch of the fault's window in which no
+    write succeeded (from the last success before the first refusal to the
+    first success after the last) — with several clients, one client's
+    "first 503 to first success" says little about the others."""
     with log.lock:
-        attempts = [a for a in log.attempts if a[0] >= started]
+        attempts = [a for a in log.attempts if a[0] >= started - 1]
         acks = list(log.acks)
-    first_fail = next((a[0] for a in attempts if not a[1]), None)
-    refused = 0.0
-    if first_fail is not None:
-        back = next((a[0] for a in attempts if a[1] and a[0] > first_fail), recovered)
-        refused = back - first_fail
-        # Patroni may report the cluster whole before it noticed the fault:
-        # recovery is no earlier than the first success after the refusals.
-        recovered = max(recovered, back)
-    ambiguous = {id(a[2]) for a in attempts if not a[1] and a[0] <= recovered}
+    failed = [a for a in attempts if not a[1]]
+    if failed:
+        recovered = max(recovered, next((a[0] for a in attempts if a[1] and a[0] > failed[-1][0]), recovered))
+    window = [started - 1] + [a[0] for a in attempts if a[1] and a[0] <= recovered + 1] + [recovered]
+    refused = max((b - a for a, b in zip(window, window[1:])), default=0.0)
+    retried = {id(a[2]) for a in failed if a[0] <= recovered}
+    unsettled = sum(1 for op in {id(a[2]): a[2] for a in failed}.values() if op.outcome == "ambiguous")
     before = sum(1 for t in acks if started - SETTLE <= t < started) / SETTLE
     after = sum(1 for t in acks if recovered <= t < recovered + SETTLE) / SETTLE
     return {"fault": name, "what": what, "refused_s": round(refused, 1),
-            "ambiguous": len(ambiguous), "before_per_s": round(before, 1),
-            "after_per_s": round(after, 1)}  # fmt: skip
+            "retried": len(retried), "failed_answers": len(failed), "unsettled": unsettled,
+            "before_per_s": round(before, 1), "after_per_s": round(after, 1)}  # fmt: skip
 
 
 # -------------------------------------------------------------------- check
@@ -520,11 +522,11 @@ def run_sync(args) -> int:
 
 
 def report(result: dict, out: str | None) -> None:
-    print("\n| fault | what | writes refused (s) | ambiguous | writes/s before | after |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("\n| fault | what | writes refused (s) | operations retried | failed answers | writes/s before | after |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for f in result["figures"]:
-        print(f"| {f['fault']} | {f['what']} | {f['refused_s']} | {f['ambiguous']} | "
-              f"{f['before_per_s']} | {f['after_per_s']} |")  # fmt: skip
+        print(f"| {f['fault']} | {f['what']} | {f['refused_s']} | {f['retried']} | "
+              f"{f['failed_answers']} | {f['before_per_s']} | {f['after_per_s']} |")  # fmt: skip
     summary = {k: v for k, v in result.items() if k != "figures"}
     print("\n" + json.dumps(summary, indent=1))
     if out:
