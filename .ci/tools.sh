@@ -45,3 +45,33 @@ ensure_promtool() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
+
+# The highly available topology (`just ha-up`, `just e2e-ha`, and the HA
+# configs of `just check-deploy`): etcd and HAProxy from Debian, installed on
+# demand as root; Patroni from PyPI, pinned (Debian's 3.0.2 overwrites the
+# etcd3 leader key of a newer leader after a SIGSTOP, patroni/patroni#2689),
+# in a virtualenv of its own made with Debian's /usr/bin/python3: Patroni
+# runs as the `postgres` user, who may not be able to read the interpreter
+# behind .venv.
+patroni_version=4.1.5
+ensure_ha_tools() {
+    local missing=()
+    command -v etcd >/dev/null || missing+=(etcd-server)
+    command -v etcdctl >/dev/null || missing+=(etcd-client)
+    command -v haproxy >/dev/null || missing+=(haproxy)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+            echo "missing: ${missing[*]} (Debian packages; apt-get install ${missing[*]})" >&2
+            return 1
+        fi
+        echo "installing ${missing[*]} (Debian)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+    fi
+    if [ "$("$venv/ha/bin/patroni" --version 2>/dev/null)" != "patroni $patroni_version" ]; then
+        [ -x "$venv/ha/bin/python" ] || /usr/bin/python3 -m venv "$venv/ha"
+        "$venv/ha/bin/pip" install --quiet --disable-pip-version-check \
+            "patroni[etcd3]==$patroni_version" psycopg2-binary
+    fi
+    export PATH="$PATH:$venv/ha/bin"
+}

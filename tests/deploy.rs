@@ -336,3 +336,75 @@ fn the_compose_topology_is_wired_together() {
     assert!(provisioning.contains("path: /var/lib/grafana/dashboards"));
     assert!(compose.contains("./grafana/dashboards:/var/lib/grafana/dashboards:ro"));
 }
+
+/// The highly available compose topology names only what exists: the files
+/// it mounts and builds from, and Prometheus's, HAProxy's and Patroni's
+/// targets are services it defines (Patroni and HAProxy on every node).
+#[test]
+fn the_ha_compose_topology_is_wired_together() {
+    let compose = deploy_file("docker-compose.ha.yml");
+    let services = compose_services(&compose);
+    let nodes = ["patroni-1", "patroni-2", "patroni-3"];
+    let members = ["etcd-1", "etcd-2", "etcd-3"];
+    for service in nodes.iter().chain(&members).chain(&[
+        "haproxy",
+        "accounts-1",
+        "accounts-2",
+        "envoy",
+        "prometheus",
+    ]) {
+        assert!(
+            services.contains(*service),
+            "the HA compose defines {service}: {services:?}"
+        );
+    }
+    for line in compose.lines() {
+        let line = line.trim();
+        if let Some(mount) = line.strip_prefix("- ./") {
+            let source = mount.split(':').next().expect("source:target");
+            assert!(
+                Path::new(DEPLOY).join(source).exists(),
+                "the HA compose mounts deploy/{source}, which does not exist"
+            );
+        }
+        if let Some(dockerfile) = line.strip_prefix("dockerfile: ") {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dockerfile);
+            assert!(path.exists(), "the HA compose builds from {dockerfile}");
+        }
+    }
+    let host = |target: &str| target.split(':').next().expect("host:port").to_owned();
+    let prometheus = deploy_file("ha/prometheus.yml");
+    let scraped: BTreeSet<String> = prometheus
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- targets: "))
+        .flat_map(|list| list.trim_matches(['[', ']']).split(','))
+        .map(|target| host(target.trim().trim_matches('"')))
+        .collect();
+    for scraped_host in &scraped {
+        assert!(
+            services.contains(scraped_host),
+            "Prometheus scrapes {scraped_host}"
+        );
+    }
+    for expected in nodes.iter().chain(&["haproxy", "accounts-1", "envoy"]) {
+        assert!(scraped.contains(*expected), "Prometheus scrapes {expected}");
+    }
+    let haproxy = deploy_file("ha/haproxy.cfg");
+    let backends: Vec<String> = haproxy
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("server "))
+        .map(|rest| host(rest.split_whitespace().nth(1).expect("server name address")))
+        .collect();
+    assert_eq!(backends, nodes, "HAProxy sends to every Patroni node");
+    assert!(haproxy.contains("option httpchk GET /primary"));
+    assert!(haproxy.contains("on-marked-down shutdown-sessions"));
+    let patroni = deploy_file("ha/patroni.yml");
+    let etcd_hosts = patroni
+        .lines()
+        .skip_while(|line| *line != "etcd3:")
+        .find_map(|line| line.trim().strip_prefix("hosts: "))
+        .expect("Patroni's etcd3 hosts");
+    let etcd_hosts: Vec<String> = etcd_hosts.split(',').map(host).collect();
+    assert_eq!(etcd_hosts, members, "Patroni reaches every etcd member");
+    assert!(patroni.contains("synchronous_mode: true"));
+}

@@ -269,6 +269,29 @@ async fn an_ambiguous_commit_that_was_lost_is_applied_on_the_retry() {
     assert_eq!(metrics.retries.get(), 1);
 }
 
+/// Every attempt ambiguous (a primary that keeps dropping its sessions
+/// mid-commit): when the retries run out the answer is "unavailable, send
+/// it again" — never "too busy", which would tell the client that the
+/// deposit did not land, though any attempt may have.
+#[tokio::test(start_paused = true)]
+async fn retries_that_end_ambiguous_answer_unavailable_not_conflict() {
+    let store = InstrumentedStore::new();
+    let (engine, _) = engine(&store, EngineConfig::default());
+    funded(&engine, id(1), 10).await;
+    store.fail_appends(Some(Fault::AmbiguousLost));
+    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    assert!(
+        matches!(outcome, Err(EngineError::Store(StoreError::Unavailable(_)))),
+        "{outcome:?}"
+    );
+    store.fail_appends(None);
+    assert_eq!(
+        engine.execute(deposit(id(1), 7, 1)).await,
+        Ok(Outcome::Applied)
+    );
+    assert_eq!(balances(&events(&store, id(1)).await), [10, 17]);
+}
+
 // ------------------------------------------------------------- timeouts
 
 #[tokio::test(start_paused = true)]

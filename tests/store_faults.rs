@@ -23,7 +23,7 @@ use accounts::engine::{
 use accounts::store::{AppendError, Commit, RecordedEvent, StoreOptions};
 use testkit::database::{Connections, ServerConnection, event_insert};
 use testkit::stores::checked_stream;
-use testkit::{Backend, TestInstance, TestStore};
+use testkit::{Backend, StatusCode, TestInstance, TestStore};
 
 const ACCOUNTS: usize = 4;
 const CLIENTS: u64 = 8;
@@ -524,4 +524,176 @@ impl RawWriter {
         );
         self.0.execute(insert).await
     }
+}
+
+// ------------------------------------------------- a server that stops writing
+
+/// A PostgreSQL server that refuses writes — what a demoted primary, a
+/// standby or a primary restarting in recovery answers (`25006`) — makes a
+/// deposit `503 unavailable` with nothing changed, never a 500 or a
+/// success; the readiness check says so too. Once the server writes again,
+/// the same deposit (same transactionId) succeeds on the first try: the
+/// pool dropped the connections that refused, and the engine's second
+/// attempt went out on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+async fn postgres_read_only_server_is_unavailable_and_changes_nothing() {
+    let options = StoreOptions {
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(10),
+        acquire_timeout: Duration::from_secs(2),
+    };
+    let test = TestStore::open_with(Backend::Postgres, options).await;
+    let app = TestInstance::over(test.store.clone());
+    let client = app.client();
+    let account = SeededEntropy::from_os().uuid();
+    client
+        .open_funded(
+            account,
+            SeededEntropy::from_os().uuid(),
+            100,
+            SeededEntropy::from_os().uuid(),
+        )
+        .await;
+    let database = test.database().expect("a server database");
+    let mut admin = database.admin().await.expect("an admin connection");
+    let mut killer = database.killer().await;
+    admin
+        .execute(format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            database.name
+        ))
+        .await
+        .expect("ALTER DATABASE");
+    // New sessions see the setting; the pooled ones are made new.
+    killer.kill(Connections::All).await;
+    let deposit = SeededEntropy::from_os().uuid();
+    let refused = client.deposit(account, 10, deposit).await;
+    refused.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "unavailable",
+    );
+    let transfer_target = SeededEntropy::from_os().uuid();
+    let opened = client
+        .open(transfer_target, SeededEntropy::from_os().uuid())
+        .await;
+    opened.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "unavailable",
+    );
+    assert_eq!(client.balance(account).await, 100, "nothing changed");
+    assert_eq!(
+        client.event_list(account).await.len(),
+        2,
+        "nothing recorded"
+    );
+    client.ready().await.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "does not take writes",
+    );
+
+    admin
+        .execute(format!(
+            "ALTER DATABASE {} RESET default_transaction_read_only",
+            database.name
+        ))
+        .await
+        .expect("ALTER DATABASE RESET");
+    client
+        .deposit(account, 10, deposit)
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    assert_eq!(client.balance(account).await, 110);
+    let ready = client.ready().await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+}
+
+/// Every connection killed again and again by `pg_terminate_backend`
+/// (`57P01`) while deposits run: each answer is a success or `503`, never
+/// a 500; sent again with the same transactionId until it succeeds, every
+/// deposit is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+async fn postgres_terminated_sessions_answer_success_or_503_and_apply_once() {
+    const DEPOSITS: usize = 40;
+    let options = StoreOptions {
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(10),
+        acquire_timeout: Duration::from_secs(2),
+    };
+    let test = TestStore::open_with(Backend::Postgres, options).await;
+    let app = TestInstance::over(test.store.clone());
+    let client = app.client();
+    let entropy = SeededEntropy::from_os();
+    let account = entropy.uuid();
+    client
+        .open_funded(account, entropy.uuid(), 0, entropy.uuid())
+        .await;
+    let mut killer = test.database().expect("a server database").killer().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let killing = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut killed = 0;
+            while !stop.load(Ordering::Relaxed) {
+                killed += killer.kill(Connections::All).await;
+                tokio::task::yield_now().await;
+            }
+            killed
+        })
+    };
+    let ids: Vec<_> = (0..DEPOSITS).map(|_| entropy.uuid()).collect();
+    let mut refused = Vec::new();
+    for id in &ids {
+        let answer = client.deposit(account, 1, id).await;
+        match answer.status.as_u16() {
+            204 => {}
+            503 => refused.push(*id),
+            other => panic!("a deposit under killed sessions answered {other}: {answer:?}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let killed = killing.await.expect("killer");
+    assert!(killed > 0, "sessions were terminated");
+    for id in refused {
+        client
+            .deposit(account, 1, id)
+            .await
+            .assert_status(StatusCode::NO_CONTENT);
+    }
+    assert_eq!(client.balance(account).await, DEPOSITS as i64);
+    assert_eq!(client.event_list(account).await.len(), DEPOSITS + 1);
+}
+
+/// The MariaDB feed counter's row gone (an operator's mistake, a bad
+/// restore): the append stops with `503` and writes nothing, rather than
+/// inventing positions from a stale `LAST_INSERT_ID()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
+async fn mysql_missing_position_counter_refuses_the_append() {
+    let test = TestStore::open(Backend::Mysql).await;
+    let engine = test.engine(1, 0);
+    let entropy = SeededEntropy::from_os();
+    let account = funded_accounts(&engine, 1, &entropy).await[0];
+    let database = test.database().expect("a server database");
+    let mut admin = database.admin().await.expect("an admin connection");
+    admin
+        .execute(format!("DELETE FROM {}.event_positions", database.name))
+        .await
+        .expect("DELETE");
+    let deposit = Command::Deposit {
+        amount: Amount::new(1).unwrap(),
+    };
+    match engine.execute(request(account, deposit, &entropy)).await {
+        Err(EngineError::Store(error)) => assert!(
+            error.to_string().contains("position counter"),
+            "the error names the missing counter: {error}"
+        ),
+        other => panic!("an append without the counter row answered {other:?}"),
+    }
+    let events = test.store.events(account, 1, 100).await.expect("events");
+    assert_eq!(events.len(), 2, "nothing recorded: {events:?}");
 }

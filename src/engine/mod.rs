@@ -189,9 +189,11 @@ struct Party {
 /// How far one decision got.
 enum Step {
     Answer(Result<Outcome, EngineError>),
-    /// The append conflicted or its outcome is unknown: retry (after a
-    /// backoff) from a load.
+    /// The append conflicted: retry (after a backoff) from a load.
     Retry,
+    /// The append's outcome is unknown: retry (after a backoff) from a
+    /// load, which finds the transactionId if it landed.
+    RetryAmbiguous,
     /// Decided on the cache to something only a load may answer (a
     /// refusal, nothing to do): decide again on a load, at once — nothing
     /// was written, so this is no retry.
@@ -386,6 +388,7 @@ impl Engine {
             .unwrap_or_else(|| TransactionId::from_uuid(self.entropy.uuid()));
         let fingerprint = request.command.fingerprint(request.account);
         let mut cached = self.cached_parties(&request, transaction_id).await?;
+        let mut ambiguous = false;
         for attempt in 0..=self.config.retries_max {
             if attempt > 0 {
                 self.metrics.retries.inc();
@@ -404,9 +407,19 @@ impl Engine {
                     .decide_and_append(&request, transaction_id, &fingerprint, parties)
                     .await;
             }
-            if let Step::Answer(answer) = step {
-                return answer;
+            match step {
+                Step::Answer(answer) => return answer,
+                Step::RetryAmbiguous => ambiguous = true,
+                _ => ambiguous = false,
             }
+        }
+        // The last append's outcome unknown, "too busy" would tell the
+        // client it did not land: it may have.
+        if ambiguous {
+            return Err(EngineError::Store(StoreError::Unavailable(
+                "the outcome of the last attempt is unknown; send it again with the same transactionId"
+                    .to_owned(),
+            )));
         }
         Err(EngineError::Conflict(self.config.retries_max))
     }
@@ -465,7 +478,7 @@ impl Engine {
             }
             Err(AppendError::Ambiguous(_)) => {
                 self.metrics.ambiguous_commits.inc();
-                Step::Retry
+                Step::RetryAmbiguous
             }
             Err(AppendError::Store(error)) => Step::Answer(Err(error.into())),
         }

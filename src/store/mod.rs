@@ -23,7 +23,10 @@ mod sqlite;
 pub use memory::MemoryStore;
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
-pub use sql::{Dialect, WriteStage, classify_write_error};
+pub use sql::{
+    Dialect, ErrorClass, WriteStage, classify_error, classify_write_error, mysql_number_class,
+    sqlstate_class,
+};
 pub use sqlite::SqliteStore;
 
 use std::collections::{HashMap, HashSet};
@@ -469,7 +472,8 @@ pub trait EventStore: Send + Sync + 'static {
             })
     }
 
-    /// Answers when the store is reachable.
+    /// Answers when the store is reachable and takes writes (a server
+    /// store: a primary, not read-only); `/ready` asks it.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Whether the engine should gather this store's appends into batches.

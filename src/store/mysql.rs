@@ -172,6 +172,10 @@ WHERE position > ?
 ORDER BY position
 LIMIT ?";
 
+/// One integer, non-zero when the server cannot write: `read_only` (a
+/// replica, or a primary being demoted) or `innodb_read_only`.
+const READ_ONLY: &str = "SELECT CAST(@@global.read_only OR @@global.innodb_read_only AS SIGNED)";
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 
 impl MysqlStore {
@@ -200,6 +204,17 @@ fn reserve_positions(
                 .bind(count)
                 .execute(connection)
                 .await?;
+        // Without its row the UPDATE succeeds touching nothing, and
+        // LAST_INSERT_ID() is whatever it was: positions made up from it
+        // would break the feed. Nothing is committed: the transaction is
+        // rolled back.
+        if done.rows_affected() != 1 {
+            return Err(sqlx::Error::Protocol(format!(
+                "the feed position counter (event_positions, id 1) is missing: \
+                 its UPDATE touched {} rows",
+                done.rows_affected()
+            )));
+        }
         Ok(sql::bigint(done.last_insert_id()) - count + 1)
     })
 }
@@ -313,7 +328,7 @@ impl EventStore for MysqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sql::ping(&self.pooled).await
+        sql::ping(&self.pooled, READ_ONLY).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {

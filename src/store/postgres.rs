@@ -204,11 +204,23 @@ new_snapshots AS (
 )
 SELECT base FROM counter";
 
+/// One integer, non-zero when this session cannot write: the server is a
+/// standby or in recovery, or the session is read-only (e.g.
+/// `default_transaction_read_only`).
+const READ_ONLY: &str = "SELECT CASE WHEN pg_is_in_recovery() \
+    OR current_setting('transaction_read_only') = 'on' THEN 1::int8 ELSE 0::int8 END";
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, OpenError> {
-        let connect = sql::connect_options::<PgConnectOptions>(url)?;
+        // No server default may cancel a statement: PostgreSQL answers a
+        // COMMIT whose wait for the synchronous standby was cancelled
+        // (statement_timeout included) with success and a WARNING, although
+        // the standby may not have it. A client setting outranks the
+        // database's and the role's defaults.
+        let connect =
+            sql::connect_options::<PgConnectOptions>(url)?.options([("statement_timeout", "0")]);
         let pool = sql::open_pool::<Postgres>(url, connect, options, &MIGRATOR).await?;
         Ok(PostgresStore {
             pooled: sql::Pooled::new(pool),
@@ -242,21 +254,40 @@ impl PostgresStore {
     }
 
     /// Writes `members` in one statement, if every head in `heads` holds.
-    /// `Ok(false)`: a head did not, nothing written.
+    /// `Ok(false)`: a head did not, nothing written. A server that refuses
+    /// to write wrote nothing; its connections are gone from the pool
+    /// then, and the statement is sent once more on a new one, which may
+    /// reach the new primary after a failover.
     async fn write_statement(
         &self,
         members: &[&Commit],
         heads: &[Head],
     ) -> Result<bool, AppendError> {
         let columns = Columns::of(members, heads)?;
-        // Nothing is sent before the connection is ours: failing here is
-        // an outage, never an unknown outcome.
+        let written = match self.send_write(&columns).await? {
+            Err(error) if sql::not_writable(&error) => {
+                tracing::warn!(%error, "the database refuses writes; once more on a new connection");
+                self.send_write(&columns).await?
+            }
+            written => written,
+        };
+        written
+            .map(|base| base.is_some())
+            .map_err(|error| sql::at_commit(error, is_conflict))
+    }
+
+    /// Sends the write statement on a pooled connection. The outer error:
+    /// no connection, nothing sent — an outage, never an unknown outcome.
+    async fn send_write(
+        &self,
+        columns: &Columns<'_>,
+    ) -> Result<Result<Option<i64>, sqlx::Error>, AppendError> {
         let mut connection = self
             .pooled
             .acquire(Use::Write)
             .await
-            .map_err(|error| AppendError::Store(sql::unavailable(error)))?;
-        let base: Option<i64> = sqlx::query_scalar(WRITE)
+            .map_err(|error| sql::before_commit(error, is_conflict))?;
+        let written = sqlx::query_scalar(WRITE)
             .bind(&columns.head_accounts)
             .bind(&columns.heads)
             .bind(&columns.event_accounts)
@@ -273,9 +304,11 @@ impl PostgresStore {
             .bind(&columns.states)
             .bind(&columns.recorded_until_ms)
             .fetch_optional(&mut *connection)
-            .await
-            .map_err(|error| sql::at_commit(error, is_conflict))?;
-        Ok(base.is_some())
+            .await;
+        if let Err(error) = &written {
+            self.pooled.discard_if_not_writable(&mut connection, error);
+        }
+        Ok(written)
     }
 
     async fn read_stored(&self, members: &[&Commit]) -> Result<Stored, AppendError> {
@@ -611,7 +644,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sql::ping(&self.pooled).await
+        sql::ping(&self.pooled, READ_ONLY).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {

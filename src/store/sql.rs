@@ -357,15 +357,117 @@ pub fn classify_write_error(
     stage: WriteStage,
     error: sqlx::Error,
 ) -> AppendError {
-    let is_conflict = match dialect {
-        Dialect::Postgres => super::postgres::is_conflict,
-        Dialect::Mysql => super::mysql::is_conflict,
-        Dialect::Sqlite => super::sqlite::is_conflict,
-    };
+    let is_conflict = conflict_codes(dialect);
     match stage {
         WriteStage::BeforeCommit => before_commit(error, is_conflict),
         WriteStage::AtCommit => at_commit(error, is_conflict),
     }
+}
+
+/// What a database error says about the write that met it and about the
+/// connection it came on. Public so that tests can check the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Another writer got there first (the dialect's conflict codes): the
+    /// statement wrote nothing; reload and decide again.
+    Conflict,
+    /// The server refuses to write at all — a read-only server, a standby,
+    /// a primary being demoted or restarted, a server starting up or
+    /// shutting down (PostgreSQL `25006`, `57P03`; MariaDB 1290, 1836,
+    /// 1792). The statement wrote nothing, and the connection leads to a
+    /// server that is no writable primary: it is closed, not pooled again.
+    NotWritable,
+    /// The connection is gone: closed by the network or the server, or the
+    /// server terminated the session (`08*`, `57P01`, `57P02`, MariaDB
+    /// 2006, 2013, 1053, 1927). Before COMMIT nothing was written; at
+    /// COMMIT the outcome is unknown (PostgreSQL commits locally before it
+    /// waits for a synchronous standby, and a session terminated during
+    /// that wait has committed).
+    ConnectionLost,
+    /// Any other refusal by the server (a constraint the schema should
+    /// never meet, a syntax error): before COMMIT nothing was written.
+    Refused,
+    /// An error of the client side (no pooled connection in time, a value
+    /// that did not decode): nothing about the server.
+    Client,
+}
+
+/// The class of an SQLSTATE that means the same on every database, if it
+/// is one of those: class 08 is "connection exception" in PostgreSQL's and
+/// MySQL's SQLSTATEs alike, `25006` a write in a read-only transaction.
+pub fn sqlstate_class(code: &str) -> Option<ErrorClass> {
+    match code {
+        // 57P01 admin shutdown (also pg_terminate_backend), 57P02 crash
+        // shutdown; 70100 is MariaDB's "connection was killed".
+        "57P01" | "57P02" | "70100" => Some(ErrorClass::ConnectionLost),
+        code if code.starts_with("08") => Some(ErrorClass::ConnectionLost),
+        // 57P03 "cannot connect now": the server is starting, recovering or
+        // shutting down, and was never sent a statement.
+        "25006" | "57P03" => Some(ErrorClass::NotWritable),
+        _ => None,
+    }
+}
+
+/// The class of a MySQL/MariaDB error number, if it is one of those whose
+/// SQLSTATE (mostly the generic `HY000`) does not say it.
+pub fn mysql_number_class(number: u16) -> Option<ErrorClass> {
+    match number {
+        // ER_OPTION_PREVENTS_STATEMENT (read_only / super_read_only),
+        // ER_READ_ONLY_MODE, ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
+        1290 | 1836 | 1792 => Some(ErrorClass::NotWritable),
+        // CR_SERVER_GONE_ERROR, CR_SERVER_LOST (client codes that proxies
+        // and some servers send too), ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED.
+        2006 | 2013 | 1053 | 1927 => Some(ErrorClass::ConnectionLost),
+        _ => None,
+    }
+}
+
+/// The class of `error`, the dialect's conflicts told by `is_conflict`.
+pub(super) fn class_of(
+    error: &sqlx::Error,
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> ErrorClass {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => ErrorClass::ConnectionLost,
+        sqlx::Error::Database(database) => {
+            let number = database
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .and_then(|mysql| mysql_number_class(mysql.number()));
+            let code = database.code();
+            number
+                .or_else(|| code.as_deref().and_then(sqlstate_class))
+                .unwrap_or(if is_conflict(database.as_ref()) {
+                    ErrorClass::Conflict
+                } else {
+                    ErrorClass::Refused
+                })
+        }
+        _ => ErrorClass::Client,
+    }
+}
+
+/// [`class_of`] with the conflict codes of `dialect`.
+pub fn classify_error(dialect: Dialect, error: &sqlx::Error) -> ErrorClass {
+    class_of(error, conflict_codes(dialect))
+}
+
+fn conflict_codes(dialect: Dialect) -> fn(&dyn DatabaseError) -> bool {
+    match dialect {
+        Dialect::Postgres => super::postgres::is_conflict,
+        Dialect::Mysql => super::mysql::is_conflict,
+        Dialect::Sqlite => super::sqlite::is_conflict,
+    }
+}
+
+/// The error of a write to a server that refuses writes.
+fn not_writable_error(error: &sqlx::Error) -> StoreError {
+    let message = match error {
+        sqlx::Error::Database(database) => database.message().to_owned(),
+        other => other.to_string(),
+    };
+    StoreError::Unavailable(format!(
+        "the database refuses writes (a standby, or a primary being demoted or restarted): {message}"
+    ))
 }
 
 /// Maps an error raised before COMMIT was sent: the transaction cannot have
@@ -375,11 +477,12 @@ pub(super) fn before_commit(
     error: sqlx::Error,
     is_conflict: fn(&dyn DatabaseError) -> bool,
 ) -> AppendError {
-    match &error {
-        sqlx::Error::Database(database) if is_conflict(database.as_ref()) => {
+    match (class_of(&error, is_conflict), &error) {
+        (ErrorClass::Conflict, sqlx::Error::Database(database)) => {
             AppendError::Conflict(database.message().to_owned())
         }
-        sqlx::Error::Database(database) => {
+        (ErrorClass::NotWritable, _) => AppendError::Store(not_writable_error(&error)),
+        (ErrorClass::Refused, sqlx::Error::Database(database)) => {
             // Not a conflict and not the network: a constraint or statement
             // the schema should never refuse. Still nothing was written.
             tracing::error!(error = %database, "database refused an append");
@@ -392,18 +495,22 @@ pub(super) fn before_commit(
     }
 }
 
-/// Maps an error of the COMMIT itself. A refusal the database reports as a
-/// conflict rolled the transaction back; anything else — the reply lost,
-/// the connection dropped, the server shut down mid-commit — leaves the
-/// outcome unknown, and only reading the transactionId back can tell.
+/// Maps an error of the COMMIT itself (on PostgreSQL: of the one autocommit
+/// statement that writes a batch). A refusal the database reports as a
+/// conflict rolled the transaction back, and so did a refusal to write at
+/// all (the server answered with an error, it did not commit); anything
+/// else — the reply lost, the connection dropped, the session terminated
+/// mid-commit — leaves the outcome unknown, and only reading the
+/// transactionId back can tell.
 pub(super) fn at_commit(
     error: sqlx::Error,
     is_conflict: fn(&dyn DatabaseError) -> bool,
 ) -> AppendError {
-    match &error {
-        sqlx::Error::Database(database) if is_conflict(database.as_ref()) => {
+    match (class_of(&error, is_conflict), &error) {
+        (ErrorClass::Conflict, sqlx::Error::Database(database)) => {
             AppendError::Conflict(database.message().to_owned())
         }
+        (ErrorClass::NotWritable, _) => AppendError::Store(not_writable_error(&error)),
         _ => AppendError::Ambiguous(error.to_string()),
     }
 }
@@ -484,17 +591,13 @@ pub(super) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOp
 /// than anything about the statement: the statement may be sent again on
 /// another connection if sending it twice is harmless.
 pub(super) fn connection_lost(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
-            // Class 08 is "connection exception" in both PostgreSQL's and
-            // MySQL's SQLSTATEs; 57P01/57P02 are PostgreSQL's "terminating
-            // connection" (an administrator, a crash), 70100 MariaDB's
-            // "connection was killed".
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "70100")
-        }),
-        _ => false,
-    }
+    class_of(error, |_| false) == ErrorClass::ConnectionLost
+}
+
+/// Whether an error says the server refuses writes (see
+/// [`ErrorClass::NotWritable`]).
+pub(super) fn not_writable(error: &sqlx::Error) -> bool {
+    class_of(error, |_| false) == ErrorClass::NotWritable
 }
 
 /// What a pooled connection is taken for, the label of the pool wait
@@ -566,6 +669,34 @@ impl<DB: Database> Pooled<DB> {
                     connection.close_on_drop();
                     attempts -= 1;
                 }
+            }
+        }
+    }
+
+    /// After `error` on `connection`: if the server refuses writes, the
+    /// connection is closed instead of pooled again — the pool's ping on
+    /// release succeeds on a read-only server, so it would stay — and so is
+    /// every idle connection, which most likely leads to the same server.
+    /// New connections go wherever the address leads now (behind a proxy
+    /// that follows the leader: the new primary).
+    pub fn discard_if_not_writable(
+        &self,
+        connection: &mut PoolConnection<DB>,
+        error: &sqlx::Error,
+    ) {
+        if !not_writable(error) {
+            return;
+        }
+        connection.close_on_drop();
+        self.close_idle();
+    }
+
+    /// Closes every idle connection (new ones are opened on demand).
+    pub fn close_idle(&self) {
+        for _ in 0..self.pool.num_idle() {
+            match self.pool.try_acquire() {
+                Some(mut idle) => idle.close_on_drop(),
+                None => break,
             }
         }
     }
@@ -742,21 +873,46 @@ where
     rows.into_iter().map(decode_feed).collect()
 }
 
-/// Whether the database answers — on any connection: one that died idle
-/// says nothing about the database, so it is read past like any read.
-pub(super) async fn ping<DB>(pooled: &Pooled<DB>) -> Result<(), StoreError>
+/// Whether the database answers and takes writes — on any connection: one
+/// that died idle says nothing about the database, so it is read past like
+/// any read. `read_only` is the dialect's query answering one integer,
+/// non-zero when the server (or this session) cannot write: a standby, a
+/// server in recovery, a read-only one. Such a connection is closed with
+/// its idle neighbours, as after a write it refused
+/// ([`Pooled::discard_if_not_writable`]), so that the next check and the
+/// next write go out on new connections.
+pub(super) async fn ping<DB>(pooled: &Pooled<DB>, read_only: &'static str) -> Result<(), StoreError>
 where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + Type<DB>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
 {
-    pooled
-        .read(
-            |mut connection| async move { sqlx::query("SELECT 1").execute(&mut *connection).await },
-        )
-        .await
-        .map(|_| ())
-        .map_err(unavailable)
+    // A second look on a new connection: a session left over from before
+    // (its own read-only default, or a server since demoted and replaced
+    // behind the address) says nothing about where new connections go.
+    for _ in 0..2 {
+        let refuses = pooled
+            .read(|mut connection| async move {
+                let (refuses,): (i64,) = sqlx::query_as(read_only)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                if refuses != 0 {
+                    connection.close_on_drop();
+                }
+                Ok(refuses != 0)
+            })
+            .await
+            .map_err(unavailable)?;
+        if !refuses {
+            return Ok(());
+        }
+        pooled.close_idle();
+    }
+    Err(StoreError::Unavailable(
+        "the database does not take writes (a standby, in recovery, or read-only)".to_owned(),
+    ))
 }
 
 // ------------------------------------------------------------ group commit
@@ -849,9 +1005,19 @@ fn refused_before(
     )))
 }
 
+/// One member in its own transaction. A writer that answers a batch of one
+/// with anything but one answer cannot say whether it wrote the member:
+/// ambiguous, which the engine settles by reading the transactionId back —
+/// never a success by default.
 async fn write_alone(writer: &impl BatchWriter, member: &Commit) -> Result<(), AppendError> {
     match writer.write(&[member]).await {
-        Attempt::Answered(mut answers) => answers.pop().unwrap_or(Ok(())),
+        Attempt::Answered(answers) => match <[_; 1]>::try_from(answers) {
+            Ok([answer]) => answer,
+            Err(answers) => Err(AppendError::Ambiguous(format!(
+                "a write of one member was answered with {} results",
+                answers.len()
+            ))),
+        },
         Attempt::Split(error) => Err(error),
     }
 }
@@ -961,8 +1127,10 @@ pub(super) type Reserve<DB> = for<'t> fn(
 /// Why an attempt at a transaction stopped before COMMIT was sent: nothing
 /// was written either way.
 enum Stopped {
-    /// The connection is gone (see [`connection_lost`]): the server rolls
-    /// the transaction back, so the attempt may be made again.
+    /// The connection is gone (see [`connection_lost`]), or leads to a
+    /// server that refuses writes ([`not_writable`]): the server rolls the
+    /// transaction back, so the attempt may be made again (on another
+    /// connection, which may reach a new primary).
     Lost(sqlx::Error),
     /// The answer of every member still to be written.
     Failed(AppendError),
@@ -970,7 +1138,7 @@ enum Stopped {
 
 impl Stopped {
     fn of(error: sqlx::Error, is_conflict: fn(&dyn DatabaseError) -> bool) -> Stopped {
-        if connection_lost(&error) {
+        if connection_lost(&error) || not_writable(&error) {
             Stopped::Lost(error)
         } else {
             Stopped::Failed(before_commit(error, is_conflict))
@@ -1019,22 +1187,57 @@ where
 {
     let everyone = |error: AppendError| Attempt::Answered(vec![Err(error); members.len()]);
     let connection = pooled.acquire(Use::Write).await;
-    let lost = match write_once(connection, begin, members, reserve, is_conflict).await {
+    let lost = match write_once(pooled, connection, begin, members, reserve, is_conflict).await {
         Ok(attempt) => return attempt,
         Err(lost) => lost,
     };
-    tracing::debug!(error = %lost, "connection lost before COMMIT; writing the batch again");
+    tracing::debug!(error = %lost, "connection lost or refused before COMMIT; writing the batch again");
     let connection = pooled.acquire_checked(Use::Write).await;
-    match write_once(connection, begin, members, reserve, is_conflict).await {
+    match write_once(pooled, connection, begin, members, reserve, is_conflict).await {
         Ok(attempt) => attempt,
         Err(lost) => everyone(before_commit(lost, is_conflict)),
     }
 }
 
 /// One attempt of [`write_in_transaction`]; `Err`: the connection was lost
-/// before COMMIT was sent.
+/// (or refused to write) before COMMIT was sent. A connection that refused
+/// is closed rather than pooled again, with its idle neighbours.
 async fn write_once<DB>(
+    pooled: &Pooled<DB>,
     connection: Result<PoolConnection<DB>, sqlx::Error>,
+    begin: Option<&'static str>,
+    members: &[&Commit],
+    reserve: Reserve<DB>,
+    is_conflict: fn(&dyn DatabaseError) -> bool,
+) -> Result<Attempt, sqlx::Error>
+where
+    DB: Database,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    (String, Option<i64>, Option<String>): for<'r> FromRow<'r, DB::Row>,
+{
+    let mut connection = match connection {
+        Ok(connection) => connection,
+        Err(error) => {
+            return match Stopped::of(error, is_conflict) {
+                Stopped::Lost(error) => Err(error),
+                Stopped::Failed(error) => Ok(Attempt::Answered(vec![Err(error); members.len()])),
+            };
+        }
+    };
+    let written = write_on(&mut connection, begin, members, reserve, is_conflict).await;
+    if let Err(error) = &written {
+        pooled.discard_if_not_writable(&mut connection, error);
+    }
+    written
+}
+
+/// The statements of one attempt on `connection`.
+async fn write_on<DB>(
+    connection: &mut DB::Connection,
     begin: Option<&'static str>,
     members: &[&Commit],
     reserve: Reserve<DB>,
@@ -1057,15 +1260,11 @@ where
             None => everyone(error),
         }),
     };
-    let mut connection = match connection {
-        Ok(connection) => connection,
-        Err(error) => return stopped(Stopped::of(error, is_conflict), None),
-    };
     let begun = match begin {
         // A `&'static str` that the compiler cannot see as one across the
         // await in this generic function.
-        Some(statement) => Connection::begin_with(&mut *connection, AssertSqlSafe(statement)).await,
-        None => Connection::begin(&mut *connection).await,
+        Some(statement) => Connection::begin_with(connection, AssertSqlSafe(statement)).await,
+        None => Connection::begin(connection).await,
     };
     let mut transaction = match begun {
         Ok(transaction) => transaction,
@@ -1286,4 +1485,208 @@ where
         .await
         .map_err(|error| Stopped::of(error, is_conflict))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod classification_tests {
+    use std::borrow::Cow;
+
+    use sqlx::error::ErrorKind;
+
+    use super::*;
+
+    /// A database error that carries nothing but an SQLSTATE, as a server
+    /// would send it.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(formatter, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl DatabaseError for Coded {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn database(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Coded(code)))
+    }
+
+    /// Every SQLSTATE a failover, a restart or a demotion produces, and the
+    /// ones that must stay what they were.
+    const POSTGRES: &[(&str, ErrorClass)] = &[
+        ("25006", ErrorClass::NotWritable),
+        ("57P03", ErrorClass::NotWritable),
+        ("57P01", ErrorClass::ConnectionLost),
+        ("57P02", ErrorClass::ConnectionLost),
+        ("08000", ErrorClass::ConnectionLost),
+        ("08003", ErrorClass::ConnectionLost),
+        ("08006", ErrorClass::ConnectionLost),
+        ("08001", ErrorClass::ConnectionLost),
+        ("08P01", ErrorClass::ConnectionLost),
+        ("23505", ErrorClass::Conflict),
+        ("40001", ErrorClass::Conflict),
+        ("40P01", ErrorClass::Conflict),
+        ("23514", ErrorClass::Refused),
+        ("42601", ErrorClass::Refused),
+        ("57014", ErrorClass::Refused),
+    ];
+
+    #[test]
+    fn postgres_sqlstates_map_onto_their_classes() {
+        for &(code, class) in POSTGRES {
+            assert_eq!(
+                classify_error(Dialect::Postgres, &database(code)),
+                class,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn mysql_error_numbers_map_onto_their_classes() {
+        let table = [
+            (1290, Some(ErrorClass::NotWritable)),
+            (1836, Some(ErrorClass::NotWritable)),
+            (1792, Some(ErrorClass::NotWritable)),
+            (2006, Some(ErrorClass::ConnectionLost)),
+            (2013, Some(ErrorClass::ConnectionLost)),
+            (1053, Some(ErrorClass::ConnectionLost)),
+            (1927, Some(ErrorClass::ConnectionLost)),
+            (1062, None),
+            (1213, None),
+            (3819, None),
+        ];
+        for (number, class) in table {
+            assert_eq!(mysql_number_class(number), class, "{number}");
+        }
+        // MariaDB's SQLSTATEs for the same: a killed connection, a shutdown.
+        assert_eq!(sqlstate_class("70100"), Some(ErrorClass::ConnectionLost));
+        assert_eq!(sqlstate_class("08S01"), Some(ErrorClass::ConnectionLost));
+        assert_eq!(sqlstate_class("HY000"), None);
+    }
+
+    #[test]
+    fn network_and_client_errors_have_their_classes() {
+        let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            classify_error(Dialect::Mysql, &io()),
+            ErrorClass::ConnectionLost
+        );
+        assert_eq!(
+            classify_error(Dialect::Postgres, &sqlx::Error::PoolTimedOut),
+            ErrorClass::Client
+        );
+    }
+
+    /// A refusal to write is "nothing written, unavailable" at either stage
+    /// — never a success, never ambiguous; a lost connection is ambiguous
+    /// only at COMMIT.
+    #[test]
+    fn a_refusal_to_write_is_unavailable_and_a_lost_commit_ambiguous() {
+        for stage in [WriteStage::BeforeCommit, WriteStage::AtCommit] {
+            for code in ["25006", "57P03"] {
+                let classified = classify_write_error(Dialect::Postgres, stage, database(code));
+                assert!(
+                    matches!(classified, AppendError::Store(StoreError::Unavailable(_))),
+                    "{code} at {stage:?}: {classified:?}"
+                );
+            }
+        }
+        for code in ["57P01", "57P02", "08006"] {
+            let before =
+                classify_write_error(Dialect::Postgres, WriteStage::BeforeCommit, database(code));
+            assert!(
+                matches!(before, AppendError::Store(StoreError::Unavailable(_))),
+                "{code}"
+            );
+            let at = classify_write_error(Dialect::Postgres, WriteStage::AtCommit, database(code));
+            assert!(matches!(at, AppendError::Ambiguous(_)), "{code}: {at:?}");
+        }
+        let at = classify_write_error(
+            Dialect::Postgres,
+            WriteStage::AtCommit,
+            sqlx::Error::PoolTimedOut,
+        );
+        assert!(matches!(at, AppendError::Ambiguous(_)), "{at:?}");
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::Event;
+
+    /// Asks for a split on the first write, then answers every write of one
+    /// member with no answer at all.
+    struct Mute {
+        writes: AtomicUsize,
+    }
+
+    impl BatchWriter for Mute {
+        async fn write<'a>(&'a self, _members: &'a [&'a Commit]) -> Attempt {
+            match self.writes.fetch_add(1, Ordering::SeqCst) {
+                0 => Attempt::Split(AppendError::Conflict("in the way".to_owned())),
+                _ => Attempt::Answered(Vec::new()),
+            }
+        }
+    }
+
+    fn opening(n: u128) -> Commit {
+        Commit {
+            events: vec![RecordedEvent {
+                account_id: AccountId::from_uuid(Uuid::from_u128(n)),
+                sequence_number: 1,
+                transaction_id: TransactionId::from_uuid(Uuid::from_u128(100 + n)),
+                event: Event::AccountClosed,
+                recorded_at: Timestamp::from_unix_millis(0),
+            }],
+            transactions: Vec::new(),
+            snapshots: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_written_alone_without_an_answer_is_ambiguous() {
+        let writer = Mute {
+            writes: AtomicUsize::new(0),
+        };
+        let answers = append_batch(&writer, &[opening(1), opening(2)]).await;
+        assert_eq!(
+            writer.writes.load(Ordering::SeqCst),
+            3,
+            "split, then one by one"
+        );
+        for answer in answers {
+            assert!(
+                matches!(answer, Err(AppendError::Ambiguous(_))),
+                "{answer:?}"
+            );
+        }
+    }
 }

@@ -120,6 +120,9 @@ WHERE position > ?1
 ORDER BY position
 LIMIT ?2";
 
+/// SQLite has no standby: the file is writable or the store did not open.
+const READ_ONLY: &str = "SELECT 0";
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
@@ -280,7 +283,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sql::ping(&self.pooled).await
+        sql::ping(&self.pooled, READ_ONLY).await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
