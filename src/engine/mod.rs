@@ -341,7 +341,7 @@ impl Engine {
     }
 
     pub async fn execute(&self, request: Request) -> Result<Outcome, EngineError> {
-        let kind = command_kind(&request.command);
+        let kind = request.command.kind();
         let result = self.execute_with_retries(request).await;
         let outcome = match &result {
             Ok(Outcome::Applied) => "applied",
@@ -754,14 +754,4 @@ fn answer_for_recorded_transaction(fingerprint: &Fingerprint, parties: &Parties)
         all_known_so_far &= party.loaded;
     }
     Recorded::New
-}
-
-fn command_kind(command: &Command) -> &'static str {
-    match command {
-        Command::Open { .. } => "open",
-        Command::Deposit { .. } => "deposit",
-        Command::Withdraw { .. } => "withdraw",
-        Command::Transfer { .. } => "transfer",
-        Command::Close => "close",
-    }
 }
