@@ -41,6 +41,7 @@ pub use cache::{
 pub use committer::BATCH_MAX;
 pub use inputs::{Clock, Entropy, FixedClock, SeededEntropy, SystemClock};
 pub use loader::{LOADS_IN_FLIGHT, LOADS_MAX};
+pub use queue::QUEUE_MAX;
 
 use committer::Committer;
 use loader::Loader;
