@@ -336,3 +336,36 @@ fn the_compose_topology_is_wired_together() {
     assert!(provisioning.contains("path: /var/lib/grafana/dashboards"));
     assert!(compose.contains("./grafana/dashboards:/var/lib/grafana/dashboards:ro"));
 }
+
+/// The end-to-end tests run the deploy kit's Envoy policy itself: rendering
+/// it for loopback moves every compose address (the render panics on one it
+/// does not find) and leaves the rest of the file as it is.
+#[test]
+fn the_e2e_envoy_config_is_the_deploy_one_on_loopback() {
+    use testkit::envoy::{self, LoopbackPorts};
+    let ports = LoopbackPorts {
+        admin: 19901,
+        listen: 18080,
+        upstreams: [18081, 18082],
+    };
+    let rendered = envoy::render_for_loopback(envoy::DEPLOY_CONFIG, ports);
+    for compose in [
+        "0.0.0.0",
+        "accounts-1",
+        "accounts-2",
+        "value: 9901 ",
+        "value: 8080 ",
+    ] {
+        assert!(!rendered.contains(compose), "{compose} left in {rendered}");
+    }
+    for port in [19901, 18080, 18081, 18082] {
+        let address = format!("address: 127.0.0.1, port_value: {port} }}");
+        assert_eq!(rendered.matches(&address).count(), 1, "{address}");
+    }
+    let changed = envoy::DEPLOY_CONFIG
+        .lines()
+        .zip(rendered.lines())
+        .filter(|(deploy, test)| deploy != test)
+        .count();
+    assert_eq!(changed, 4, "only the four address lines differ");
+}

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use testkit::envoy::{self, LoopbackPorts};
 use testkit::{Client, Socket, StatusCode};
 
 /// What the harness is given by `just e2e` (see the justfile).
@@ -44,7 +45,6 @@ impl Setup {
 /// routed to an instance after it stops accepting.
 pub const DRAIN_DELAY_MS: u64 = 2000;
 
-const ENVOY_TEMPLATE: &str = include_str!("envoy.yaml");
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A child process that is killed (SIGKILL) and reaped when dropped.
@@ -225,11 +225,12 @@ impl Cluster {
     }
 
     fn start_envoy(&mut self) {
-        let config = ENVOY_TEMPLATE
-            .replace("${ADMIN_PORT}", &self.admin_port.to_string())
-            .replace("${LISTEN_PORT}", &self.envoy_port.to_string())
-            .replace("${UPSTREAM_A_PORT}", &self.instances[0].port.to_string())
-            .replace("${UPSTREAM_B_PORT}", &self.instances[1].port.to_string());
+        let ports = LoopbackPorts {
+            admin: self.admin_port,
+            listen: self.envoy_port,
+            upstreams: [self.instances[0].port, self.instances[1].port],
+        };
+        let config = envoy::render_for_loopback(envoy::DEPLOY_CONFIG, ports);
         let path = self.dir.join("envoy.yaml");
         std::fs::write(&path, config).expect("write the Envoy config");
         let mut command = Command::new(&self.setup.envoy);
