@@ -369,3 +369,33 @@ fn the_e2e_envoy_config_is_the_deploy_one_on_loopback() {
         .count();
     assert_eq!(changed, 4, "only the four address lines differ");
 }
+
+/// The shipped binary does not carry the simulation's `--cfg tokio_unstable`
+/// (`.cargo/config.toml`): every build of profile dist sets RUSTFLAGS empty,
+/// which replaces the configured flags.
+#[test]
+fn the_shipped_build_clears_tokio_unstable() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = std::fs::read_to_string(format!("{root}/.cargo/config.toml")).unwrap();
+    assert!(
+        config.contains("tokio_unstable"),
+        "the development builds keep it"
+    );
+    for (file, build) in [
+        (
+            "deploy/Dockerfile",
+            "RUSTFLAGS='' cargo build --profile dist",
+        ),
+        ("bench/bench.py", "\"RUSTFLAGS\": \"\""),
+        ("README.md", "RUSTFLAGS='' cargo build --profile dist"),
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        assert!(
+            text.contains(build),
+            "{file} builds profile dist with `{build}`"
+        );
+        let dist_builds =
+            text.matches("--profile\", \"dist").count() + text.matches("--profile dist").count();
+        assert_eq!(dist_builds, 1, "{file}: one build of profile dist");
+    }
+}
