@@ -65,8 +65,12 @@ impl Committer {
             return self.append_directly(&commit).await;
         }
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Pending { commit, reply });
-        match tokio::time::timeout(self.timeout, answer).await {
+        // A wait for a place in the queue counts against the store timeout.
+        let enqueued = async {
+            self.enqueue(Pending { commit, reply }).await;
+            answer.await
+        };
+        match tokio::time::timeout(self.timeout, enqueued).await {
             Ok(Ok(answer)) => answer,
             // The task stopped with the runtime: the batch may have been sent.
             Ok(Err(_)) => Err(AppendError::Ambiguous(
@@ -85,16 +89,17 @@ impl Committer {
         answer.expect("one answer per member")
     }
 
-    fn enqueue(&self, pending: Pending) {
+    async fn enqueue(&self, pending: Pending) {
         // The clones are made only when the task (re)starts, not per append.
-        self.queue.send(pending, |receiver| {
+        let start = |receiver| {
             write_batches(
                 self.store.clone(),
                 receiver,
                 self.timeout,
                 self.batch_sizes.clone(),
             )
-        });
+        };
+        self.queue.send(pending, start).await;
     }
 }
 
@@ -102,7 +107,7 @@ impl Committer {
 /// writes it as one batch, answers each member, and again.
 async fn write_batches(
     store: Arc<dyn EventStore>,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
+    mut queue: mpsc::Receiver<Pending>,
     timeout: Duration,
     batch_sizes: Histogram,
 ) {

@@ -70,14 +70,12 @@ impl Loader {
         if !self.store.loads_in_batches() {
             return self.store.load_many(requests).await;
         }
-        let answers: Vec<oneshot::Receiver<Answer>> = requests
-            .iter()
-            .map(|&request| {
-                let (reply, answer) = oneshot::channel();
-                self.enqueue(Pending { request, reply });
-                answer
-            })
-            .collect();
+        let mut answers: Vec<oneshot::Receiver<Answer>> = Vec::with_capacity(requests.len());
+        for &request in requests {
+            let (reply, answer) = oneshot::channel();
+            self.enqueue(Pending { request, reply }).await;
+            answers.push(answer);
+        }
         let mut loaded = Vec::with_capacity(answers.len());
         for answer in answers {
             loaded.push(
@@ -89,10 +87,9 @@ impl Loader {
         Ok(loaded)
     }
 
-    fn enqueue(&self, pending: Pending) {
-        self.queue.send(pending, |receiver| {
-            load_batches(self.store.clone(), receiver, self.timeout)
-        });
+    async fn enqueue(&self, pending: Pending) {
+        let start = |receiver| load_batches(self.store.clone(), receiver, self.timeout);
+        self.queue.send(pending, start).await;
     }
 }
 
@@ -101,7 +98,7 @@ impl Loader {
 /// engine, and with it the sender, is dropped.
 async fn load_batches(
     store: Arc<dyn EventStore>,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
+    mut queue: mpsc::Receiver<Pending>,
     timeout: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(LOADS_IN_FLIGHT));
