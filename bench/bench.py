@@ -1366,8 +1366,14 @@ def build(args: argparse.Namespace) -> Path:
         return Path(args.binary)
     # The profile that ships (Cargo.toml's [profile.dist]): the figures are
     # those of the binary users run, memory included.
+    # RUSTFLAGS set empty replaces .cargo/config.toml's tokio_unstable, as the Dockerfile's build does.
     log("building the binary (profile dist)")
-    subprocess.run(["cargo", "build", "--profile", "dist", "--quiet", "--bin", "accounts"], cwd=ROOT, check=True)
+    subprocess.run(
+        ["cargo", "build", "--profile", "dist", "--quiet", "--bin", "accounts"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "RUSTFLAGS": ""},
+    )
     metadata = subprocess.run(
         ["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT, capture_output=True, text=True, check=True
     )

@@ -45,8 +45,14 @@ pub fn secret_bytes_min(algorithm: Algorithm) -> usize {
     }
 }
 
-/// Default lifetime of a minted token (`accounts token --ttl`).
+/// Default lifetime of a minted token (`accounts token --ttl`, whose flag
+/// takes it as written) and of [`TokenSpec::owner`]'s.
 pub const TOKEN_TTL: &str = "1h";
+
+/// [`TOKEN_TTL`] as a duration.
+pub fn token_ttl() -> Duration {
+    humantime::parse_duration(TOKEN_TTL).expect("TOKEN_TTL is a duration")
+}
 
 /// A shared secret. Never printed: its `Debug` is a placeholder, and it has
 /// no `Display`.
@@ -411,13 +417,14 @@ pub struct TokenSpec {
 }
 
 impl TokenSpec {
-    /// An owner's token for `subject`, issued at `issued_at`, valid an hour.
+    /// An owner's token for `subject`, issued at `issued_at`, valid for
+    /// [`TOKEN_TTL`].
     pub fn owner(subject: OwnerId, issued_at: Timestamp) -> TokenSpec {
         TokenSpec {
             subject,
             admin: false,
             issued_at,
-            ttl: Duration::from_secs(3600),
+            ttl: token_ttl(),
             issuer: None,
             audience: None,
         }
@@ -523,10 +530,10 @@ mod tests {
     #[test]
     fn expiry_and_not_before_follow_the_given_clock_with_a_minute_of_leeway() {
         let verifier = verifier(&AuthConfig::hs256(SECRET));
-        // Valid from now for an hour.
+        // Valid from now for TOKEN_TTL.
         let token = minted(&TokenSpec::owner(owner(), now()));
         let leeway = LEEWAY_SECONDS as i64;
-        let expiry = 3600;
+        let expiry = token_ttl().as_secs() as i64;
         for (offset, expected) in [
             (-leeway - 1, Err(TokenError::NotYetValid)),
             (-leeway, Ok(Caller::Owner(owner()))),

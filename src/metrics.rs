@@ -126,11 +126,6 @@ impl EngineMetrics {
             },
         }
     }
-
-    /// Metrics that nobody exports, for engines built outside an app.
-    pub fn unregistered() -> EngineMetrics {
-        EngineMetrics::new(&Registry::new())
-    }
 }
 
 impl Metrics {

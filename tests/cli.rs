@@ -3,13 +3,11 @@
 //! that the flags reach the server, each observed by its effect on a binary
 //! started with non-default values.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
 use testkit::database::TempFile;
-use testkit::process::Service;
+use testkit::process::{Service, command};
 use testkit::{Client, Socket, StatusCode, fresh_id};
 use tokio::io::AsyncReadExt;
 
@@ -17,7 +15,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_accounts");
 
 #[test]
 fn help_documents_the_flags_without_printing_environment_values() {
-    let output = Command::new(BINARY)
+    let output = command(BINARY)
         .arg("--help")
         .env(
             "DATABASE_URL",
@@ -51,7 +49,7 @@ fn help_documents_the_flags_without_printing_environment_values() {
 
 #[test]
 fn version_prints_the_version() {
-    let output = Command::new(BINARY).arg("--version").output().unwrap();
+    let output = command(BINARY).arg("--version").output().unwrap();
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap().trim(),
@@ -61,7 +59,7 @@ fn version_prints_the_version() {
 
 #[test]
 fn an_unusable_store_url_is_a_one_line_error_and_a_failure_exit() {
-    let output = Command::new(BINARY)
+    let output = command(BINARY)
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -89,7 +87,7 @@ fn probe_fails_when_nothing_answers() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let status = Command::new(BINARY)
+    let status = command(BINARY)
         .args(["probe", &format!("http://{address}")])
         .output()
         .unwrap()
@@ -102,49 +100,26 @@ fn probe_fails_when_nothing_answers() {
 /// the bound address, and the process exits 0 after its drain delay.
 #[test]
 fn serves_probes_and_stops_on_sigterm() {
-    let mut child = Command::new(BINARY)
-        .args(["--listen", "127.0.0.1:0", "--drain-delay-ms", "200"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let mut service = Service::start(BINARY, &["--drain-delay-ms", "200"]);
+    let log = service.log();
     assert!(
-        first.contains("in-memory store: data is lost on exit"),
-        "{first}"
+        log[0].contains("in-memory store: data is lost on exit"),
+        "{log:?}"
     );
-    let second = lines.next().unwrap().unwrap();
-    let address = second
-        .rsplit("listening on ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
-    assert!(second.contains("listening on 127.0.0.1:"), "{second}");
+    assert!(
+        log[1].contains(&format!("listening on {}", service.address)),
+        "{log:?}"
+    );
 
-    let probe = Command::new(BINARY)
-        .args(["probe", &format!("http://{address}")])
+    let probe = command(BINARY)
+        .args(["probe", &format!("http://{}", service.address)])
         .status()
         .unwrap();
     assert!(probe.success(), "probe of a ready instance exits 0");
 
     let started = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    service.terminate();
+    let status = service.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(
         started.elapsed() >= Duration::from_millis(200),
@@ -161,14 +136,14 @@ fn the_old_names_of_the_connection_limits_still_work() {
         ("--max-connections", "ACCOUNTS_MAX_CONNECTIONS"),
         ("--connections-max", "ACCOUNTS_CONNECTIONS_MAX"),
     ] {
-        let by_flag = Command::new(BINARY)
+        let by_flag = command(BINARY)
             .args(["--listen", "127.0.0.1:0", flag, "0"])
             .output()
             .unwrap();
         let stderr = String::from_utf8(by_flag.stderr).unwrap();
         assert_eq!(by_flag.status.code(), Some(2), "{flag}: {stderr}");
         assert!(stderr.contains("must be at least 1"), "{flag}: {stderr}");
-        let by_variable = Command::new(BINARY)
+        let by_variable = command(BINARY)
             .args(["--listen", "127.0.0.1:0"])
             .env(variable, "0")
             .output()
@@ -177,18 +152,12 @@ fn the_old_names_of_the_connection_limits_still_work() {
         assert_eq!(by_variable.status.code(), Some(2), "{variable}: {stderr}");
         assert!(stderr.contains(variable), "{variable}: {stderr}");
     }
-    let mut child = Command::new(BINARY)
-        .args(["--listen", "127.0.0.1:0", "--max-connections", "3"])
-        .env("ACCOUNTS_CONNECTIONS_MAX", "5")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = lines.nth(1).unwrap().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(listening.contains("listening on"), "{listening}");
+    // Both accepted together: the service starts and listens.
+    Service::start_with(
+        BINARY,
+        &["--max-connections", "3"],
+        &[("ACCOUNTS_CONNECTIONS_MAX", "5")],
+    );
 }
 
 // ------------------------------------------------- flags reach the server
@@ -233,33 +202,30 @@ async fn metric(api: &Client<Socket>, name: &str) -> f64 {
     testkit::metrics::value(&text, name).unwrap_or_else(|| panic!("no {name}"))
 }
 
-/// A request `send` starts that is still running after a while: held by
-/// the test's write lock. It must be the one request in flight before the
-/// test's pings start (with `--concurrency-max 1`, a ping that got there
-/// first would have it shed), so a request that finished is sent again.
-async fn held<T>(send: impl Fn() -> tokio::task::JoinHandle<T>) -> tokio::task::JoinHandle<T> {
+/// A request `send` starts, once the test has seen it held by the write
+/// lock. With `--concurrency-max 1`, a ping shed as overloaded while the
+/// request is unfinished shows the request holds the one slot (timing
+/// cannot: on a loaded machine a request may not even have arrived after
+/// a while). A request that finished — shed itself because a ping held
+/// the slot when it came — is sent again.
+async fn held<T>(
+    api: &Client<Socket>,
+    send: impl Fn() -> tokio::task::JoinHandle<T>,
+) -> tokio::task::JoinHandle<T> {
     let deadline = Instant::now() + BOUND;
+    let mut request = send();
     loop {
-        let request = send();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if !request.is_finished() {
+        let ping = api.ping().await;
+        if request.is_finished() {
+            request = send();
+        } else if ping.status == StatusCode::SERVICE_UNAVAILABLE {
+            ping.assert_error_code("overloaded");
             return request;
         }
-        assert!(Instant::now() < deadline, "the request was never held");
-    }
-}
-
-/// Waits until a ping is shed as overloaded: with `--concurrency-max 1`,
-/// the one request in flight is the test's held one.
-async fn shed_behind_one_request(api: &Client<Socket>) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let answer = api.ping().await;
-        if answer.status == StatusCode::SERVICE_UNAVAILABLE {
-            answer.assert_error_code("overloaded");
-            return;
-        }
-        assert!(Instant::now() < deadline, "--concurrency-max 1 never shed");
+        assert!(
+            Instant::now() < deadline,
+            "the request was never held behind --concurrency-max 1"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -419,13 +385,12 @@ async fn the_concurrency_and_header_read_timeout_flags_reach_the_server() {
     let api = service.client();
     let account = funded(&api).await;
     let lock = WriteLock::take(&file.sqlite_url()).await;
-    let stuck = held(|| {
+    // The one request allowed in flight is the held deposit: others are shed.
+    let stuck = held(&api, || {
         let (api, account) = (api.clone(), account.clone());
         tokio::spawn(async move { api.deposit(&account, 5, fresh_id()).await.status })
     })
     .await;
-    // The one request allowed in flight is the held deposit: others are shed.
-    shed_behind_one_request(&api).await;
     lock.release().await;
     assert_eq!(stuck.await.unwrap(), StatusCode::NO_CONTENT);
 
@@ -460,7 +425,7 @@ fn the_shutdown_grace_flag_reaches_the_server() {
     let (lock, stuck) = runtime.block_on(async {
         let account = funded(&api).await;
         let lock = WriteLock::take(&file.sqlite_url()).await;
-        let stuck = held(|| {
+        let stuck = held(&api, || {
             let (api, account) = (api.clone(), account.clone());
             tokio::spawn(async move { api.deposit(&account, 5, fresh_id()).reply().await })
         })
@@ -469,7 +434,6 @@ fn the_shutdown_grace_flag_reaches_the_server() {
     });
     // The deposit cannot finish while the lock is held; the process must
     // stop anyway once the grace period is over.
-    runtime.block_on(shed_behind_one_request(&api));
     service.terminate();
     let status = service.wait_exit(BOUND);
     assert!(status.success(), "{status:?}");

@@ -408,3 +408,66 @@ fn the_ha_compose_topology_is_wired_together() {
     assert_eq!(etcd_hosts, members, "Patroni reaches every etcd member");
     assert!(patroni.contains("synchronous_mode: true"));
 }
+
+/// The end-to-end tests run the deploy kit's Envoy policy itself: rendering
+/// it for loopback moves every compose address (the render panics on one it
+/// does not find) and leaves the rest of the file as it is.
+#[test]
+fn the_e2e_envoy_config_is_the_deploy_one_on_loopback() {
+    use testkit::envoy::{self, LoopbackPorts};
+    let ports = LoopbackPorts {
+        admin: 19901,
+        listen: 18080,
+        upstreams: [18081, 18082],
+    };
+    let rendered = envoy::render_for_loopback(envoy::DEPLOY_CONFIG, ports);
+    for compose in [
+        "0.0.0.0",
+        "accounts-1",
+        "accounts-2",
+        "value: 9901 ",
+        "value: 8080 ",
+    ] {
+        assert!(!rendered.contains(compose), "{compose} left in {rendered}");
+    }
+    for port in [19901, 18080, 18081, 18082] {
+        let address = format!("address: 127.0.0.1, port_value: {port} }}");
+        assert_eq!(rendered.matches(&address).count(), 1, "{address}");
+    }
+    let changed = envoy::DEPLOY_CONFIG
+        .lines()
+        .zip(rendered.lines())
+        .filter(|(deploy, test)| deploy != test)
+        .count();
+    assert_eq!(changed, 4, "only the four address lines differ");
+}
+
+/// The shipped binary does not carry the simulation's `--cfg tokio_unstable`
+/// (`.cargo/config.toml`): every build of profile dist sets RUSTFLAGS empty,
+/// which replaces the configured flags.
+#[test]
+fn the_shipped_build_clears_tokio_unstable() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = std::fs::read_to_string(format!("{root}/.cargo/config.toml")).unwrap();
+    assert!(
+        config.contains("tokio_unstable"),
+        "the development builds keep it"
+    );
+    for (file, build) in [
+        (
+            "deploy/Dockerfile",
+            "RUSTFLAGS='' cargo build --profile dist",
+        ),
+        ("bench/bench.py", "\"RUSTFLAGS\": \"\""),
+        ("README.md", "RUSTFLAGS='' cargo build --profile dist"),
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        assert!(
+            text.contains(build),
+            "{file} builds profile dist with `{build}`"
+        );
+        let dist_builds =
+            text.matches("--profile\", \"dist").count() + text.matches("--profile dist").count();
+        assert_eq!(dist_builds, 1, "{file}: one build of profile dist");
+    }
+}

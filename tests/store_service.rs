@@ -9,14 +9,13 @@
 //!   recovers by itself when the database is back.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use testkit::database::{TempFile, TestDatabase};
 use testkit::ids::random_uuid;
-use testkit::process::Service;
+use testkit::process::{Service, command};
 use testkit::{Backend, Client, Socket, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -123,10 +122,9 @@ async fn mysql_data_survives_a_restart() {
 /// Runs the binary on a store URL that cannot work; returns its stderr.
 fn refused_start(database_url: &str) -> String {
     let started = Instant::now();
-    let output = Command::new(BINARY)
+    let output = command(BINARY)
         .args(["--listen", "127.0.0.1:0", "--database-url", database_url])
         .args(["--connect-timeout-ms", "1000"])
-        .env_remove("DATABASE_URL")
         .output()
         .expect("running accounts");
     assert!(!output.status.success(), "{database_url} must not start");

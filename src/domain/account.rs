@@ -35,8 +35,10 @@ impl Account {
     }
 }
 
-/// What a client asks of one account (the transfer's source).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a client asks of one account (the transfer's source). Its kind's
+/// name ([`Command::kind`]) is the variant's, in snake case.
+#[derive(Clone, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Command {
     Open { owner_id: OwnerId },
     Deposit { amount: Amount },
@@ -46,6 +48,11 @@ pub enum Command {
 }
 
 impl Command {
+    /// `"open"`, `"deposit"`, `"withdraw"`, `"transfer"` or `"close"`.
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
+
     /// The normalised operation that makes two requests "identical" for
     /// idempotency: kind, amount value and both parties, so URL style, id
     /// letter case and `05` vs `5` do not matter. A transfer's fingerprint is
@@ -77,13 +84,10 @@ impl Command {
 pub struct Fingerprint(pub String);
 
 /// What happened to an account. The balance after the event is part of it so
-/// that a reader of the stream never has to add anything up.
-///
-/// The schema derive only describes the serde form for the OpenAPI document
-/// (`http::openapi`); it adds no behaviour.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// that a reader of the stream never has to add anything up. Its type's name
+/// ([`Event::type_name`]) is the variant's, as serde's `type` tag is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "type")]
-#[schema(as = EventDetails)]
 pub enum Event {
     #[serde(rename_all = "camelCase")]
     AccountOpened {
@@ -91,9 +95,7 @@ pub enum Event {
     },
     #[serde(rename_all = "camelCase")]
     MoneyDeposited {
-        #[schema(minimum = 1)]
         amount_deposited: i64,
-        #[schema(minimum = 0)]
         balance: i64,
         /// Present when the deposit is the receiving half of a transfer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,9 +103,7 @@ pub enum Event {
     },
     #[serde(rename_all = "camelCase")]
     MoneyWithdrawn {
-        #[schema(minimum = 1)]
         amount_withdrawn: i64,
-        #[schema(minimum = 0)]
         balance: i64,
         /// Present when the withdrawal is the sending half of a transfer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,12 +116,7 @@ impl Event {
     /// The event's type, as its JSON `type` says (and the SQL stores'
     /// `event_type` column).
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Event::AccountOpened { .. } => "AccountOpened",
-            Event::MoneyDeposited { .. } => "MoneyDeposited",
-            Event::MoneyWithdrawn { .. } => "MoneyWithdrawn",
-            Event::AccountClosed => "AccountClosed",
-        }
+        self.into()
     }
 
     /// The fingerprint of the command that recorded this event on
@@ -749,6 +744,24 @@ mod tests {
             let json = serde_json::to_value(&event).unwrap();
             assert_eq!(json["type"], event.type_name());
         }
+    }
+
+    #[test]
+    fn a_command_kind_is_its_variant_in_snake_case() {
+        let kinds: Vec<&str> = [
+            Command::Open { owner_id: owner(1) },
+            Command::Deposit { amount: amount(1) },
+            Command::Withdraw { amount: amount(1) },
+            Command::Transfer {
+                target: account(B),
+                amount: amount(1),
+            },
+            Command::Close,
+        ]
+        .iter()
+        .map(Command::kind)
+        .collect();
+        assert_eq!(kinds, ["open", "deposit", "withdraw", "transfer", "close"]);
     }
 
     #[test]

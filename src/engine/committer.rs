@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::queue::TaskQueue;
+use super::queue::{Full, TaskQueue};
 use crate::store::{AppendError, Commit, EventStore, GroupCommit};
 
 /// Most members of one batch: large batches amortise the flush, but one
@@ -64,9 +65,12 @@ impl Committer {
         if self.direct {
             return self.append_directly(&commit).await;
         }
+        let deadline = Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Pending { commit, reply });
-        match tokio::time::timeout(self.timeout, answer).await {
+        if let Err(full) = self.enqueue(Pending { commit, reply }, deadline).await {
+            return Err(AppendError::Store(full.into()));
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(answer)) => answer,
             // The task stopped with the runtime: the batch may have been sent.
             Ok(Err(_)) => Err(AppendError::Ambiguous(
@@ -85,16 +89,17 @@ impl Committer {
         answer.expect("one answer per member")
     }
 
-    fn enqueue(&self, pending: Pending) {
+    async fn enqueue(&self, pending: Pending, deadline: Instant) -> Result<(), Full> {
         // The clones are made only when the task (re)starts, not per append.
-        self.queue.send(pending, |receiver| {
+        let start = |receiver| {
             write_batches(
                 self.store.clone(),
                 receiver,
                 self.timeout,
                 self.batch_sizes.clone(),
             )
-        });
+        };
+        self.queue.send(pending, deadline, start).await
     }
 }
 
@@ -102,7 +107,7 @@ impl Committer {
 /// writes it as one batch, answers each member, and again.
 async fn write_batches(
     store: Arc<dyn EventStore>,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
+    mut queue: mpsc::Receiver<Pending>,
     timeout: Duration,
     batch_sizes: Histogram,
 ) {

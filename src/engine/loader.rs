@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::queue::TaskQueue;
 use crate::domain::{AccountId, TransactionId};
@@ -70,14 +71,13 @@ impl Loader {
         if !self.store.loads_in_batches() {
             return self.store.load_many(requests).await;
         }
-        let answers: Vec<oneshot::Receiver<Answer>> = requests
-            .iter()
-            .map(|&request| {
-                let (reply, answer) = oneshot::channel();
-                self.enqueue(Pending { request, reply });
-                answer
-            })
-            .collect();
+        let deadline = Instant::now() + self.timeout;
+        let mut answers: Vec<oneshot::Receiver<Answer>> = Vec::with_capacity(requests.len());
+        for &request in requests {
+            let (reply, answer) = oneshot::channel();
+            self.enqueue(Pending { request, reply }, deadline).await?;
+            answers.push(answer);
+        }
         let mut loaded = Vec::with_capacity(answers.len());
         for answer in answers {
             loaded.push(
@@ -89,10 +89,9 @@ impl Loader {
         Ok(loaded)
     }
 
-    fn enqueue(&self, pending: Pending) {
-        self.queue.send(pending, |receiver| {
-            load_batches(self.store.clone(), receiver, self.timeout)
-        });
+    async fn enqueue(&self, pending: Pending, deadline: Instant) -> Result<(), StoreError> {
+        let start = |receiver| load_batches(self.store.clone(), receiver, self.timeout);
+        Ok(self.queue.send(pending, deadline, start).await?)
     }
 }
 
@@ -101,7 +100,7 @@ impl Loader {
 /// engine, and with it the sender, is dropped.
 async fn load_batches(
     store: Arc<dyn EventStore>,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
+    mut queue: mpsc::Receiver<Pending>,
     timeout: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(LOADS_IN_FLIGHT));

@@ -41,6 +41,7 @@ pub use cache::{
 pub use committer::BATCH_MAX;
 pub use inputs::{Clock, Entropy, FixedClock, SeededEntropy, SystemClock};
 pub use loader::{LOADS_IN_FLIGHT, LOADS_MAX};
+pub use queue::QUEUE_MAX;
 
 use committer::Committer;
 use loader::Loader;
@@ -360,7 +361,7 @@ impl Engine {
     }
 
     pub async fn execute(&self, request: Request) -> Result<Outcome, EngineError> {
-        let kind = command_kind(&request.command);
+        let kind = request.command.kind();
         let result = self.execute_with_retries(request).await;
         let outcome = match &result {
             Ok(Outcome::Applied) => "applied",
@@ -789,14 +790,4 @@ fn answer_for_recorded_transaction(
         all_known_so_far &= party.loaded;
     }
     Recorded::New
-}
-
-fn command_kind(command: &Command) -> &'static str {
-    match command {
-        Command::Open { .. } => "open",
-        Command::Deposit { .. } => "deposit",
-        Command::Withdraw { .. } => "withdraw",
-        Command::Transfer { .. } => "transfer",
-        Command::Close => "close",
-    }
 }

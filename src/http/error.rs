@@ -17,8 +17,25 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 /// A stable, machine-readable word for every error answer, so that clients
 /// (the simulation included) branch on it and never on message text. Each
 /// code has exactly one status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+// (Not a doc comment, which would land in the OpenAPI document.) The word is
+// the variant's name in snake case: serde (and so the OpenAPI schema) and
+// strum (`as_str`, `ALL`) both derive it from the variant, and a test checks
+// that they agree.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// 404: no route has this path.
     RouteNotFound,
@@ -67,31 +84,8 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in the order of the enum (a test checks this list
-    /// against the enum as the OpenAPI document derives it).
-    pub const ALL: [ErrorCode; 21] = [
-        ErrorCode::RouteNotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::BadParameter,
-        ErrorCode::AccountNotFound,
-        ErrorCode::TransactionReused,
-        ErrorCode::InsufficientBalance,
-        ErrorCode::AccountClosed,
-        ErrorCode::CloseWithBalance,
-        ErrorCode::TransferToSelf,
-        ErrorCode::BalanceOverflow,
-        ErrorCode::AccountExists,
-        ErrorCode::Conflict,
-        ErrorCode::Unavailable,
-        ErrorCode::Overloaded,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UriTooLong,
-        ErrorCode::HeadersTooLarge,
-        ErrorCode::RequestTimeout,
-        ErrorCode::InternalError,
-    ];
+    /// Every code, in the order of the enum.
+    pub const ALL: &'static [ErrorCode] = <ErrorCode as strum::VariantArray>::VARIANTS;
 
     pub fn status(self) -> StatusCode {
         match self {
@@ -134,29 +128,7 @@ impl ErrorCode {
 
     /// The word of the JSON body, e.g. `"account_exists"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::RouteNotFound => "route_not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::BadParameter => "bad_parameter",
-            ErrorCode::AccountNotFound => "account_not_found",
-            ErrorCode::TransactionReused => "transaction_reused",
-            ErrorCode::InsufficientBalance => "insufficient_balance",
-            ErrorCode::AccountClosed => "account_closed",
-            ErrorCode::CloseWithBalance => "close_with_balance",
-            ErrorCode::TransferToSelf => "transfer_to_self",
-            ErrorCode::BalanceOverflow => "balance_overflow",
-            ErrorCode::AccountExists => "account_exists",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Overloaded => "overloaded",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UriTooLong => "uri_too_long",
-            ErrorCode::HeadersTooLarge => "headers_too_large",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::InternalError => "internal_error",
-        }
+        self.into()
     }
 }
 
@@ -327,7 +299,7 @@ mod tests {
 
     #[test]
     fn the_word_of_each_code_is_its_serde_name() {
-        for code in ErrorCode::ALL {
+        for &code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);

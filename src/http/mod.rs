@@ -80,6 +80,10 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// serves well at once, low enough that a flood is shed, not queued.
 pub const CONCURRENCY_MAX: usize = 1024;
 
+// Requests in flight at the default limit fit the engine's batch queues (a
+// transfer loads two accounts), so the limit sheds before a queue is full.
+const _: () = assert!(2 * CONCURRENCY_MAX <= crate::engine::QUEUE_MAX);
+
 /// Default of `Limits::url_bytes_max` (see there).
 pub const URL_BYTES_MAX: usize = 8 * 1024;
 

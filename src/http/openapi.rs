@@ -2,7 +2,7 @@
 //! `/openapi.json`.
 //!
 //! The body schemas are derived from the body types themselves (`AccountBody`,
-//! `EventBody` with the flattened `domain::Event`, `ErrorBody` with its
+//! `EventBody` with its flattened `EventDetails`, `ErrorBody` with its
 //! `ErrorCode`), and the limits come from the constants the service enforces,
 //! so the document cannot drift from what is served. The operations are
 //! described on bodiless stand-in functions here rather than on the handlers,

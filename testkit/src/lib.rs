@@ -14,6 +14,7 @@
 //!   directly;
 //! - [`database`]: a fresh store of every kind per test, and connection
 //!   kills;
+//! - [`envoy`]: the deploy kit's Envoy policy on loopback ports;
 //! - [`process`]: the real binary as a child; [`raw`]: bytes on a socket;
 //!   [`history`]: the scripted history behind the pinned event streams;
 //!   [`properties`]: proptest runners with fixed seeds.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod client;
 pub mod commits;
 pub mod database;
+pub mod envoy;
 pub mod history;
 pub mod ids;
 pub mod instance;

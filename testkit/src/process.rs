@@ -1,9 +1,12 @@
-//! The real `accounts` binary as a child process: started with any flags on
-//! a free loopback port, spoken to with the typed client, its log kept, and
-//! killed when dropped.
+//! The processes a test starts: the real `accounts` binary (a
+//! [`Service`]: started with any flags, on a free loopback port or a given
+//! one, spoken to with the typed client, its log kept) and any other
+//! program (a [`Process`], e.g. Envoy). Both are killed when dropped, and
+//! die with the test process even when it is killed without unwinding.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,13 +15,16 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Client, Socket};
 
+pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
+
 /// How long a starting process may take to log its address: a debug build
 /// migrating a database on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The `accounts` binary as a command that sees none of the service's own
 /// settings from the test's environment (`DATABASE_URL`, `ACCOUNTS_…`), so
-/// a developer's shell cannot change what a test runs.
+/// a developer's shell cannot change what a test runs, and that dies with
+/// the test process.
 pub fn command(binary: impl AsRef<Path>) -> Command {
     let mut command = Command::new(binary.as_ref());
     command.env_remove("DATABASE_URL");
@@ -27,12 +33,98 @@ pub fn command(binary: impl AsRef<Path>) -> Command {
             command.env_remove(name);
         }
     }
+    die_with_parent(&mut command);
     command
 }
 
-/// A running `accounts` process; killed (SIGKILL) when dropped.
-pub struct Service {
+/// Makes the child get SIGKILL when the test process dies: a test killed
+/// by a timeout or a signal runs no destructors, and an orphaned server
+/// would hold its port and database.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the
+    // parent, as a pre_exec hook must.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A child process that dies with the test and is killed (SIGKILL) and
+/// reaped when dropped.
+pub struct Process {
     child: Child,
+}
+
+impl Process {
+    /// Spawns `command` (its standard streams as the caller set them).
+    pub fn spawn(command: &mut Command) -> Process {
+        die_with_parent(command);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        Process { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. [`SIGTERM`], [`SIGSTOP`]).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) only sends a signal; the pid is our own child,
+        // not yet reaped (reaping takes `&mut self`), so it names no other
+        // process.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            sent,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The exit status, if the process has already exited by itself.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("waiting for the child")
+    }
+
+    /// Waits for the process to exit by itself; fails the test after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "process {} still running {within:?} after being asked to stop",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `accounts` process, its log (stderr) kept line by line;
+/// killed (SIGKILL) when dropped.
+pub struct Service {
+    process: Process,
     pub address: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
@@ -82,16 +174,17 @@ impl Service {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Service, String> {
-        let mut child = command(binary)
-            .args(["--listen", listen])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting accounts");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut process = Process::spawn(
+            command(binary)
+                .args(["--listen", listen])
+                .args(args)
+                .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let stderr = process.take_stderr().expect("stderr is piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (sender, receiver) = std::sync::mpsc::channel();
         // Reads the log for the bound address, then keeps draining it so
@@ -109,14 +202,13 @@ impl Service {
             }
         });
         let Ok(address) = receiver.recv_timeout(START_TIMEOUT) else {
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(process);
             // The reader ends with the process; then the log is complete.
             let _ = reader.join();
             return Err(log.lock().unwrap_or_else(|p| p.into_inner()).join("\n"));
         };
         Ok(Service {
-            child,
+            process,
             address: address.parse().expect("a socket address"),
             log,
             reader: Some(reader),
@@ -132,47 +224,63 @@ impl Service {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Writes the log so far to `path`: kept for a human after the test.
+    pub fn save_log(&self, path: &Path) {
+        let mut text = self.log().join("\n");
+        text.push('\n');
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
+    /// Waits until a log line contains `needle`, failing the test after
+    /// `within`: how a test sees that the service reached a state.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|line| line.contains(needle)) {
+                return line;
+            }
+            assert!(
+                started.elapsed() < within,
+                "no log line with {needle:?} within {within:?}:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
+    }
+
+    /// Sends `signal` (e.g. [`SIGTERM`], [`SIGSTOP`]).
+    pub fn signal(&self, signal: libc::c_int) {
+        self.process.signal(signal);
     }
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        self.signal("TERM");
+        self.signal(SIGTERM);
     }
 
     /// Sends SIGSTOP: the process freezes with its connections open, as a
     /// machine stalled by the hypervisor or a long GC pause would.
     pub fn pause(&self) {
-        self.signal("STOP");
+        self.signal(SIGSTOP);
     }
 
     /// Sends SIGCONT after [`Service::pause`].
     pub fn resume(&self) {
-        self.signal("CONT");
+        self.signal(SIGCONT);
     }
 
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -{name} failed");
+    /// The exit status, if the process has already exited by itself.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.process.exited()
     }
 
     /// Waits for the process to exit by itself; fails the test after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the child") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < within,
-                "still running {within:?} after being asked to stop"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_exit(within)
     }
 
     /// SIGTERM, then waits (at most `within`) for the process to exit and
@@ -186,12 +294,9 @@ impl Service {
         self.log()
     }
 
-    /// Kills the process without letting it shut down: whatever was
-    /// acknowledged must already be durable.
-    pub fn crash(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// Kills the process (SIGKILL) without letting it shut down: whatever
+    /// was acknowledged must already be durable.
+    pub fn crash(self) {}
 }
 
 /// The socket address at the start of `text`, in a text or a JSON log line.
@@ -200,11 +305,4 @@ fn address_prefix(text: &str) -> &str {
         .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
         .unwrap_or(text.len());
     &text[..end]
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -1,15 +1,17 @@
 //! The real topology on loopback: two `accounts` release binaries on one
-//! database and Envoy in front. Every process started here is a guard that
-//! kills it when dropped, so a failing (panicking) test stops everything too;
-//! the children also get SIGKILL if the test process itself dies.
+//! database and Envoy in front, started with testkit's launcher: every
+//! process is killed when dropped, so a failing (panicking) test stops
+//! everything too, and gets SIGKILL if the test process itself dies. Each
+//! process's log is kept in the cluster's directory.
 
 use std::fs::File;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use testkit::envoy::{self, LoopbackPorts};
+use testkit::process::{Process, Service};
 use testkit::{Client, Socket, StatusCode};
 
 /// What the harness is given by `just e2e` (see the justfile).
@@ -44,84 +46,7 @@ impl Setup {
 /// routed to an instance after it stops accepting.
 pub const DRAIN_DELAY_MS: u64 = 2000;
 
-const ENVOY_TEMPLATE: &str = include_str!("envoy.yaml");
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A child process that is killed (SIGKILL) and reaped when dropped.
-struct Guard {
-    child: Option<Child>,
-}
-
-impl Guard {
-    fn spawn(command: &mut Command, log: &Path) -> Guard {
-        let out = File::create(log).expect("create a log file");
-        let err = out.try_clone().expect("clone a file handle");
-        command.stdin(Stdio::null()).stdout(out).stderr(err);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the
-        // parent; it makes the child die with the test process even when that
-        // is killed without running destructors.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        Guard { child: Some(child) }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// The exit status, if the process has already exited by itself.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut()?.try_wait().ok()?
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal_terminate(&self) {
-        let pid = self.pid().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-    }
-
-    /// Waits (blocking, bounded) for the process to exit by itself.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for a child") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("process {} did not exit within {within:?}", child.id());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Free loopback ports, all distinct (held open together while picking).
 fn free_ports(count: usize) -> Vec<u16> {
@@ -136,7 +61,7 @@ fn free_ports(count: usize) -> Vec<u16> {
 
 pub struct Instance {
     pub port: u16,
-    process: Option<Guard>,
+    process: Option<Service>,
     /// Each (re)start logs to its own file: instance-a.0.log, instance-a.1.log…
     starts: u32,
     name: &'static str,
@@ -146,6 +71,15 @@ impl Instance {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// The running process, taken out of the instance, its log saved to
+    /// `dir` (instance-a.0.log for the first start…).
+    fn take_process(&mut self, dir: &Path) -> Service {
+        let process = self.process.take().expect("running");
+        let start = self.starts - 1;
+        process.save_log(&dir.join(format!("{}.{start}.log", self.name)));
+        process
+    }
 }
 
 pub struct Cluster {
@@ -153,7 +87,7 @@ pub struct Cluster {
     /// Extra environment of every instance (e.g. the auth secret).
     env: Vec<(String, String)>,
     pub instances: Vec<Instance>,
-    envoy: Option<Guard>,
+    envoy: Option<Process>,
     envoy_port: u16,
     admin_port: u16,
     pub dir: PathBuf,
@@ -225,11 +159,12 @@ impl Cluster {
     }
 
     fn start_envoy(&mut self) {
-        let config = ENVOY_TEMPLATE
-            .replace("${ADMIN_PORT}", &self.admin_port.to_string())
-            .replace("${LISTEN_PORT}", &self.envoy_port.to_string())
-            .replace("${UPSTREAM_A_PORT}", &self.instances[0].port.to_string())
-            .replace("${UPSTREAM_B_PORT}", &self.instances[1].port.to_string());
+        let ports = LoopbackPorts {
+            admin: self.admin_port,
+            listen: self.envoy_port,
+            upstreams: [self.instances[0].port, self.instances[1].port],
+        };
+        let config = envoy::render_for_loopback(envoy::DEPLOY_CONFIG, ports);
         let path = self.dir.join("envoy.yaml");
         std::fs::write(&path, config).expect("write the Envoy config");
         let mut command = Command::new(&self.setup.envoy);
@@ -239,7 +174,10 @@ impl Cluster {
             // Several Envoys (other test runs) may share this machine.
             .arg("--disable-hot-restart")
             .args(["--log-level", "warn", "--concurrency", "2"]);
-        self.envoy = Some(Guard::spawn(&mut command, &self.dir.join("envoy.log")));
+        let out = File::create(self.dir.join("envoy.log")).expect("create a log file");
+        let err = out.try_clone().expect("clone a file handle");
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        self.envoy = Some(Process::spawn(&mut command));
     }
 
     /// Starts (or restarts, on the same port) instance `index` and waits
@@ -247,23 +185,25 @@ impl Cluster {
     pub async fn start_instance(&mut self, index: usize) {
         let instance = &mut self.instances[index];
         assert!(instance.process.is_none(), "{} is running", instance.name);
-        let log = self
-            .dir
-            .join(format!("{}.{}.log", instance.name, instance.starts));
         instance.starts += 1;
-        let mut command = Command::new(&self.setup.binary);
-        command
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", instance.port))
-            .arg("--database-url")
-            .arg(&self.setup.database_url)
-            .arg("--drain-delay-ms")
-            .arg(DRAIN_DELAY_MS.to_string())
-            .env("RUST_LOG", "info")
-            .envs(self.env.iter().map(|(name, value)| (name, value)));
-        let instance_probe = probe(instance.url());
+        let drain_delay = DRAIN_DELAY_MS.to_string();
+        let args = [
+            "--database-url",
+            &self.setup.database_url,
+            "--drain-delay-ms",
+            &drain_delay,
+        ];
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let listen = format!("127.0.0.1:{}", instance.port);
         let name = instance.name;
-        let process = instance.process.insert(Guard::spawn(&mut command, &log));
+        let process = Service::try_start_on(&self.setup.binary, &listen, &args, &env)
+            .unwrap_or_else(|log| panic!("{name} exited at start-up:\n{log}"));
+        instance.process = Some(process);
+        let instance_probe = probe(instance.url());
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Ok(answer) = instance_probe.ready().reply().await
@@ -271,14 +211,9 @@ impl Cluster {
             {
                 return;
             }
-            if let Some(status) = process.exited() {
-                let output = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("{name} exited at start-up ({status}):\n{output}");
-            }
             assert!(
                 Instant::now() < deadline,
-                "{name} did not become ready within {STARTUP_TIMEOUT:?}; see {}",
-                log.display()
+                "{name} did not become ready within {STARTUP_TIMEOUT:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -287,9 +222,9 @@ impl Cluster {
     /// kill -9.
     pub fn kill_instance(&mut self, index: usize) {
         let instance = &mut self.instances[index];
-        let mut process = instance.process.take().expect("running");
+        let process = instance.take_process(&self.dir);
         eprintln!("kill -9 {} (pid {})", instance.name, process.pid());
-        process.kill();
+        process.crash();
     }
 
     /// kill -9, then a restart once Envoy has seen the instance go and a
@@ -309,7 +244,7 @@ impl Cluster {
         let instance = &mut self.instances[index];
         let mut process = instance.process.take().expect("running");
         eprintln!("kill -TERM {} (pid {})", instance.name, process.pid());
-        process.signal_terminate();
+        process.terminate();
         let signalled = Instant::now();
         let instance_probe = probe(instance.url());
         loop {
@@ -326,9 +261,14 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let within = Duration::from_millis(DRAIN_DELAY_MS) + Duration::from_secs(15);
-        let status = tokio::task::spawn_blocking(move || process.wait_exit(within))
-            .await
-            .expect("the waiting thread does not panic");
+        let (process, status) = tokio::task::spawn_blocking(move || {
+            let status = process.wait_exit(within);
+            (process, status)
+        })
+        .await
+        .expect("the waiting thread does not panic");
+        instance.process = Some(process);
+        instance.take_process(&self.dir);
         let elapsed = signalled.elapsed();
         eprintln!(
             "{} exited {:.2} s after SIGTERM: {status}",
@@ -410,12 +350,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut envoy) = self.envoy.take() {
-            envoy.kill();
-        }
+        self.envoy.take();
         for instance in &mut self.instances {
-            if let Some(mut process) = instance.process.take() {
-                process.kill();
+            if instance.process.is_some() {
+                instance.take_process(&self.dir);
             }
         }
         if std::thread::panicking() {
