@@ -101,6 +101,8 @@ fn probe_fails_when_nothing_answers() {
 #[test]
 fn serves_probes_and_stops_on_sigterm() {
     let mut service = Service::start(BINARY, &["--drain-delay-ms", "200"]);
+    // The listening line is the readiness signal: wait for it to be read.
+    service.wait_log("listening on", Duration::from_secs(30));
     let log = service.log();
     assert!(
         log[0].contains("in-memory store: data is lost on exit"),
@@ -340,7 +342,8 @@ async fn the_request_timeout_flag_reaches_the_server() {
 }
 
 /// Each append outlives the store timeout (ambiguous), then the retries
-/// run out: 409.
+/// run out: 503, since whether the deposit happened is unknown (a 409 would
+/// tell the client it did not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_timeout_and_retries_flags_reach_the_server() {
     let blocked = deposit_under_the_write_lock(&[
@@ -352,7 +355,7 @@ async fn the_store_timeout_and_retries_flags_reach_the_server() {
         "60000",
     ])
     .await;
-    blocked.answer.assert_error_code("conflict");
+    blocked.answer.assert_error_code("unavailable");
     let api = &blocked.api;
     assert_eq!(metric(api, "accounts_ambiguous_commits_total").await, 3.0);
     assert_eq!(metric(api, "accounts_retries_total").await, 2.0);
