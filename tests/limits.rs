@@ -216,8 +216,9 @@ async fn a_store_slower_than_the_store_timeout_is_503_with_retry_after_and_chang
 
 /// An append that outlives the store timeout may still land, so the engine
 /// treats it as ambiguous: it reloads, finds the transactionId not recorded
-/// and decides again — until its retries run out (409, "retrying can
-/// succeed"). None of the abandoned appends writes anything.
+/// and decides again — until its retries run out: 503, as the last append's
+/// outcome is unknown (a 409 would say it did not happen). None of the
+/// abandoned appends writes anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_slower_than_the_store_timeout_is_ambiguous_and_changes_nothing() {
     // Far above an in-memory load on a loaded machine: only the held
@@ -232,7 +233,7 @@ async fn an_append_slower_than_the_store_timeout_is_ambiguous_and_changes_nothin
     funded
         .deposit(&transaction)
         .await
-        .assert_error_code("conflict");
+        .assert_error_code("unavailable");
     let reached = funded.store.appends_attempted();
     assert_eq!(reached, funded.attempted + 4, "1 + retries_max");
     assert_eq!(funded.app.metrics.engine.ambiguous_commits.get(), 4);
