@@ -149,7 +149,7 @@ check-deploy:
     # validate a copy naming this host, and accept only the one complaint
     # that no etcd listens here.
     patroni_copy="$(mktemp --suffix=.yml)"
-    trap 'rm -f "$rendered" "$patroni_copy"' EXIT
+    trap 'rm -f "$patroni_copy"' EXIT
     sed -e "s/etcd-[123]:/$(hostname):/g" -e "s/patroni-1:/$(hostname):/g" deploy/ha/patroni.yml > "$patroni_copy"
     complaints="$(patroni --validate-config --ignore-listen-port "$patroni_copy" 2>&1 | grep -v ' is not reachable$' || true)"
     if [ -n "$complaints" ]; then echo "deploy/ha/patroni.yml: $complaints" >&2; exit 1; fi
