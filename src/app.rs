@@ -210,6 +210,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     } else {
         tracing::warn!("in-memory store: data is lost on exit");
     }
+    args.durability_guard(&opened.durability)?;
+    if opened.durability.synchronous_standby == Some(false) {
+        tracing::warn!(
+            "the database acknowledges commits without a synchronous standby: a failover to \
+             a standby may lose the last acknowledged commits"
+        );
+    }
+    let synchronous_standby = opened.durability.synchronous_standby == Some(true);
     let mut builder = InstanceBuilder::new()
         .store(opened.store)
         .engine_config(args.engine_config())
@@ -220,6 +228,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         builder = builder.auth(verifier);
     }
     let instance = builder.build();
+    (instance.state.metrics().store_synchronous_standby).set(i64::from(synchronous_standby));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

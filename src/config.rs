@@ -20,7 +20,7 @@ use crate::auth::{self, AuthConfig, AuthSetupError, Secret, TokenSpec, Verifier,
 use crate::domain::{OwnerId, Timestamp};
 use crate::engine::{self, EngineConfig};
 use crate::http::{self, Limits, ServeConfig};
-use crate::store::{self, StoreOptions};
+use crate::store::{self, Durability, StoreOptions};
 
 /// Default address: this machine only, the port containers conventionally
 /// publish. Serving other interfaces is a choice the operator makes (with
@@ -495,6 +495,19 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub allow_anonymous: bool,
+
+    /// Start although the database can lose commits it acknowledges
+    /// (`fsync=off`, `synchronous_commit=off|local`, `full_page_writes=off`,
+    /// `innodb_flush_log_at_trx_commit≠1`, `sync_binlog≠1` with the binary
+    /// log on). Without this, start-up refuses such a database.
+    #[arg(
+        long,
+        env = "ACCOUNTS_ALLOW_UNSAFE_DURABILITY",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue,
+        hide_env_values = true
+    )]
+    pub allow_unsafe_durability: bool,
 }
 
 impl Cli {
@@ -568,6 +581,22 @@ impl ServeArgs {
              to accept it",
             self.listen
         ))
+    }
+
+    /// The durability guard: a database that can lose acknowledged commits
+    /// stops start-up (one line, naming the setting) unless the operator
+    /// accepted it; accepted, each such setting is still logged.
+    pub fn durability_guard(&self, durability: &Durability) -> Result<(), String> {
+        let Some(refusal) = durability.refusal() else {
+            return Ok(());
+        };
+        if !self.allow_unsafe_durability {
+            return Err(refusal);
+        }
+        for setting in &durability.unsafe_settings {
+            tracing::warn!(%setting, "accepted (--allow-unsafe-durability): acknowledged commits may be lost");
+        }
+        Ok(())
     }
 
     pub fn store_options(&self) -> StoreOptions {
@@ -664,6 +693,7 @@ mod tests {
             feed_streams_max,
             auth,
             allow_anonymous,
+            allow_unsafe_durability,
         } = args;
         assert_eq!(listen, LISTEN.parse().unwrap());
         assert_eq!(database_url, DATABASE_URL);
@@ -694,6 +724,28 @@ mod tests {
             listen.ip().is_loopback(),
             "the default serves this machine only"
         );
+        assert!(
+            !allow_unsafe_durability,
+            "a database that can lose commits is refused by default"
+        );
+    }
+
+    #[test]
+    fn the_durability_guard_refuses_unless_accepted() {
+        let unsafe_database = Durability {
+            unsafe_settings: vec![store::durability::UnsafeSetting {
+                setting: "fsync",
+                value: "off".to_owned(),
+                why: "test",
+            }],
+            synchronous_standby: Some(false),
+        };
+        let strict = parse(&["accounts"], &[]).unwrap();
+        let refused = strict.durability_guard(&unsafe_database).unwrap_err();
+        assert!(refused.contains("fsync=off"), "{refused}");
+        assert_eq!(strict.durability_guard(&Durability::default()), Ok(()));
+        let flag = parse(&["accounts", "--allow-unsafe-durability"], &[]).unwrap();
+        assert_eq!(flag.durability_guard(&unsafe_database), Ok(()));
     }
 
     #[test]

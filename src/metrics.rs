@@ -38,6 +38,11 @@ pub struct Metrics {
     pub feed_stream_buffered: IntGauge,
     /// Feed consumers disconnected because their buffer stayed full.
     pub feed_stream_slow_disconnects: IntCounter,
+    /// Feed streams ended because the history at their position changed.
+    pub feed_stream_rewinds: IntCounter,
+    /// 1 when the database said at start-up that its commits wait for a
+    /// synchronous standby.
+    pub store_synchronous_standby: IntGauge,
     pub engine: EngineMetrics,
     /// The store's pool wait histogram, once exported (see
     /// [`Metrics::export_pool_acquire`]).
@@ -184,6 +189,21 @@ impl Metrics {
             "accounts_feed_stream_slow_disconnects_total",
             "Feed stream consumers disconnected because their bounded buffer stayed full.",
         );
+        let feed_stream_rewinds = counter(
+            &registry,
+            "accounts_feed_stream_rewinds_total",
+            "Feed streams ended because the event at their resume position changed (a database \
+             failover lost committed events).",
+        );
+        let store_synchronous_standby = IntGauge::new(
+            "accounts_store_synchronous_standby",
+            "1 when the database said at start-up that commits wait for a synchronous standby \
+             (PostgreSQL synchronous_standby_names, MariaDB semi-sync after sync), else 0.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_synchronous_standby.clone()))
+            .expect("unique");
         let engine = EngineMetrics::new(&registry);
         Metrics {
             registry,
@@ -193,6 +213,8 @@ impl Metrics {
             feed_streams,
             feed_stream_buffered,
             feed_stream_slow_disconnects,
+            feed_stream_rewinds,
+            store_synchronous_standby,
             engine,
             pool_acquire: Arc::default(),
         }

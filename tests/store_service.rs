@@ -4,6 +4,10 @@
 //!   PostgreSQL, MariaDB);
 //! - a store URL that is unreachable, malformed or of an unknown scheme
 //!   stops start-up with one line and a non-zero exit, password redacted;
+//! - a database that can lose commits it acknowledges (here PostgreSQL's
+//!   `synchronous_commit` off or local for the database) stops start-up
+//!   with one line naming the setting, unless the operator accepts it; one
+//!   without a synchronous standby starts, with a warning and a gauge at 0;
 //! - a database outage (cut through a TCP proxy in this test) turns
 //!   requests and `/ready` into 503 with Retry-After, and the service
 //!   recovers by itself when the database is back.
@@ -183,6 +187,73 @@ fn malformed_or_unknown_store_url_stops_start_up_with_one_line() {
         let line = refused_start(url);
         assert!(line.contains("invalid store URL"), "{url}: {line}");
     }
+}
+
+// ------------------------------------------------------- durability guard
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+#[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+async fn postgres_that_can_lose_acknowledged_commits_is_refused_unless_accepted() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let mut admin = database.admin().await.unwrap();
+    for value in ["off", "local"] {
+        // What a session of this database gets: a database default counts.
+        let name = &database.name;
+        let alter = format!("ALTER DATABASE {name} SET synchronous_commit = {value}");
+        admin.execute(alter).await.unwrap();
+        let line = refused_start(&database.url);
+        assert!(
+            line.contains(&format!("synchronous_commit={value} (")),
+            "{line}"
+        );
+        assert!(line.contains("--allow-unsafe-durability"), "{line}");
+    }
+    let accepted = start(&database.url, &["--allow-unsafe-durability"]);
+    accepted.wait_log("synchronous_commit=local", WITHIN);
+    let api = accepted.client();
+    let account = new_id();
+    open(&api, &account).await;
+    assert_eq!(event_count(&api, &account).await, 1);
+    accepted.stop(WITHIN);
+    let by_env = Service::start_with(
+        BINARY,
+        &["--database-url", &database.url],
+        &[("ACCOUNTS_ALLOW_UNSAFE_DURABILITY", "true")],
+    );
+    by_env.wait_log("accepted (--allow-unsafe-durability)", WITHIN);
+}
+
+/// A single server is a deployment: it starts, and says what a failover
+/// could cost.
+async fn a_primary_without_a_synchronous_standby_starts_with_a_warning_and_a_gauge(
+    backend: Backend,
+) {
+    let database = TestDatabase::create(backend).await;
+    let service = start(&database.url, &[]);
+    service.wait_log("without a synchronous standby", WITHIN);
+    let metrics = service.client().metrics().await;
+    assert!(
+        metrics
+            .body
+            .contains("\naccounts_store_synchronous_standby 0\n"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
+async fn postgres_without_a_synchronous_standby_starts_with_a_warning_and_a_gauge() {
+    a_primary_without_a_synchronous_standby_starts_with_a_warning_and_a_gauge(Backend::Postgres)
+        .await;
+}
+
+#[tokio::test]
+#[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
+async fn mysql_without_a_synchronous_replica_starts_with_a_warning_and_a_gauge() {
+    a_primary_without_a_synchronous_standby_starts_with_a_warning_and_a_gauge(Backend::Mysql).await;
 }
 
 // -------------------------------------------------------------- outages

@@ -181,7 +181,7 @@ class FeedReader(threading.Thread):
             answer.read()
             conn.close()
             return
-        event_id, data = None, None
+        event_id, kind, data = None, None, None
         while not self.stop.is_set():
             line = answer.fp.readline()
             if not line:
@@ -189,11 +189,17 @@ class FeedReader(threading.Thread):
             line = line.decode().rstrip("\n")
             if line.startswith("id:"):
                 event_id = int(line[3:].strip())
+            elif line.startswith("event:"):
+                kind = line[6:].strip()
             elif line.startswith("data:"):
                 data = json.loads(line[5:].strip())
+            elif line == "" and kind == "rewind":
+                # The service saw the event it sent at data["position"] change.
+                self.violations.append(f"the service reported a rewind: {data}")
+                event_id, kind, data = None, None, None
             elif line == "" and event_id is not None:
                 self.take(event_id, data)
-                event_id, data = None, None
+                event_id, kind, data = None, None, None
         conn.close()
 
     def take(self, position: int, data: dict) -> None:

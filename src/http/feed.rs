@@ -50,6 +50,10 @@ pub const STREAM_STALL_MS: u64 = 1_000;
 /// not take it for dead.
 pub const STREAM_KEEP_ALIVE_MS: u64 = 15_000;
 
+/// The SSE event type sent, before a stream ends, when the history at the
+/// stream's position changed.
+pub const REWIND_EVENT: &str = "rewind";
+
 /// Events read from the store at once for a stream consumer.
 const STREAM_PAGE: usize = 100;
 
@@ -179,12 +183,13 @@ pub async fn stream(
 }
 
 /// Feeds one stream consumer's bounded buffer from the store, from `after`
-/// on, until the consumer goes away, stays full for `STREAM_STALL_MS`, or the
-/// instance drains. Ending drops the sender: the response ends once the
-/// consumer has taken what is queued.
+/// on, until the consumer goes away, stays full for `STREAM_STALL_MS`, the
+/// instance drains, or the history at the stream's position changes. Ending
+/// drops the sender: the response ends once the consumer has taken what is
+/// queued.
 async fn produce(
     app: AppState,
-    mut after: u64,
+    after: u64,
     buffer: mpsc::Sender<SseEvent>,
     _permit: Arc<OwnedSemaphorePermit>,
 ) {
@@ -192,9 +197,10 @@ async fn produce(
     let engine = app.engine();
     let mut commits = engine.commits();
     let mut draining = app.draining();
+    let mut resume = Resume::new(after);
     while !*draining.borrow() {
         commits.borrow_and_update();
-        let events = match engine.feed(after, STREAM_PAGE).await {
+        let events = match engine.feed(resume.read_after(), STREAM_PAGE).await {
             Ok(events) => events,
             Err(error) => {
                 // A store outage: keep the consumer and try again; it loses
@@ -202,6 +208,10 @@ async fn produce(
                 tracing::warn!(%error, "feed stream: store call failed");
                 Vec::new()
             }
+        };
+        let Some(events) = resume.check(events) else {
+            rewound(&app, &buffer, resume.after).await;
+            return;
         };
         if events.is_empty() {
             let poll = Instant::now() + Duration::from_millis(FEED_POLL_MS);
@@ -212,27 +222,111 @@ async fn produce(
             }
             continue;
         }
-        for event in &events {
-            let stall = Duration::from_millis(STREAM_STALL_MS);
-            // Counted before it is queued, so the consumer's end never
-            // takes away what was not yet added.
-            let buffered = &app.metrics().feed_stream_buffered;
-            buffered.inc();
-            match tokio::time::timeout(stall, buffer.send(message(event))).await {
-                Ok(Ok(())) => after = event.position,
-                // The consumer hung up.
-                Ok(Err(_)) => {
-                    buffered.dec();
-                    return;
-                }
-                Err(_) => {
-                    buffered.dec();
-                    app.metrics().feed_stream_slow_disconnects.inc();
-                    tracing::info!(after, "feed stream: consumer too slow, disconnected");
-                    return;
-                }
+        for event in events {
+            if !send(&app, &buffer, &event).await {
+                return;
             }
+            resume.sent(event);
         }
+    }
+}
+
+/// Where a stream is, and the last event it sent: each read starts one
+/// position early, so the store shows that event again. A database that
+/// failed over without it has given its position to another event, and a
+/// stream going on after it would skip the events now below it.
+struct Resume {
+    after: u64,
+    last: Option<FeedEvent>,
+}
+
+impl Resume {
+    fn new(after: u64) -> Resume {
+        Resume { after, last: None }
+    }
+
+    fn read_after(&self) -> u64 {
+        match self.last {
+            Some(_) => self.after - 1,
+            None => self.after,
+        }
+    }
+
+    /// The events after the last one sent; `None` if the store no longer
+    /// holds that one first.
+    fn check(&self, mut events: Vec<FeedEvent>) -> Option<Vec<FeedEvent>> {
+        let Some(last) = &self.last else {
+            return Some(events);
+        };
+        match events.first() {
+            Some(first) if first == last => {
+                events.remove(0);
+                Some(events)
+            }
+            // Nothing at or after the last position (a store outage reads
+            // as nothing too): nothing to judge yet.
+            None => Some(events),
+            Some(_) => None,
+        }
+    }
+
+    fn sent(&mut self, event: FeedEvent) {
+        self.after = event.position;
+        self.last = Some(event);
+    }
+}
+
+/// Queues one event, waiting at most `STREAM_STALL_MS` for room; `false`
+/// when the consumer is gone or too slow (and the stream ends).
+async fn send(app: &AppState, buffer: &mpsc::Sender<SseEvent>, event: &FeedEvent) -> bool {
+    let stall = Duration::from_millis(STREAM_STALL_MS);
+    // Counted before it is queued, so the consumer's end never takes away
+    // what was not yet added.
+    let buffered = &app.metrics().feed_stream_buffered;
+    buffered.inc();
+    match tokio::time::timeout(stall, buffer.send(message(event))).await {
+        Ok(Ok(())) => true,
+        // The consumer hung up.
+        Ok(Err(_)) => {
+            buffered.dec();
+            false
+        }
+        Err(_) => {
+            buffered.dec();
+            app.metrics().feed_stream_slow_disconnects.inc();
+            tracing::info!(
+                position = event.position,
+                "feed stream: consumer too slow, disconnected"
+            );
+            false
+        }
+    }
+}
+
+/// Tells the consumer, in a `rewind` message without an id, that the
+/// event it was given at `position` is no longer there; the stream ends.
+async fn rewound(app: &AppState, buffer: &mpsc::Sender<SseEvent>, position: u64) {
+    app.metrics().feed_stream_rewinds.inc();
+    tracing::error!(
+        position,
+        "feed stream: the event sent at this position is no longer in the store; \
+         committed events were lost (a database failover?); ending the stream"
+    );
+    let data = serde_json::json!({
+        "position": position,
+        "message": "the event given at this position is no longer in the store: committed \
+                    events were lost; do not resume past it",
+    });
+    let message = SseEvent::default()
+        .event(REWIND_EVENT)
+        .data(data.to_string());
+    app.metrics().feed_stream_buffered.inc();
+    let stall = Duration::from_millis(STREAM_STALL_MS);
+    if !matches!(
+        tokio::time::timeout(stall, buffer.send(message)).await,
+        Ok(Ok(()))
+    ) {
+        app.metrics().feed_stream_buffered.dec();
     }
 }
 

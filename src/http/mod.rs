@@ -15,8 +15,8 @@ pub use auth::Authenticator;
 pub use body::{AccountBody, EventBody, FeedEventBody};
 pub use error::{ApiError, ErrorBody, ErrorCode, RETRY_AFTER_SECONDS, WWW_AUTHENTICATE_BEARER};
 pub use feed::{
-    FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX, FEED_POLL_MS, FEED_WAIT_MS_MAX, STREAM_BUFFER_EVENTS,
-    STREAM_KEEP_ALIVE_MS, STREAM_STALL_MS,
+    FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX, FEED_POLL_MS, FEED_WAIT_MS_MAX, REWIND_EVENT,
+    STREAM_BUFFER_EVENTS, STREAM_KEEP_ALIVE_MS, STREAM_STALL_MS,
 };
 pub use handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
 pub use openapi::document as openapi_document;

@@ -491,7 +491,7 @@ fn feed() {}
     operation_id = "feedStream",
     tag = "accounts",
     summary = "The feed, live, as Server-Sent Events",
-    description = "One message per event: `id: <position>`, `event: <type>`, `data: <the feed object>`, starting after `after`, or after the `Last-Event-ID` header when present (it wins). A comment line at least every 15 s keeps idle connections alive. A consumer whose bounded buffer stays full is disconnected; it reconnects with Last-Event-ID and loses nothing. An instance serves at most --feed-streams-max streams at once: beyond, 503 overloaded with Retry-After. Admins only when authentication is on.",
+    description = "One message per event: `id: <position>`, `event: <type>`, `data: <the feed object>`, starting after `after`, or after the `Last-Event-ID` header when present (it wins). A comment line at least every 15 s keeps idle connections alive. A consumer whose bounded buffer stays full is disconnected; it reconnects with Last-Event-ID and loses nothing. An instance serves at most --feed-streams-max streams at once: beyond, 503 overloaded with Retry-After. If the event last sent at its position is no longer in the store (a database failover lost committed events), the stream sends one `event: rewind` message without an id, data `{\"position\":P,\"message\":…}`, and ends. Admins only when authentication is on.",
     params(
         ("after" = Option<i64>, Query, minimum = 0, description = "Start after this position (default 0)."),
         ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The last position received; wins over `after`."),

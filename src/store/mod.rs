@@ -14,12 +14,14 @@
 //! no event commits later at or below a position any reader has been shown,
 //! so a reader resuming from its last position misses nothing.
 
+pub mod durability;
 mod memory;
 mod mysql;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use durability::Durability;
 pub use memory::MemoryStore;
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
@@ -37,6 +39,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Account, AccountId, Event, Fingerprint, Timestamp, TransactionId};
+use durability::{MysqlSettings, PostgresSettings};
 
 /// One stored event with its place in the account's stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -568,6 +571,8 @@ pub struct OpenedStore {
     /// The URL without its password, for logs.
     pub description: String,
     pub durable: bool,
+    /// What the database said about keeping acknowledged commits.
+    pub durability: Durability,
 }
 
 /// A store URL that cannot be used, in one line.
@@ -627,21 +632,38 @@ fn redact_query_passwords(text: &str) -> String {
 /// `connect_timeout` and an unknown scheme are one-line errors.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<OpenedStore, OpenError> {
     let scheme = url.split(':').next().unwrap_or_default();
-    let (store, durable): (Arc<dyn EventStore>, bool) = match scheme {
-        "memory" => (Arc::new(MemoryStore::new()), false),
+    // The settings are read once the pool is up, on one of its connections:
+    // what a role's or database's defaults make of them is what counts.
+    let unreadable = |error: sqlx::Error| OpenError::Unreachable {
+        url: redact(url),
+        reason: format!("reading its durability settings: {error}"),
+    };
+    let (store, durable, durability): (Arc<dyn EventStore>, bool, Durability) = match scheme {
+        "memory" => (Arc::new(MemoryStore::new()), false, Durability::default()),
         "sqlite" => {
             let store = SqliteStore::open(url, options).await?;
             let durable = !store.in_memory();
-            (Arc::new(store), durable)
+            (Arc::new(store), durable, Durability::default())
         }
-        "postgres" | "postgresql" => (Arc::new(PostgresStore::open(url, options).await?), true),
-        "mysql" | "mariadb" => (Arc::new(MysqlStore::open(url, options).await?), true),
+        "postgres" | "postgresql" => {
+            let store = PostgresStore::open(url, options).await?;
+            let settings = PostgresSettings::read(store.pool()).await;
+            let durability = settings.map_err(unreadable)?.judge();
+            (Arc::new(store), true, durability)
+        }
+        "mysql" | "mariadb" => {
+            let store = MysqlStore::open(url, options).await?;
+            let settings = MysqlSettings::read(store.pool()).await;
+            let durability = settings.map_err(unreadable)?.judge();
+            (Arc::new(store), true, durability)
+        }
         _ => return Err(OpenError::UnknownScheme(redact(url))),
     };
     Ok(OpenedStore {
         store,
         description: redact(url),
         durable,
+        durability,
     })
 }
 

@@ -496,7 +496,8 @@ impl EventStream {
                     Err(_) => return None,
                 },
             };
-            self.queued.extend(self.parser.push(&chunk));
+            // A line past the bound ends the stream, as for the real client.
+            self.queued.extend(self.parser.push(&chunk).ok()?);
         }
     }
 
