@@ -988,6 +988,35 @@ fn check_provenance(model: &Model, violations: &mut Vec<String>) {
     }
 }
 
+/// A success with nothing of its own recorded: the model must have had
+/// nothing to do at some moment of its window (for an open: the account
+/// open for the same owner, its own event included). Where the model would
+/// have applied it, an acknowledged operation was lost.
+fn check_unrecorded_success(
+    model: &Model,
+    record: &OpRecord,
+    attempt: &Attempt,
+    when: &str,
+    violations: &mut Vec<String>,
+) {
+    let allowed = model.expectations(record, attempt);
+    let code = attempt.reply.as_ref().map_or(0, |a| a.status.as_u16());
+    if allowed.contains(&Expect::Unchanged) {
+        return;
+    }
+    violations.push(if allowed.contains(&Expect::Apply) {
+        format!(
+            "lost-acknowledged: {when}: answered {code}, yet nothing is recorded under its transaction in the final log (the model allows {})",
+            describe(&allowed)
+        )
+    } else {
+        format!(
+            "{when}: answered {code} but nothing was recorded under its transaction; the model allows {}",
+            describe(&allowed)
+        )
+    });
+}
+
 /// The statuses an operation may ever get.
 fn allowed(action: &Action, code: u16) -> bool {
     let common = matches!(code, 408 | 503);
@@ -1076,21 +1105,7 @@ fn check_answers(model: &Model, record: &OpRecord, violations: &mut Vec<String>)
                     }
                     continue;
                 }
-                // Nothing of its own recorded: the model must have had
-                // nothing to do at some moment (for an open: the account
-                // open for the same owner, its own event included).
-                let allowed = model.expectations(record, attempt);
-                if allowed.contains(&Expect::Apply) && !allowed.contains(&Expect::Unchanged) {
-                    violations.push(format!(
-                        "lost-acknowledged: {when}: answered {code}, yet nothing is recorded under its transaction in the final log (the model allows {})",
-                        describe(&allowed)
-                    ));
-                } else if !allowed.contains(&Expect::Unchanged) {
-                    violations.push(format!(
-                        "{when}: answered {code} but nothing was recorded under its transaction; the model allows {}",
-                        describe(&allowed)
-                    ));
-                }
+                check_unrecorded_success(model, record, attempt, &when, violations);
             }
         }
     }
@@ -1344,16 +1359,7 @@ pub fn branches(records: &[OpRecord]) -> BTreeSet<&'static str> {
         {
             reached.insert(BRANCHES[13]);
         }
-        if let Action::GetStateAt { account, .. } = record.action {
-            if answers.iter().any(|(status, _)| *status == 200) {
-                reached.insert(BRANCHES[17]);
-            }
-            // Another owner's 404 says nothing about the history.
-            let stranger = matches!(record.caller, Who::Owner(owner) if owner != account);
-            if !stranger && answers.iter().any(|(status, _)| *status == 404) {
-                reached.insert(BRANCHES[18]);
-            }
-        }
+        past_state_branches(record, &answers, &mut reached);
         match record.caller {
             Who::Owner(owner)
                 if !matches!(record.action, Action::Open { .. })
@@ -1391,6 +1397,25 @@ pub fn branches(records: &[OpRecord]) -> BTreeSet<&'static str> {
         reached.insert(BRANCHES[14]);
     }
     reached
+}
+
+/// A past-state read's branches: inside the history (200) or outside it
+/// (404; another owner's 404 says nothing about the history).
+fn past_state_branches(
+    record: &OpRecord,
+    answers: &[(u16, Option<ErrorCode>)],
+    reached: &mut BTreeSet<&'static str>,
+) {
+    let Action::GetStateAt { account, .. } = record.action else {
+        return;
+    };
+    if answers.iter().any(|(status, _)| *status == 200) {
+        reached.insert(BRANCHES[17]);
+    }
+    let stranger = matches!(record.caller, Who::Owner(owner) if owner != account);
+    if !stranger && answers.iter().any(|(status, _)| *status == 404) {
+        reached.insert(BRANCHES[18]);
+    }
 }
 
 #[cfg(test)]

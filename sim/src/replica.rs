@@ -148,7 +148,7 @@ impl Cluster {
         Promotion { lost_commits }
     }
 
-    fn append(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
+    fn apply(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
         let now = turmoil::sim_elapsed().unwrap_or_default();
         let mut nodes = self.lock();
         let results = at_once(nodes.primary.store.append_batch(commits));
@@ -216,10 +216,74 @@ impl EventStore for Cluster {
     }
 
     async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
-        self.append(commits)
+        self.apply(commits)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use accounts::domain::OwnerId;
+    use testkit::commits::{deposited, opened, single};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// a0 opened, then a deposit of 5: two commits, positions 1 and 2.
+    fn commits() -> [Commit; 2] {
+        let a = AccountId::from_uuid(id(1));
+        let owner = OwnerId::from_uuid(id(2));
+        [
+            single(a, 1, TransactionId::from_uuid(id(3)), opened(owner)),
+            single(a, 2, TransactionId::from_uuid(id(4)), deposited(5, 5)),
+        ]
+    }
+
+    fn feed_after(cluster: &Cluster, promoted_at: Duration) -> Vec<u64> {
+        for commit in commits() {
+            assert_eq!(at_once(EventStore::append(cluster, &commit)), Ok(()));
+        }
+        cluster.promote(promoted_at);
+        let feed = at_once(cluster.primary().feed(0, 10)).expect("the memory store answers");
+        feed.iter().map(|e| e.position).collect()
+    }
+
+    #[test]
+    fn synchronous_replication_keeps_every_acknowledged_commit_through_a_failover() {
+        let cluster = Cluster::new(Replication::Sync, Trace::disabled());
+        assert_eq!(feed_after(&cluster, Duration::ZERO), [1, 2]);
+        // The rebuilt standby has it all too: a second failover keeps it.
+        cluster.promote(Duration::ZERO);
+        let feed = at_once(cluster.primary().feed(0, 10)).expect("the memory store answers");
+        assert_eq!(feed.len(), 2);
+    }
+
+    #[test]
+    fn asynchronous_replication_loses_what_the_standby_had_not_received() {
+        // Outside a simulation the commits are applied at time zero.
+        let lag = Duration::from_millis(100);
+        let lagging = Cluster::new(Replication::Async { lag }, Trace::disabled());
+        assert_eq!(feed_after(&lagging, lag / 2), Vec::<u64>::new());
+        let caught_up = Cluster::new(Replication::Async { lag }, Trace::disabled());
+        assert_eq!(feed_after(&caught_up, lag), [1, 2]);
+    }
+
+    #[test]
+    fn a_fenced_or_demoted_primary_serves_no_connection() {
+        let cluster = Cluster::new(Replication::Sync, Trace::disabled());
+        let before = cluster.epoch();
+        assert!(cluster.serves(before));
+        cluster.fence();
+        assert!(!cluster.serves(before));
+        cluster.promote(Duration::ZERO);
+        assert!(!cluster.serves(before), "the demoted node's connections");
+        assert!(cluster.serves(cluster.epoch()));
     }
 }

@@ -274,17 +274,22 @@ fn schedule(plan: &Plan) -> Vec<(u64, Change)> {
     changes
 }
 
-fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
-    let landings = Landings::default();
-    let cluster = Arc::new(Cluster::new(
-        bugs::replication(plan.bug, plan.seed),
-        trace.clone(),
-    ));
+/// The database host's data: a primary with a standby, every commit
+/// stamped with its landing time.
+fn database(plan: &Plan, landings: &Landings, trace: &Trace) -> (Arc<Cluster>, Database) {
+    let replication = bugs::replication(plan.bug, plan.seed);
+    let cluster = Arc::new(Cluster::new(replication, trace.clone()));
     let database = Database::replicated(
         cluster.clone(),
         Stamped::wrap(cluster.clone(), landings.clone()),
         StoreFaults::new(plan.store_windows.clone(), plan.seed, trace.clone()),
     );
+    (cluster, database)
+}
+
+fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
+    let landings = Landings::default();
+    let (cluster, database) = database(plan, &landings, &trace);
     let heal_at = Duration::from_millis(plan.heal_at_ms());
     let mut sim = turmoil::Builder::new()
         .rng_seed(plan.seed)
