@@ -20,7 +20,8 @@ use accounts::domain::{Account, AccountId, Event, TransactionId};
 use accounts::engine::{CachedAccount, LruStateCache, StateCache};
 use accounts::http::{ApiError, ErrorBody, ErrorCode};
 use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, RecordedEvent, Snapshot, StoreError,
+    AppendError, Commit, EventStore, FeedEvent, Loaded, PointInTime, RecordedEvent, Snapshot,
+    StoreError,
 };
 use async_trait::async_trait;
 use axum::Router;
@@ -31,6 +32,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use testkit::{Decorated, Decorator};
+
+use crate::plan::mix;
+use crate::replica::Replication;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PlantedBug {
@@ -105,6 +109,13 @@ pub enum PlantedBug {
     /// it), so one command is told it succeeded although nothing of it was
     /// written and another is refused although it landed.
     BatchAnswersMisaligned,
+    /// Reads: `?version=n` answers the state after n − 1 events (with the
+    /// ETag of n): a past state one event short.
+    PastStateOneShort,
+    /// Replication: the database's primary acknowledges a commit before its
+    /// standby has it (asynchronous replication), so a failover loses
+    /// acknowledged commits and the promoted standby reuses feed positions.
+    AsyncReplication,
 }
 
 /// Where a planted bug sits.
@@ -117,10 +128,11 @@ pub enum Layer {
     Reads,
     Http,
     Auth,
+    Replication,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 26] = [
+    pub const ALL: [PlantedBug; 28] = [
         PlantedBug::TransferAsTwoAppends,
         PlantedBug::SkipIdempotencyCheck,
         PlantedBug::RetryWithoutReload,
@@ -147,6 +159,8 @@ impl PlantedBug {
         PlantedBug::FeedSkipsOwnerCheck,
         PlantedBug::StateAtSkipsOwnerCheck,
         PlantedBug::BatchAnswersMisaligned,
+        PlantedBug::PastStateOneShort,
+        PlantedBug::AsyncReplication,
     ];
 
     pub fn layer(self) -> Layer {
@@ -163,7 +177,8 @@ impl PlantedBug {
             PlantedBug::InsufficientAtExactBalance => Layer::Domain,
             PlantedBug::StaleStateRead
             | PlantedBug::EventsPageMissesNewest
-            | PlantedBug::FeedSkips => Layer::Reads,
+            | PlantedBug::FeedSkips
+            | PlantedBug::PastStateOneShort => Layer::Reads,
             PlantedBug::ZeroTransferAccepted
             | PlantedBug::RefusalAsSuccess
             | PlantedBug::ClosedAsNotFound => Layer::Http,
@@ -176,7 +191,21 @@ impl PlantedBug {
             | PlantedBug::CloseSkipsOwnerCheck
             | PlantedBug::FeedSkipsOwnerCheck
             | PlantedBug::StateAtSkipsOwnerCheck => Layer::Auth,
+            PlantedBug::AsyncReplication => Layer::Replication,
         }
+    }
+}
+
+/// How the database host replicates its commits: synchronously, unless
+/// `AsyncReplication` is planted, which acknowledges first and lets the
+/// standby lag by a delay the seed picks (long enough for a failover to
+/// fall inside it).
+pub fn replication(bug: Option<PlantedBug>, seed: u64) -> Replication {
+    match bug {
+        Some(PlantedBug::AsyncReplication) => Replication::Async {
+            lag: Duration::from_millis(100 + mix(seed, 12, 0) % 900),
+        },
+        _ => Replication::Sync,
     }
 }
 
@@ -529,6 +558,24 @@ impl BuggyStore {
         }
     }
 
+    /// `PastStateOneShort`: the state after n − 1 events, labelled version n.
+    async fn one_short(&self, account: AccountId, n: u64) -> Result<Loaded, StoreError> {
+        let before = self
+            .inner
+            .load_at(account, PointInTime::Version(n - 1))
+            .await?;
+        Ok(Loaded {
+            snapshot: Some(Snapshot {
+                account_id: account,
+                sequence_number: n,
+                state: before.fold().0,
+                recorded_until: None,
+            }),
+            events: Vec::new(),
+            transaction: None,
+        })
+    }
+
     /// `AppendWithoutSequenceCheck`: the commit renumbered to follow what
     /// is there now, and written.
     async fn append_after_head(&self, commit: &Commit) -> Result<(), AppendError> {
@@ -641,6 +688,18 @@ impl Decorator for BuggyStore {
             _ => {}
         }
         Ok(loaded)
+    }
+
+    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
+        let loaded = self.inner.load_at(account, at).await?;
+        match (self.bug, at) {
+            (PlantedBug::PastStateOneShort, PointInTime::Version(n))
+                if n > 1 && loaded.fold().1 == n =>
+            {
+                self.one_short(account, n).await
+            }
+            _ => Ok(loaded),
+        }
     }
 
     async fn events(

@@ -23,7 +23,8 @@ use accounts::store::{EventStore, FeedEvent, Loaded, MemoryStore, RecordedEvent}
 
 use crate::client::{Attempt, OpRecord, ReaderRecord, Verdict, verdict};
 use crate::landing::Landings;
-use crate::plan::{Action, CLIENTS, READERS, Who};
+use crate::plan::{Action, CLIENTS, Past, READERS, Who};
+use testkit::Answer;
 
 /// One account as the store holds it after the run.
 pub struct AccountLog {
@@ -58,11 +59,14 @@ pub struct History<'a> {
     /// advances each host through a tick on its own), and so how far off a
     /// landing time may be: every window is widened by it on both sides.
     pub skew: Duration,
+    /// When the run's clock read zero (unix ms): `?at=` offsets
+    /// (`Past::At`) are relative to it.
+    pub clock_zero_ms: i64,
 }
 
 /// The memory store answers without ever waiting, so its futures complete on
 /// their first poll; no runtime needed.
-fn at_once<F: Future>(future: F) -> F::Output {
+pub(crate) fn at_once<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     match future
         .as_mut()
@@ -122,17 +126,26 @@ pub fn check(history: &History) -> Vec<String> {
         check_stream(index, account, &mut violations);
     }
     check_transfers(log, &mut violations);
-    check_conservation(log, records, &mut violations);
     let model = Model::new(history);
     check_provenance(&model, &mut violations);
+    // Before the sums: a lost operation is named where it happened.
     for record in records {
         check_answers(&model, record, &mut violations);
     }
+    check_conservation(log, records, &mut violations);
     for reader in history.readers {
         check_feed(log, reader, &mut violations);
     }
-    violations
+    // What has a name says what went wrong; much of the rest follows from it.
+    let (mut named, rest): (Vec<String>, Vec<String>) = violations
+        .into_iter()
+        .partition(|v| NAMED.iter().any(|name| v.starts_with(name)));
+    named.extend(rest);
+    named
 }
+
+/// The violations reported by name, first in a report.
+pub const NAMED: [&str; 2] = ["lost-acknowledged", "feed-rewind"];
 
 /// A feed reader's concatenated pages against the final log: every answer
 /// a 200 or a retryable failure, positions strictly increasing, each event
@@ -212,13 +225,14 @@ fn check_feed(log: &Log, reader: &ReaderRecord, violations: &mut Vec<String>) {
     for pair in seen.windows(2) {
         if pair[1].position <= pair[0].position {
             violations.push(format!(
-                "{name}: {} came after {}: positions must strictly increase (a duplicate or a rewind)",
+                "feed-rewind: {name}: {} came after {}: positions must strictly increase (a duplicate or a rewind)",
                 describe(&pair[1]),
                 describe(&pair[0])
             ));
         }
     }
-    // Each event is the committed one at its position.
+    // Each event is the committed one at its position: what a reader was
+    // given is never taken back, by a failover or anything else.
     let committed: BTreeMap<u64, FeedEventBody> = log
         .feed
         .iter()
@@ -228,12 +242,12 @@ fn check_feed(log: &Log, reader: &ReaderRecord, violations: &mut Vec<String>) {
         match committed.get(&event.position) {
             Some(expected) if expected == event => {}
             Some(expected) => violations.push(format!(
-                "{name}: {} is not the committed event at that position, {}",
+                "feed-rewind: {name}: was given {}, which is not the committed event at that position, {}",
                 describe(event),
                 describe(expected)
             )),
             None => violations.push(format!(
-                "{name}: {} is not in the final log (an uncommitted event)",
+                "feed-rewind: {name}: was given {}, which is not in the final log (an uncommitted event, or one taken back)",
                 describe(event)
             )),
         }
@@ -771,7 +785,10 @@ impl<'a> Model<'a> {
                     Expect::Apply
                 }
             }
-            Action::Open { .. } | Action::GetState { .. } | Action::GetEvents { .. } => {
+            Action::Open { .. }
+            | Action::GetState { .. }
+            | Action::GetStateAt { .. }
+            | Action::GetEvents { .. } => {
                 unreachable!("opens are answered above, reads are not commands")
             }
         }
@@ -810,6 +827,51 @@ impl<'a> Model<'a> {
             }
         }
         allowed
+    }
+
+    /// The version a state read answers when the store holds version
+    /// `current` of the account: the current one, `?version=n` (0 where n
+    /// is beyond it: not found), or `?at=` the longest prefix recorded by
+    /// then.
+    fn read_version(&self, account: usize, point: Option<Past>, current: usize) -> usize {
+        match point {
+            None => current,
+            Some(Past::Version(n)) => usize::try_from(n)
+                .ok()
+                .filter(|n| *n <= current)
+                .unwrap_or(0),
+            Some(Past::At(ms)) => {
+                let at = self.history.clock_zero_ms.saturating_add(ms);
+                let events = &self.log().accounts[account].events[..current];
+                events
+                    .iter()
+                    .take_while(|e| e.recorded_at.unix_millis() <= at)
+                    .count()
+            }
+        }
+    }
+
+    /// Whether a state read's answer is the model's when the store held
+    /// version `current`: 404 for a state that does not exist or that the
+    /// caller may not see, else that state's body with its version as ETag.
+    fn explains_state(
+        &self,
+        record: &OpRecord,
+        point: Option<Past>,
+        current: usize,
+        answer: &Answer,
+    ) -> bool {
+        let account = record.action.account();
+        let version = self.read_version(account, point, current);
+        let state = &self.states[account][version];
+        if !state.exists() || !self.may_see(record.caller, state) {
+            return answer.status == 404;
+        }
+        let etag = format!("\"{version}\"");
+        answer.status == 200
+            && answer.header("etag") == Some(etag.as_str())
+            && serde_json::from_str::<AccountBody>(&answer.body).ok()
+                == AccountBody::new(self.log().accounts[account].id, state)
     }
 
     /// The events recorded under `record`'s transactionId for its own
@@ -926,6 +988,35 @@ fn check_provenance(model: &Model, violations: &mut Vec<String>) {
     }
 }
 
+/// A success with nothing of its own recorded: the model must have had
+/// nothing to do at some moment of its window (for an open: the account
+/// open for the same owner, its own event included). Where the model would
+/// have applied it, an acknowledged operation was lost.
+fn check_unrecorded_success(
+    model: &Model,
+    record: &OpRecord,
+    attempt: &Attempt,
+    when: &str,
+    violations: &mut Vec<String>,
+) {
+    let allowed = model.expectations(record, attempt);
+    let code = attempt.reply.as_ref().map_or(0, |a| a.status.as_u16());
+    if allowed.contains(&Expect::Unchanged) {
+        return;
+    }
+    violations.push(if allowed.contains(&Expect::Apply) {
+        format!(
+            "lost-acknowledged: {when}: answered {code}, yet nothing is recorded under its transaction in the final log (the model allows {})",
+            describe(&allowed)
+        )
+    } else {
+        format!(
+            "{when}: answered {code} but nothing was recorded under its transaction; the model allows {}",
+            describe(&allowed)
+        )
+    });
+}
+
 /// The statuses an operation may ever get.
 fn allowed(action: &Action, code: u16) -> bool {
     let common = matches!(code, 408 | 503);
@@ -936,7 +1027,7 @@ fn allowed(action: &Action, code: u16) -> bool {
             | Action::Withdraw { .. }
             | Action::Transfer { .. }
             | Action::Close { .. } => matches!(code, 204 | 400 | 404 | 409 | 422),
-            Action::GetState { .. } => matches!(code, 200 | 404),
+            Action::GetState { .. } | Action::GetStateAt { .. } => matches!(code, 200 | 404),
             Action::GetEvents { .. } => code == 200,
         }
 }
@@ -1014,16 +1105,7 @@ fn check_answers(model: &Model, record: &OpRecord, violations: &mut Vec<String>)
                     }
                     continue;
                 }
-                // Nothing of its own recorded: the model must have had
-                // nothing to do at some moment (for an open: the account
-                // open for the same owner, its own event included).
-                let allowed = model.expectations(record, attempt);
-                if !allowed.contains(&Expect::Unchanged) {
-                    violations.push(format!(
-                        "{when}: answered {code} but nothing was recorded under its transaction; the model allows {}",
-                        describe(&allowed)
-                    ));
-                }
+                check_unrecorded_success(model, record, attempt, &when, violations);
             }
         }
     }
@@ -1110,24 +1192,19 @@ fn check_read(
         return;
     }
     match record.action {
-        Action::GetState { .. } => {
-            let explained = if answer.status == 404 {
-                window
-                    .clone()
-                    .any(|v| !states[v].exists() || !model.may_see(record.caller, &states[v]))
-            } else {
-                match serde_json::from_str::<AccountBody>(body) {
-                    Ok(state) => window.clone().any(|v| {
-                        model.may_see(record.caller, &states[v])
-                            && AccountBody::new(log.id, &states[v]).as_ref() == Some(&state)
-                    }),
-                    Err(_) => false,
-                }
+        Action::GetState { .. } | Action::GetStateAt { .. } => {
+            let point = match record.action {
+                Action::GetStateAt { point, .. } => Some(point),
+                _ => None,
             };
+            let explained = window
+                .clone()
+                .any(|v| model.explains_state(record, point, v, answer));
             if !explained {
                 violations.push(format!(
-                    "{when}: read {} {body}, but the account's states in the window were versions {}..={} of {}",
+                    "{when}: read {} (ETag {}) {body}, but the account's states in the window were versions {}..={} of {}",
                     answer.status.as_u16(),
+                    answer.header("etag").unwrap_or("none"),
                     window.start(),
                     window.end(),
                     log.events.len()
@@ -1172,7 +1249,7 @@ fn check_read(
 
 /// The branches of the contract a sweep must reach, by the name the
 /// coverage line prints.
-pub const BRANCHES: [&str; 17] = [
+pub const BRANCHES: [&str; 19] = [
     "transactionId reused on a transfer's source",
     "transactionId reused on a transfer's target",
     "zero amount",
@@ -1190,6 +1267,8 @@ pub const BRANCHES: [&str; 17] = [
     "requests in flight at once",
     "auth: another owner's account",
     "auth: admin",
+    "past state inside the history",
+    "past state outside the history",
 ];
 
 /// The branches of [`BRANCHES`] a recorded history reached: each counts
@@ -1280,6 +1359,7 @@ pub fn branches(records: &[OpRecord]) -> BTreeSet<&'static str> {
         {
             reached.insert(BRANCHES[13]);
         }
+        past_state_branches(record, &answers, &mut reached);
         match record.caller {
             Who::Owner(owner)
                 if !matches!(record.action, Action::Open { .. })
@@ -1319,12 +1399,30 @@ pub fn branches(records: &[OpRecord]) -> BTreeSet<&'static str> {
     reached
 }
 
+/// A past-state read's branches: inside the history (200) or outside it
+/// (404; another owner's 404 says nothing about the history).
+fn past_state_branches(
+    record: &OpRecord,
+    answers: &[(u16, Option<ErrorCode>)],
+    reached: &mut BTreeSet<&'static str>,
+) {
+    let Action::GetStateAt { account, .. } = record.action else {
+        return;
+    };
+    if answers.iter().any(|(status, _)| *status == 200) {
+        reached.insert(BRANCHES[17]);
+    }
+    let stranger = matches!(record.caller, Who::Owner(owner) if owner != account);
+    if !stranger && answers.iter().any(|(status, _)| *status == 404) {
+        reached.insert(BRANCHES[18]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use accounts::domain::Timestamp;
     use axum::http::{HeaderMap, StatusCode};
-    use testkit::Answer;
     use uuid::Uuid;
 
     use crate::client::FeedAttempt;

@@ -16,7 +16,7 @@ use testkit::{ApiRequest, Client as ApiClient, Reply, Tokens};
 
 use crate::db::Ledger;
 use crate::net::TurmoilHost;
-use crate::plan::{Action, CLIENTS, INSTANCES, Op, Plan, READERS, Who};
+use crate::plan::{Action, CLIENTS, INSTANCES, Op, Past, Plan, READERS, Who};
 use crate::trace::Trace;
 
 /// Longer than the service needs for one request without faults, shorter
@@ -76,7 +76,7 @@ pub fn verdict(action: &Action, reply: &Reply) -> Verdict {
     };
     match (answer.status.as_u16(), action) {
         (200..=299, _) => Verdict::Success,
-        (404, Action::GetState { .. }) => Verdict::Success,
+        (404, Action::GetState { .. } | Action::GetStateAt { .. }) => Verdict::Success,
         // An open's 409 is either "already exists" (definitive) or "too busy"
         // after the engine's retries (retry); the error code tells them apart.
         (409, Action::Open { .. }) if answer.error_code() == Some(ErrorCode::AccountExists) => {
@@ -111,8 +111,15 @@ pub fn token(plan: &Plan, tokens: &Tokens, who: Who) -> Option<String> {
     })
 }
 
-/// The request an operation sends, every time.
-pub fn request(plan: &Plan, client: usize, index: usize, op: &Op) -> ApiRequest {
+/// The request an operation sends, every time; `clock_zero_ms` is when the
+/// run's clock read zero (unix ms), which `?at=` offsets are relative to.
+pub fn request(
+    plan: &Plan,
+    client: usize,
+    index: usize,
+    op: &Op,
+    clock_zero_ms: i64,
+) -> ApiRequest {
     let id = |account: usize| plan.account_id(account);
     let transaction = transaction_of(plan, client, index);
     match op.action {
@@ -128,6 +135,17 @@ pub fn request(plan: &Plan, client: usize, index: usize, op: &Op) -> ApiRequest 
         }
         Action::Close { account } => ApiRequest::close_with(id(account), transaction),
         Action::GetState { account } => ApiRequest::state(id(account)),
+        Action::GetStateAt {
+            account,
+            point: Past::Version(version),
+        } => ApiRequest::state_at_version(id(account), version),
+        Action::GetStateAt {
+            account,
+            point: Past::At(ms),
+        } => ApiRequest::state_at_time(
+            id(account),
+            Timestamp::from_unix_millis(clock_zero_ms.saturating_add(ms)),
+        ),
         Action::GetEvents {
             account,
             from,
@@ -150,12 +168,18 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(plan: &Plan, client: usize, minted: &Tokens, trace: Trace) -> Client {
+    pub fn new(
+        plan: &Plan,
+        client: usize,
+        minted: &Tokens,
+        clock_zero_ms: i64,
+        trace: Trace,
+    ) -> Client {
         let ops = plan.clients[client].clone();
         let requests = ops
             .iter()
             .enumerate()
-            .map(|(index, op)| request(plan, client, index, op))
+            .map(|(index, op)| request(plan, client, index, op, clock_zero_ms))
             .collect();
         let tokens = ops
             .iter()

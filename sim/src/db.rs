@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use turmoil::net::{TcpListener, TcpStream};
 
-use crate::store::{StoreFaults, describe};
+use crate::replica::Cluster;
+use crate::store::{Hits, StoreFaults, describe};
 
 /// The database host's name; a constant, as turmoil panics on unknown names.
 pub const DB: &str = "db";
@@ -453,6 +454,9 @@ impl EventStore for RemoteStore {
 pub struct Database {
     /// The durable data: acknowledged commits survive a crash of the host.
     pub data: Arc<dyn EventStore>,
+    /// When the data is a primary with a standby: which connections still
+    /// reach a primary that takes calls (see `replica`).
+    pub cluster: Option<Arc<Cluster>>,
     pub faults: Arc<StoreFaults>,
     pub ledger: Arc<Ledger>,
     /// How long each append currently waits before it is applied, in ms:
@@ -464,9 +468,23 @@ impl Database {
     pub fn new(data: Arc<dyn EventStore>, faults: StoreFaults) -> Database {
         Database {
             data,
+            cluster: None,
             faults: Arc::new(faults),
             ledger: Arc::default(),
             commit_stall_ms: Arc::default(),
+        }
+    }
+
+    /// A database whose data is `cluster`, seen through `data` (the
+    /// cluster, or a decorator around it).
+    pub fn replicated(
+        cluster: Arc<Cluster>,
+        data: Arc<dyn EventStore>,
+        faults: StoreFaults,
+    ) -> Database {
+        Database {
+            cluster: Some(cluster),
+            ..Database::new(data, faults)
         }
     }
 
@@ -484,71 +502,110 @@ impl Database {
         }
     }
 
+    /// The node a connection made now reaches, by its epoch (see
+    /// `Cluster::epoch`).
+    fn epoch(&self) -> u64 {
+        self.cluster.as_ref().map_or(0, |cluster| cluster.epoch())
+    }
+
+    /// Whether a connection made in `epoch` still reaches a primary that
+    /// takes calls.
+    fn serves(&self, epoch: u64) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.serves(epoch))
+    }
+
     /// Serves requests on one connection until the peer closes it, or until
-    /// a fault kills it.
+    /// a fault kills it. A demoted node answers and then closes it, so that
+    /// a pool does not keep handing out a connection that only refuses.
     async fn connection(self, mut stream: TcpStream) {
+        let epoch = self.epoch();
         while let Ok(request) = read_frame::<Request>(&mut stream).await {
             // Dropped when the append is done with, or with the host.
             let _serving = matches!(request.call, Call::AppendBatch { .. })
                 .then(|| self.ledger.open(|state| &mut state.appends_serving));
-            let Some(reply) = self.handle(request).await else {
+            let Some(reply) = self.handle(request, epoch).await else {
                 return;
             };
-            if write_frame(&mut stream, &reply).await.is_err() {
+            if write_frame(&mut stream, &reply).await.is_err() || !self.serves(epoch) {
                 return;
             }
         }
     }
 
     /// The reply to one request; `None` when the connection dies instead.
-    async fn handle(&self, request: Request) -> Option<Reply> {
+    async fn handle(&self, request: Request, epoch: u64) -> Option<Reply> {
         let hits = self.faults.hits();
         // Half the latency on each side of the write: a caller's timeout can
         // fire before the commit lands (nothing written) or after (written,
         // the reply lost).
         sleep(hits.latency / 2).await;
-        let data = &self.data;
         let reply = match request.call {
-            Call::AppendBatch { commits } => {
-                if hits.unavailable {
-                    let error = AppendError::from(self.faults.unavailable("append"));
-                    Reply::Appended(vec![Err(error); commits.len()])
-                } else if hits.kill_before_commit {
-                    self.faults.trace.log(|| {
-                        format!(
-                            "db: connection killed before COMMIT of {} (injected)",
-                            describe(&commits)
-                        )
-                    });
-                    return None;
-                } else {
-                    sleep(Duration::from_millis(
-                        self.commit_stall_ms.load(Ordering::Relaxed),
-                    ))
-                    .await;
-                    let results = data.append_batch(&commits).await;
-                    self.landed(request.id, &commits, &results);
-                    if hits.kill_after_commit && results.iter().any(Result::is_ok) {
-                        self.faults.trace.log(|| {
-                            format!(
-                                "db: connection killed after COMMIT of {} (injected)",
-                                describe(&commits)
-                            )
-                        });
-                        return None;
-                    }
-                    Reply::Appended(results)
-                }
-            }
-            _ if hits.unavailable => {
-                let error = self.faults.unavailable("read");
-                match request.call {
-                    Call::Load { .. } | Call::LoadAt { .. } => Reply::Loaded(Err(error)),
-                    Call::Events { .. } => Reply::Events(Err(error)),
-                    Call::Feed { .. } => Reply::Feed(Err(error)),
-                    _ => Reply::Pong(Err(error)),
-                }
-            }
+            Call::AppendBatch { commits } => self.append(request.id, commits, &hits, epoch).await?,
+            call if hits.unavailable => refused(&call, self.faults.unavailable("read")),
+            call if !self.serves(epoch) => refused(&call, self.read_only("read")),
+            call => self.read(call).await,
+        };
+        sleep(hits.latency - hits.latency / 2).await;
+        Some(reply)
+    }
+
+    /// A demoted or fenced primary's refusal: read-only, as SQLSTATE 25006,
+    /// which the real stores answer as unavailable. Its reads are refused
+    /// too: they would be stale.
+    fn read_only(&self, call: &str) -> StoreError {
+        self.faults
+            .trace
+            .log(|| format!("db: {call} refused: a demoted or fenced primary is read-only"));
+        StoreError::Unavailable("the database is read-only (a demoted primary)".to_owned())
+    }
+
+    async fn append(
+        &self,
+        id: u64,
+        commits: Vec<Commit>,
+        hits: &Hits,
+        epoch: u64,
+    ) -> Option<Reply> {
+        let refuse = |error: StoreError| Reply::Appended(vec![Err(error.into()); commits.len()]);
+        if hits.unavailable {
+            return Some(refuse(self.faults.unavailable("append")));
+        }
+        if hits.kill_before_commit {
+            self.faults.trace.log(|| {
+                format!(
+                    "db: connection killed before COMMIT of {} (injected)",
+                    describe(&commits)
+                )
+            });
+            return None;
+        }
+        sleep(Duration::from_millis(
+            self.commit_stall_ms.load(Ordering::Relaxed),
+        ))
+        .await;
+        // Asked again after the stall: a failover may have begun meanwhile.
+        if !self.serves(epoch) {
+            return Some(refuse(self.read_only("append")));
+        }
+        let results = self.data.append_batch(&commits).await;
+        self.landed(id, &commits, &results);
+        if hits.kill_after_commit && results.iter().any(Result::is_ok) {
+            self.faults.trace.log(|| {
+                format!(
+                    "db: connection killed after COMMIT of {} (injected)",
+                    describe(&commits)
+                )
+            });
+            return None;
+        }
+        Some(Reply::Appended(results))
+    }
+
+    async fn read(&self, call: Call) -> Reply {
+        let data = &self.data;
+        match call {
             Call::Load {
                 account,
                 transaction,
@@ -561,9 +618,8 @@ impl Database {
             } => Reply::Events(data.events(account, from, usize_of(limit)).await),
             Call::Feed { after, limit } => Reply::Feed(data.feed(after, usize_of(limit)).await),
             Call::Ping => Reply::Pong(data.ping().await),
-        };
-        sleep(hits.latency - hits.latency / 2).await;
-        Some(reply)
+            Call::AppendBatch { .. } => unreachable!("appends are served by `append`"),
+        }
     }
 
     fn landed(&self, id: u64, commits: &[Commit], results: &[Result<(), AppendError>]) {
@@ -577,6 +633,19 @@ impl Database {
                 )
             });
         }
+    }
+}
+
+/// A call answered with `error`, in the reply its kind expects.
+fn refused(call: &Call, error: StoreError) -> Reply {
+    match call {
+        Call::Load { .. } | Call::LoadAt { .. } => Reply::Loaded(Err(error)),
+        Call::Events { .. } => Reply::Events(Err(error)),
+        Call::Feed { .. } => Reply::Feed(Err(error)),
+        Call::AppendBatch { commits } => {
+            Reply::Appended(vec![Err(AppendError::from(error)); commits.len()])
+        }
+        Call::Ping => Reply::Pong(Err(error)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The database host's faults, as plan data: partitions between an instance
-//! and the database, its replies dropped or held back, and crashes of the
-//! database host. They are drawn from their own rng stream, so adding them
+//! and the database, its replies dropped or held back, crashes of the
+//! database host, and failovers from its primary to its standby. They are drawn from their own rng stream, so adding them
 //! did not move any other part of a seed's plan.
 
 use std::fmt;
@@ -31,6 +31,11 @@ pub enum DbFaultKind {
     /// The database host dies (in-flight calls with it; what it committed
     /// survives) and restarts after the duration (0: a bounce).
     Crash,
+    /// The primary is lost and its standby promoted when the window ends
+    /// (see `replica`). `zombie`: the old primary stays up, fenced, and
+    /// refuses every call, also on the connections made to it before the
+    /// promotion; otherwise it dies with its calls in flight, like a crash.
+    Failover { zombie: bool },
 }
 
 impl DbFaultKind {
@@ -40,8 +45,18 @@ impl DbFaultKind {
             DbFaultKind::Partition { instance }
             | DbFaultKind::DropReplies { instance }
             | DbFaultKind::Hold { instance } => Some(instance),
-            DbFaultKind::SlowCommits { .. } | DbFaultKind::Crash => None,
+            DbFaultKind::SlowCommits { .. } | DbFaultKind::Crash | DbFaultKind::Failover { .. } => {
+                None
+            }
         }
+    }
+
+    /// Whether the database host is down while the fault is in force.
+    pub fn host_down(self) -> bool {
+        matches!(
+            self,
+            DbFaultKind::Crash | DbFaultKind::Failover { zombie: false }
+        )
     }
 }
 
@@ -68,6 +83,12 @@ impl fmt::Display for DbFault {
             DbFaultKind::Hold { instance } => format!("hold instance-{instance} <-> db"),
             DbFaultKind::SlowCommits { ms } => format!("db commits take {ms} ms"),
             DbFaultKind::Crash => "crash db".to_owned(),
+            DbFaultKind::Failover { zombie: true } => {
+                "failover: the primary fenced, a zombie; the standby promoted at the end".to_owned()
+            }
+            DbFaultKind::Failover { zombie: false } => {
+                "failover: the primary dies; the standby promoted at the end".to_owned()
+            }
         };
         write!(
             f,
@@ -111,8 +132,27 @@ pub fn draw(seed: u64, instances: usize) -> Vec<DbFault> {
             }
         })
         .collect();
+    faults.extend(failovers(seed));
     faults.sort_by_key(|f| f.start_ms);
     faults
+}
+
+/// The failovers of a seed's plan: none in half of the seeds, one or two
+/// otherwise. Drawn from their own stream, so that the rest of a seed's
+/// database faults are what they were before the database had a standby.
+fn failovers(seed: u64) -> Vec<DbFault> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(seed, 11, 0));
+    let mut below = |bound: u64| rng.next_u64() % bound.max(1);
+    let count = [0, 0, 0, 1, 1, 2][below(6) as usize];
+    (0..count)
+        .map(|_| DbFault {
+            start_ms: below(FAULT_PHASE_MS),
+            duration_ms: below(600),
+            kind: DbFaultKind::Failover {
+                zombie: below(2) == 0,
+            },
+        })
+        .collect()
 }
 
 /// Database faults as explicit generated data, for proptest plans.
@@ -123,6 +163,7 @@ pub fn strategy(instances: usize) -> impl Strategy<Value = Vec<DbFault>> {
         (0..instances).prop_map(|instance| DbFaultKind::Hold { instance }),
         (300..1_000u64).prop_map(|ms| DbFaultKind::SlowCommits { ms }),
         Just(DbFaultKind::Crash),
+        any::<bool>().prop_map(|zombie| DbFaultKind::Failover { zombie }),
     ];
     let fault =
         (0..FAULT_PHASE_MS, 0..1_200u64, kind).prop_map(|(start_ms, duration_ms, kind)| DbFault {

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
 
 use crate::plan::{
-    Action, CLIENTS, FAULT_PHASE_MS, Fault, FaultKind, OWNERS, Op, Plan, StoreFaultKind,
+    Action, CLIENTS, FAULT_PHASE_MS, Fault, FaultKind, OWNERS, Op, Past, Plan, StoreFaultKind,
     StoreWindow, Style, Who,
 };
 use crate::trace::Trace;
@@ -32,8 +32,17 @@ fn action(accounts: usize) -> impl Strategy<Value = Action> {
         }),
         1 => account.clone().prop_map(|account| Action::Close { account }),
         1 => account.clone().prop_map(|account| Action::GetState { account }),
+        1 => (account.clone(), past()).prop_map(|(account, point)| Action::GetStateAt { account, point }),
         1 => (account, 1..4u64, prop::option::of(1..4u64))
             .prop_map(|(account, from, limit)| Action::GetEvents { account, from, limit }),
+    ]
+}
+
+/// A past-state read's point, inside and outside the history.
+fn past() -> impl Strategy<Value = Past> {
+    prop_oneof![
+        (1..12u64).prop_map(Past::Version),
+        (-1_000..FAULT_PHASE_MS as i64 + 1_000).prop_map(Past::At),
     ]
 }
 

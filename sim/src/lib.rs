@@ -13,6 +13,7 @@ pub mod landing;
 pub mod live;
 pub mod net;
 pub mod plan;
+pub mod replica;
 pub mod store;
 pub mod sweep;
 pub mod trace;

@@ -110,7 +110,7 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
     }
     let s = &outcome.summary;
     println!(
-        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} refused, replies lost after commit {}, commits lost {}; engine: {} conflicts, {} ambiguous appends; database: {} crashes, {} partitions, {} reply faults, {} slow-commit windows, {} zombie commits; cache: {} stale entries, {} commits batched behind another",
+        "seed {seed}: {} requests ({} unanswered), {} events, {} ms virtual, {} partitions, {} crashes, store faults: {} refused, replies lost after commit {}, commits lost {}; engine: {} conflicts, {} ambiguous appends; database: {} crashes, {} partitions, {} reply faults, {} slow-commit windows, {} zombie commits, {} failovers ({} acknowledged commits lost); cache: {} stale entries, {} commits batched behind another",
         s.requests,
         s.lost_replies,
         s.events,
@@ -127,6 +127,8 @@ fn replay(seed: u64, bug: Option<PlantedBug>, trace: bool) -> ExitCode {
         s.db_reply_faults,
         s.db_slow_commits,
         s.zombie_commits,
+        s.db_failovers,
+        s.failover_lost_commits,
         s.cache_stale,
         s.batched_members
     );

@@ -66,6 +66,11 @@ pub enum Action {
     GetState {
         account: usize,
     },
+    /// A past state: `?version=` or `?at=`.
+    GetStateAt {
+        account: usize,
+        point: Past,
+    },
     /// One page of the event stream: `from` (≥ 1) and `limit` (`None`: the
     /// service's default).
     GetEvents {
@@ -79,7 +84,10 @@ impl Action {
     /// Whether the action changes state (and so must reach a definitive
     /// answer in the liveness phase).
     pub fn is_write(&self) -> bool {
-        !matches!(self, Action::GetState { .. } | Action::GetEvents { .. })
+        !matches!(
+            self,
+            Action::GetState { .. } | Action::GetStateAt { .. } | Action::GetEvents { .. }
+        )
     }
 
     /// Writes the client identifies with a transactionId (all but open).
@@ -94,6 +102,7 @@ impl Action {
             | Action::Withdraw { account, .. }
             | Action::Close { account }
             | Action::GetState { account }
+            | Action::GetStateAt { account, .. }
             | Action::GetEvents { account, .. } => account,
             Action::Transfer { from, .. } => from,
         }
@@ -114,6 +123,14 @@ impl fmt::Display for Action {
             }
             Action::Close { account } => write!(f, "close a{account}"),
             Action::GetState { account } => write!(f, "read state of a{account}"),
+            Action::GetStateAt {
+                account,
+                point: Past::Version(version),
+            } => write!(f, "read state of a{account} at version {version}"),
+            Action::GetStateAt {
+                account,
+                point: Past::At(ms),
+            } => write!(f, "read state of a{account} at {ms} ms"),
             Action::GetEvents {
                 account,
                 from,
@@ -121,6 +138,16 @@ impl fmt::Display for Action {
             } => write!(f, "read events of a{account} from #{from}, limit {limit:?}"),
         }
     }
+}
+
+/// Where a past-state read points: a version, or a time in milliseconds
+/// since the run's clock read zero (negative: before anything happened).
+/// Relative, so that live runs, whose clock starts when they start, point
+/// into their own history as simulated ones do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Past {
+    Version(u64),
+    At(i64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,9 +302,10 @@ impl Plan {
             accounts,
             auth,
         };
-        let clients = (0..client_count)
+        let mut clients: Vec<Vec<Op>> = (0..client_count)
             .map(|client| client_ops(&mut rng, client, &world))
             .collect();
+        past_reads(seed, &mut clients);
         let mut faults = Vec::new();
         for _ in 0..rng.below(4) {
             faults.push(Fault {
@@ -359,6 +387,31 @@ pub fn readers(seed: u64, instances: usize) -> Vec<FeedReader> {
             instance: rng.below(instances as u64) as usize,
         })
         .collect()
+}
+
+/// Turns about half of the state reads into past-state reads, inside and
+/// outside the history: a version (beyond the last: 404), or a time before
+/// anything was recorded (404), inside the run, or long after it (the
+/// current state). Drawn from their own stream, so that the rest of a
+/// seed's plan is what it was before past reads existed.
+fn past_reads(seed: u64, clients: &mut [Vec<Op>]) {
+    let mut rng = Draw(Xoshiro256PlusPlus::seed_from_u64(mix(seed, 10, 0)));
+    for op in clients.iter_mut().flatten() {
+        let Action::GetState { account } = op.action else {
+            continue;
+        };
+        let point = match rng.below(8) {
+            0..4 => continue,
+            4 | 5 => Past::Version(1 + rng.below(12)),
+            6 => Past::At(rng.below(FAULT_PHASE_MS + 1_000) as i64),
+            _ => Past::At(if rng.below(2) == 0 {
+                -1 - rng.below(1_000) as i64
+            } else {
+                3_600_000
+            }),
+        };
+        op.action = Action::GetStateAt { account, point };
+    }
 }
 
 /// What operations are drawn against.

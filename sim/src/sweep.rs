@@ -18,7 +18,7 @@ use crate::world;
 /// it survived.
 pub const SELF_TEST_SEEDS: u64 = 300;
 
-pub const BUG_NAMES: [(PlantedBug, &str); 26] = [
+pub const BUG_NAMES: [(PlantedBug, &str); 28] = [
     (PlantedBug::TransferAsTwoAppends, "transfer-as-two-appends"),
     (PlantedBug::SkipIdempotencyCheck, "skip-idempotency-check"),
     (PlantedBug::RetryWithoutReload, "retry-without-reload"),
@@ -78,6 +78,8 @@ pub const BUG_NAMES: [(PlantedBug, &str); 26] = [
         PlantedBug::BatchAnswersMisaligned,
         "batch-answers-misaligned",
     ),
+    (PlantedBug::PastStateOneShort, "past-state-one-short"),
+    (PlantedBug::AsyncReplication, "async-replication"),
 ];
 
 pub fn bug_name(bug: PlantedBug) -> &'static str {
@@ -128,6 +130,7 @@ pub struct Coverage {
     pub db_reply_faults: u64,
     pub db_slow_commits: u64,
     pub zombie_commits: u64,
+    pub db_failovers: u64,
     pub cache_stale: u64,
     pub batched_members: u64,
     /// Seeds with a feed reader, and with one that caught up.
@@ -153,6 +156,7 @@ impl Coverage {
         self.db_reply_faults += count(summary.db_reply_faults > 0);
         self.db_slow_commits += count(summary.db_slow_commits > 0);
         self.zombie_commits += count(summary.zombie_commits > 0);
+        self.db_failovers += count(summary.db_failovers > 0);
         self.cache_stale += count(summary.cache_stale > 0);
         self.batched_members += count(summary.batched_members > 0);
         self.feed_readers += count(summary.feed_readers > 0);
@@ -174,7 +178,7 @@ impl Coverage {
     pub fn describe(&self, ran: u64) -> String {
         let share = |n: u64| 100.0 * n as f64 / ran.max(1) as f64;
         format!(
-            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%; database: crashes {:.0}%, partitions {:.0}%, replies dropped or held {:.0}%, slow commits {:.0}%, zombie commits {:.0}%; stale cache entries {:.0}%, batches of several commits {:.0}%; feed readers {:.0}% (caught up {:.0}%)",
+            "seeds with crashes {:.0}%, partitions {:.0}%, lost replies {:.0}%, store errors {:.0}%, ambiguous commits landed {:.0}% / lost {:.0}% (engine saw {:.0}%), write conflicts {:.0}%; database: crashes {:.0}%, partitions {:.0}%, replies dropped or held {:.0}%, slow commits {:.0}%, zombie commits {:.0}%, failovers {:.0}%; stale cache entries {:.0}%, batches of several commits {:.0}%; feed readers {:.0}% (caught up {:.0}%)",
             share(self.crashes),
             share(self.partitions),
             share(self.lost_replies),
@@ -188,6 +192,7 @@ impl Coverage {
             share(self.db_reply_faults),
             share(self.db_slow_commits),
             share(self.zombie_commits),
+            share(self.db_failovers),
             share(self.cache_stale),
             share(self.batched_members),
             share(self.feed_readers),

@@ -18,7 +18,7 @@ use accounts::domain::Timestamp;
 use accounts::engine::{Clock, EngineConfig};
 use accounts::http::{Limits, ServeConfig};
 use accounts::metrics::Metrics;
-use accounts::store::{EventStore, MemoryStore};
+use accounts::store::EventStore;
 use sha2::{Digest, Sha256};
 
 use crate::bugs::{self, PlantedBug};
@@ -29,12 +29,15 @@ use crate::dbplan::DbFaultKind;
 use crate::landing::{Landings, Stamped};
 use crate::net::{PORT, SimListener};
 use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, READERS, Who, mix};
+use crate::replica::Cluster;
 use crate::store::StoreFaults;
 use crate::trace::Trace;
 
 /// Virtual time starts here on every run (2026-01-01T00:00:00Z), so
 /// `recordedAt` never depends on when the run happens.
 pub const EPOCH_SECONDS: u64 = 1_767_225_600;
+/// The run's clock zero in unix ms: what `?at=` offsets are relative to.
+pub const CLOCK_ZERO_MS: i64 = EPOCH_SECONDS as i64 * 1_000;
 /// turmoil advances in fixed ticks; idle ticks cost CPU, so a coarse tick
 /// is much faster, at the price of coarser timing.
 pub const TICK: Duration = Duration::from_millis(4);
@@ -77,6 +80,11 @@ pub struct Summary {
     pub db_slow_commits: usize,
     /// Commits that landed after their caller had stopped waiting.
     pub zombie_commits: u64,
+    /// Failovers: the database's standby promoted.
+    pub db_failovers: usize,
+    /// Acknowledged commits the promoted standby never got (only with
+    /// asynchronous replication, a planted bug).
+    pub failover_lost_commits: usize,
     /// Commands decided on a cached state that the store refused as stale.
     pub cache_stale: u64,
     /// Commits written in a batch after its first member.
@@ -266,13 +274,22 @@ fn schedule(plan: &Plan) -> Vec<(u64, Change)> {
     changes
 }
 
-fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
-    let memory = Arc::new(MemoryStore::new());
-    let landings = Landings::default();
-    let database = Database::new(
-        Stamped::wrap(memory.clone(), landings.clone()),
+/// The database host's data: a primary with a standby, every commit
+/// stamped with its landing time.
+fn database(plan: &Plan, landings: &Landings, trace: &Trace) -> (Arc<Cluster>, Database) {
+    let replication = bugs::replication(plan.bug, plan.seed);
+    let cluster = Arc::new(Cluster::new(replication, trace.clone()));
+    let database = Database::replicated(
+        cluster.clone(),
+        Stamped::wrap(cluster.clone(), landings.clone()),
         StoreFaults::new(plan.store_windows.clone(), plan.seed, trace.clone()),
     );
+    (cluster, database)
+}
+
+fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
+    let landings = Landings::default();
+    let (cluster, database) = database(plan, &landings, &trace);
     let heal_at = Duration::from_millis(plan.heal_at_ms());
     let mut sim = turmoil::Builder::new()
         .rng_seed(plan.seed)
@@ -328,7 +345,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     let tokens = clients::tokens(EPOCH_SECONDS as i64 * 1_000);
     let writers_done = Rc::new(Cell::new(0usize));
     for (index, name) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
-        let client = Client::new(plan, index, &tokens, trace.clone());
+        let client = Client::new(plan, index, &tokens, CLOCK_ZERO_MS, trace.clone());
         records.push(client.records.clone());
         let done = writers_done.clone();
         sim.client(*name, async move {
@@ -382,6 +399,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         db_crashed: false,
         db_links: vec![DbLink::Healthy; plan.instances],
         commit_stall_ms: database.commit_stall_ms.clone(),
+        cluster: cluster.clone(),
     };
     let mut changes = schedule(plan).into_iter().peekable();
     let mut stuck = None;
@@ -405,7 +423,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     let records: Vec<OpRecord> = records.iter().flat_map(|r| r.borrow().clone()).collect();
     let readers: Vec<ReaderRecord> = reader_records.iter().map(|r| r.borrow().clone()).collect();
     let account_ids: Vec<_> = (0..plan.accounts).map(|a| plan.account_id(a)).collect();
-    let log = Log::read(&memory, &account_ids, &landings);
+    let log = Log::read(&cluster.primary(), &account_ids, &landings);
     let owners = plan.owner_ids();
     let mut violations = check::check(&History {
         log: &log,
@@ -413,6 +431,7 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         records: &records,
         readers: &readers,
         skew: 2 * TICK,
+        clock_zero_ms: CLOCK_ZERO_MS,
     });
     if let Some(error) = stuck {
         violations.insert(0, format!("the simulation did not finish: {error}"));
@@ -524,6 +543,8 @@ struct Faults {
     db_links: Vec<DbLink>,
     /// The database host's current commit stall.
     commit_stall_ms: Arc<AtomicU64>,
+    /// The database's primary and standby, for failovers.
+    cluster: Arc<Cluster>,
 }
 
 /// The states of a link between an instance and the database, by
@@ -551,7 +572,9 @@ impl Faults {
                 DbFaultKind::Partition { .. } => Some(DbLink::Partitioned),
                 DbFaultKind::DropReplies { .. } => Some(DbLink::DropReplies),
                 DbFaultKind::Hold { .. } => Some(DbLink::Held),
-                DbFaultKind::SlowCommits { .. } | DbFaultKind::Crash => None,
+                DbFaultKind::SlowCommits { .. }
+                | DbFaultKind::Crash
+                | DbFaultKind::Failover { .. } => None,
             })
             .max()
             .unwrap_or(DbLink::Healthy)
@@ -609,28 +632,36 @@ fn db_fault(
     faults.db_active[index] = start;
     let now = sim.elapsed();
     match (fault.kind, start) {
-        (DbFaultKind::Crash, true) if !faults.db_crashed => {
-            summary.db_crashes += 1;
-            trace.log_at(now, || "fault: crash db".to_owned());
-            // As for an instance: cut its links first, so that the sockets
-            // its death closes send nothing that draws from turmoil's rng.
-            sim.set_fail_rate(0.0);
-            faults.db_crashed = true;
-            settle_db_links(sim, faults, plan);
-            sim.crash(DB);
-            sim.set_fail_rate(plan.fail_rate);
-        }
-        (DbFaultKind::Crash, true) => {}
-        (DbFaultKind::Crash, false) => {
-            let still_down = plan
-                .db_faults
-                .iter()
-                .zip(&faults.db_active)
-                .any(|(f, on)| *on && f.kind == DbFaultKind::Crash);
-            if !still_down {
-                restart_db(sim, faults, trace);
+        (DbFaultKind::Crash, true) => {
+            if crash_db(sim, faults, trace, plan) {
+                summary.db_crashes += 1;
             }
         }
+        (DbFaultKind::Failover { zombie: false }, true) => {
+            trace.log_at(now, || {
+                "fault: failover begins: the primary dies".to_owned()
+            });
+            crash_db(sim, faults, trace, plan);
+        }
+        (DbFaultKind::Failover { zombie: true }, true) => {
+            trace.log_at(now, || {
+                "fault: failover begins: the primary is fenced (a zombie)".to_owned()
+            });
+            faults.cluster.fence();
+        }
+        (DbFaultKind::Failover { .. }, false) => {
+            let promotion = faults.cluster.promote(now);
+            summary.db_failovers += 1;
+            summary.failover_lost_commits += promotion.lost_commits;
+            trace.log_at(now, || {
+                format!(
+                    "fault: failover: the standby promoted; {} acknowledged commit(s) never reached it",
+                    promotion.lost_commits
+                )
+            });
+            restart_db_unless_down(sim, faults, trace, plan);
+        }
+        (DbFaultKind::Crash, false) => restart_db_unless_down(sim, faults, trace, plan),
         (kind, start) => {
             if start {
                 match kind {
@@ -645,6 +676,35 @@ fn db_fault(
         }
     }
     settle_db_links(sim, faults, plan);
+}
+
+/// Crashes the database host unless it is down already; whether it crashed.
+fn crash_db(sim: &mut turmoil::Sim<'_>, faults: &mut Faults, trace: &Trace, plan: &Plan) -> bool {
+    if faults.db_crashed {
+        return false;
+    }
+    trace.log_at(sim.elapsed(), || "fault: crash db".to_owned());
+    // As for an instance: cut its links first, so that the sockets its
+    // death closes send nothing that draws from turmoil's rng.
+    sim.set_fail_rate(0.0);
+    faults.db_crashed = true;
+    settle_db_links(sim, faults, plan);
+    sim.crash(DB);
+    sim.set_fail_rate(plan.fail_rate);
+    true
+}
+
+/// Restarts the database host unless a fault in force keeps it down.
+fn restart_db_unless_down(
+    sim: &mut turmoil::Sim<'_>,
+    faults: &mut Faults,
+    trace: &Trace,
+    plan: &Plan,
+) {
+    let down = plan.db_faults.iter().zip(&faults.db_active);
+    if !down.into_iter().any(|(f, on)| *on && f.kind.host_down()) {
+        restart_db(sim, faults, trace);
+    }
 }
 
 /// The slowest commit stall in force (0: none).

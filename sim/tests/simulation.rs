@@ -131,6 +131,25 @@ fn the_self_test_catches_every_planted_bug() {
 }
 
 #[test]
+fn asynchronous_replication_is_reported_as_lost_acknowledged_operations_and_a_feed_rewind() {
+    let mut named = std::collections::BTreeSet::new();
+    for seed in 0..sweep::SELF_TEST_SEEDS {
+        let outcome = sweep::run_seed(seed, Some(PlantedBug::AsyncReplication), Trace::disabled());
+        for violation in &outcome.violations {
+            named.extend(
+                sim::check::NAMED
+                    .iter()
+                    .filter(|name| violation.starts_with(**name)),
+            );
+        }
+        if named.len() == sim::check::NAMED.len() {
+            return;
+        }
+    }
+    panic!("only {named:?} reported");
+}
+
+#[test]
 fn generated_histories_pass() {
     if let Err(counterexample) = histories::explore(32, None, 500) {
         panic!(

@@ -190,6 +190,9 @@ impl Transport for Planted {
 #[derive(Clone)]
 pub struct Shared {
     pub started: Instant,
+    /// `started` on the wall clock (unix ms): what `?at=` offsets are
+    /// relative to.
+    pub started_unix_ms: i64,
     pub addresses: Addresses,
     pub bug: Option<LiveBug>,
     pub fired: Arc<AtomicBool>,
@@ -219,7 +222,7 @@ impl LiveClient {
         let requests = ops
             .iter()
             .enumerate()
-            .map(|(index, op)| request(plan, client, index, op))
+            .map(|(index, op)| request(plan, client, index, op, shared.started_unix_ms))
             .collect();
         let transactions = ops
             .iter()

@@ -125,6 +125,7 @@ pub fn judge(plan: &Plan, observed: &Observed) -> Vec<String> {
         records: &records,
         readers: &[],
         skew: LIVE_SKEW,
+        clock_zero_ms: observed.started_unix_ms,
     }));
     for (index, account) in observed.accounts.iter().enumerate() {
         if let Some(stored) = &account.stored {

@@ -479,6 +479,7 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
     let started_unix_ms = unix_millis_now();
     let shared = Shared {
         started,
+        started_unix_ms,
         addresses: addresses.clone(),
         bug: config.bug,
         fired: Arc::new(AtomicBool::new(false)),
