@@ -308,11 +308,11 @@ async fn print_stream(
             }
         };
         for item in items {
-            if let SseItem::Message { id, event, data } = item {
-                if let Step::Print(data) = cursor.accept(id.as_deref(), event.as_deref(), data)? {
-                    writeln!(out, "{data}")?;
-                    out.flush()?;
-                }
+            if let SseItem::Message { id, event, data } = item
+                && let Step::Print(data) = cursor.accept(id.as_deref(), event.as_deref(), data)?
+            {
+                writeln!(out, "{data}")?;
+                out.flush()?;
             }
         }
     }

@@ -132,14 +132,15 @@ fn the_self_test_catches_every_planted_bug() {
 
 #[test]
 fn asynchronous_replication_is_reported_as_lost_acknowledged_operations_and_a_feed_rewind() {
-    let mut named = std::collections::BTreeSet::new();
+    let mut named: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for seed in 0..sweep::SELF_TEST_SEEDS {
         let outcome = sweep::run_seed(seed, Some(PlantedBug::AsyncReplication), Trace::disabled());
         for violation in &outcome.violations {
             named.extend(
                 sim::check::NAMED
                     .iter()
-                    .filter(|name| violation.starts_with(**name)),
+                    .copied()
+                    .filter(|name| violation.starts_with(name)),
             );
         }
         if named.len() == sim::check::NAMED.len() {
