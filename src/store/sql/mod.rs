@@ -1,0 +1,47 @@
+//! What the three SQL stores share, one concern per file:
+//!
+//! - [`rows`]: the rows the queries return and the values the INSERTs bind,
+//!   and their decoding into events, snapshots and records (and back).
+//! - [`errors`]: what a database error means for the store contract — a
+//!   conflict, a server that refuses writes, a lost connection, an outage —
+//!   before COMMIT and at it.
+//! - [`pool`]: opening the pool (the first connection awaited, the schema
+//!   migrated) and using it (the wait measured, a dead connection read past).
+//! - [`queries`]: the reads whose SQL differs per dialect but whose running
+//!   and decoding do not: load, events, feed, ping.
+//! - [`batch`]: group commit — which members of a batch are answered before
+//!   any database is asked, and the split into one-by-one writes when a
+//!   concurrent writer got in the way.
+//! - [`write`]: the write of MariaDB and SQLite, one transaction per batch.
+//!
+//! They are split along these seams because each changes for its own
+//! reasons: a new SQLSTATE touches `errors` alone, a new column `rows`, a
+//! pool setting `pool`.
+//!
+//! Everything here is generic over the sqlx `Database`, and each database
+//! module keeps its own SQL where placeholders, casts and types differ, and
+//! its own idea of a conflict. MariaDB and SQLite use all of it. PostgreSQL
+//! does not: it binds native `uuid`, `jsonb` and arrays where the others
+//! bind text, so it has its own write statement (one autocommit statement
+//! per batch instead of [`write`]'s transaction), its own row decoding
+//! (from the binary `uuid` and `jsonb` values, in `postgres.rs`) and so its
+//! own load, events and feed paths. It shares the pool, the error mapping,
+//! the group commit of [`batch`] and the ping.
+
+mod batch;
+mod errors;
+mod pool;
+mod queries;
+mod rows;
+mod write;
+
+pub(super) use batch::{Attempt, BatchWriter, Stored, append_batch, failed, first_heads, passing};
+pub(super) use errors::{at_commit, before_commit, not_writable, read_error};
+pub use errors::{
+    Dialect, ErrorClass, WriteStage, classify_error, classify_write_error, mysql_number_class,
+    sqlstate_class,
+};
+pub(super) use pool::{Pooled, Use, connect_options, open_pool, open_pool_with, pool_options};
+pub(super) use queries::{events, feed, load, ping};
+pub(super) use rows::{ManyLoadRow, assemble_many, bigint, distinct_requests, sequence_to_sql};
+pub(super) use write::write_in_transaction;
