@@ -13,6 +13,19 @@
 //! in sequence order. [`EventStore::feed`] serves them with the guarantee that
 //! no event commits later at or below a position any reader has been shown,
 //! so a reader resuming from its last position misses nothing.
+//!
+//! This file is the contract alone: the types a store takes and returns,
+//! its errors and the [`EventStore`] trait. Around it:
+//!
+//! - `rules.rs`: the batch rules every store applies alike — a commit's
+//!   shape, which members of a batch fit ([`check_batch`]) and which are
+//!   chained onto others ([`chained_onto`]), and [`Head`];
+//! - `open.rs`: [`open`], the one place that knows every backend (the URL's
+//!   scheme picks it), the [`StoreOptions`], and [`redact`] for the URLs it
+//!   prints;
+//! - the backends: `memory.rs`; `sqlite.rs`, `postgres.rs` and `mysql.rs`,
+//!   each its SQL and its dialect's particulars, over what the three share
+//!   in `sql/` (see its header).
 
 mod memory;
 mod mysql;

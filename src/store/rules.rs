@@ -81,7 +81,7 @@ impl Commit {
 }
 
 /// Decides which members of a batch fit, by the rules every store shares
-/// (see [`EventStore::append_batch`]): each member's shape, then its heads
+/// (see [`super::EventStore::append_batch`]): each member's shape, then its heads
 /// and transactionIds against what the store holds — `stored_head(account)`,
 /// the last stored sequence number (0: none), and `recorded(account,
 /// transaction)` — as changed by the members before it that fit. A member

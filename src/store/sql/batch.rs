@@ -1,4 +1,11 @@
-//! TODO
+//! Group commit on a SQL store, whatever writes the rows: which members of
+//! a batch are answered before any database is asked (a malformed commit,
+//! one chained onto a refused member), the one attempt at writing the rest
+//! through the dialect's [`BatchWriter`], and the split into one-by-one
+//! writes when a concurrent writer got in the way. The checks against the
+//! stored heads and records are the store-wide rules
+//! ([`crate::store::check_batch`]); [`Stored`] holds what a writer read for
+//! them.
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,7 +1,16 @@
-//! TODO
+//! What a database error means for the store contract. Every error is
+//! first given its [`ErrorClass`] — a conflict (the dialect's own codes,
+//! [`SqlDialect::is_conflict`]), a server that refuses writes, a lost
+//! connection, another refusal, a client-side error — and then its
+//! meaning where it arose: before COMMIT nothing can have been written
+//! ([`before_commit`]), at COMMIT the outcome may be unknown
+//! ([`at_commit`]). Kept in one place so that a new SQLSTATE or error
+//! number is added once for every store.
 
 use sqlx::error::DatabaseError;
+use sqlx::{MySql, Postgres, Sqlite};
 
+use super::dialect::SqlDialect;
 use crate::store::{AppendError, StoreError};
 
 /// Maps an error of a read (load, events, ping): nothing was written.
@@ -49,10 +58,13 @@ pub fn classify_write_error(
     stage: WriteStage,
     error: sqlx::Error,
 ) -> AppendError {
-    let is_conflict = conflict_codes(dialect);
-    match stage {
-        WriteStage::BeforeCommit => before_commit(error, is_conflict),
-        WriteStage::AtCommit => at_commit(error, is_conflict),
+    match (stage, dialect) {
+        (WriteStage::BeforeCommit, Dialect::Postgres) => before_commit::<Postgres>(error),
+        (WriteStage::BeforeCommit, Dialect::Mysql) => before_commit::<MySql>(error),
+        (WriteStage::BeforeCommit, Dialect::Sqlite) => before_commit::<Sqlite>(error),
+        (WriteStage::AtCommit, Dialect::Postgres) => at_commit::<Postgres>(error),
+        (WriteStage::AtCommit, Dialect::Mysql) => at_commit::<MySql>(error),
+        (WriteStage::AtCommit, Dialect::Sqlite) => at_commit::<Sqlite>(error),
     }
 }
 
@@ -145,9 +157,9 @@ pub fn classify_error(dialect: Dialect, error: &sqlx::Error) -> ErrorClass {
 
 fn conflict_codes(dialect: Dialect) -> fn(&dyn DatabaseError) -> bool {
     match dialect {
-        Dialect::Postgres => crate::store::postgres::is_conflict,
-        Dialect::Mysql => crate::store::mysql::is_conflict,
-        Dialect::Sqlite => crate::store::sqlite::is_conflict,
+        Dialect::Postgres => Postgres::is_conflict,
+        Dialect::Mysql => MySql::is_conflict,
+        Dialect::Sqlite => Sqlite::is_conflict,
     }
 }
 
@@ -165,11 +177,8 @@ fn not_writable_error(error: &sqlx::Error) -> StoreError {
 /// Maps an error raised before COMMIT was sent: the transaction cannot have
 /// landed (the server rolls it back when the connection drops), so anything
 /// but a conflict means "nothing written, store unavailable".
-pub(in crate::store) fn before_commit(
-    error: sqlx::Error,
-    is_conflict: fn(&dyn DatabaseError) -> bool,
-) -> AppendError {
-    match (class_of(&error, is_conflict), &error) {
+pub(in crate::store) fn before_commit<DB: SqlDialect>(error: sqlx::Error) -> AppendError {
+    match (class_of(&error, DB::is_conflict), &error) {
         (ErrorClass::Conflict, sqlx::Error::Database(database)) => {
             AppendError::Conflict(database.message().to_owned())
         }
@@ -194,11 +203,8 @@ pub(in crate::store) fn before_commit(
 /// else — the reply lost, the connection dropped, the session terminated
 /// mid-commit — leaves the outcome unknown, and only reading the
 /// transactionId back can tell.
-pub(in crate::store) fn at_commit(
-    error: sqlx::Error,
-    is_conflict: fn(&dyn DatabaseError) -> bool,
-) -> AppendError {
-    match (class_of(&error, is_conflict), &error) {
+pub(in crate::store) fn at_commit<DB: SqlDialect>(error: sqlx::Error) -> AppendError {
+    match (class_of(&error, DB::is_conflict), &error) {
         (ErrorClass::Conflict, sqlx::Error::Database(database)) => {
             AppendError::Conflict(database.message().to_owned())
         }

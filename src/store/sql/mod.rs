@@ -1,5 +1,9 @@
 //! What the three SQL stores share, one concern per file:
 //!
+//! - [`dialect`]: [`SqlDialect`], what each database says for itself (its
+//!   conflict codes), implemented in its own module, so that the code here
+//!   never names a database module: `postgres.rs`, `mysql.rs` and
+//!   `sqlite.rs` use `sql/`, never the other way round.
 //! - [`rows`]: the rows the queries return and the values the INSERTs bind,
 //!   and their decoding into events, snapshots and records (and back).
 //! - [`errors`]: what a database error means for the store contract — a
@@ -7,28 +11,32 @@
 //!   before COMMIT and at it.
 //! - [`pool`]: opening the pool (the first connection awaited, the schema
 //!   migrated) and using it (the wait measured, a dead connection read past).
-//! - [`queries`]: the reads whose SQL differs per dialect but whose running
-//!   and decoding do not: load, events, feed, ping.
+//! - [`queries`]: the reads whose SQL each dialect writes but whose running
+//!   and decoding do not differ: load, events, feed, ping.
 //! - [`batch`]: group commit — which members of a batch are answered before
 //!   any database is asked, and the split into one-by-one writes when a
 //!   concurrent writer got in the way.
-//! - [`write`]: the write of MariaDB and SQLite, one transaction per batch.
+//! - [`write`]: [`TransactionWrite`], the write of MariaDB and SQLite, one
+//!   transaction of several statements per batch.
 //!
-//! They are split along these seams because each changes for its own
-//! reasons: a new SQLSTATE touches `errors` alone, a new column `rows`, a
-//! pool setting `pool`.
+//! Split along these seams because each changes for its own reasons: a new
+//! SQLSTATE touches `errors` alone, a new column `rows`, a pool setting
+//! `pool`, a new way of writing `write`.
 //!
-//! Everything here is generic over the sqlx `Database`, and each database
-//! module keeps its own SQL where placeholders, casts and types differ, and
-//! its own idea of a conflict. MariaDB and SQLite use all of it. PostgreSQL
-//! does not: it binds native `uuid`, `jsonb` and arrays where the others
-//! bind text, so it has its own write statement (one autocommit statement
-//! per batch instead of [`write`]'s transaction), its own row decoding
-//! (from the binary `uuid` and `jsonb` values, in `postgres.rs`) and so its
-//! own load, events and feed paths. It shares the pool, the error mapping,
-//! the group commit of [`batch`] and the ping.
+//! Everything here is generic over the sqlx `Database`; each database module
+//! keeps its own SQL where placeholders, casts and types differ. MariaDB and
+//! SQLite use all of it. PostgreSQL does not: it binds native `uuid`,
+//! `jsonb` and arrays of them where the others bind text, so it has its own
+//! write (one autocommit statement per batch, not [`write`]'s transaction),
+//! its own row decoding (from the binary `uuid` and `jsonb` values) and so
+//! its own load, events and feed paths, all in `postgres.rs`. Sharing them
+//! would give up what those native types buy (no parsing or casting on the
+//! server, events decoded straight from the `jsonb` bytes). PostgreSQL
+//! shares the pool, the error mapping, the group commit of [`batch`], the
+//! number conversions of [`rows`] and the ping.
 
 mod batch;
+mod dialect;
 mod errors;
 mod pool;
 mod queries;
@@ -44,4 +52,5 @@ pub use errors::{
 pub(super) use pool::{Pooled, Use, connect_options, open_pool, open_pool_with, pool_options};
 pub(super) use queries::{events, feed, load, ping};
 pub(super) use rows::{ManyLoadRow, assemble_many, bigint, distinct_requests, sequence_to_sql};
-pub(super) use write::write_in_transaction;
+pub(super) use dialect::SqlDialect;
+pub(super) use write::TransactionWrite;

@@ -1,4 +1,9 @@
-//! TODO
+//! The connection pool of a SQL store: opening it (the first connection
+//! awaited so that start-up reports the database's own error, then the
+//! schema migrated), the settings every store shares, and [`Pooled`], the
+//! pool with what every use of it shares (the wait measured, a dead
+//! connection read past, a connection to a server that refuses writes
+//! closed).
 
 use std::time::{Duration, Instant};
 
@@ -60,7 +65,7 @@ fn retryable_at_start(error: &sqlx::Error) -> bool {
 /// out on its first acquire rather than on a request. A connection that died
 /// less than a second ago is caught where it fails: reads, and appends that
 /// cannot have committed, are retried once on a checked connection
-/// ([`Pooled::read`], [`write_in_transaction`]).
+/// ([`Pooled::read`], [`super::TransactionWrite::write_in_transaction`]).
 pub(in crate::store) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The pool settings every SQL store shares.

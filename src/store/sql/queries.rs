@@ -1,4 +1,7 @@
-//! TODO
+//! The reads whose SQL each dialect writes but whose running and decoding
+//! are alike on MariaDB and SQLite: load, events, feed, and the ping that
+//! checks the database takes writes (PostgreSQL uses the ping too; it runs
+//! and decodes its reads itself, `postgres.rs`).
 
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Type};
 

@@ -1,4 +1,10 @@
-//! TODO
+//! The rows the SQL stores read and write, and their meaning: the columns
+//! of the load, events and feed queries decoded into events, snapshots and
+//! idempotency records (by column name, so every dialect's query only has
+//! to name its columns alike), and a batch's rows as the text values the
+//! INSERTs of MariaDB and SQLite bind. PostgreSQL decodes its binary `uuid`
+//! and `jsonb` columns itself (`postgres.rs`) and uses only the number
+//! conversions here.
 
 use std::collections::HashMap;
 
