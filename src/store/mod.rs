@@ -43,10 +43,6 @@ pub use open::{
 };
 pub use postgres::PostgresStore;
 pub use rules::{Head, chained_onto, check_batch};
-pub use sql::{
-    Dialect, ErrorClass, WriteStage, classify_error, classify_write_error, mysql_number_class,
-    sqlstate_class,
-};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -129,7 +125,6 @@ impl Commit {
         accounts.dedup();
         accounts
     }
-
 }
 
 /// What loading an account returns: the latest snapshot, the events after

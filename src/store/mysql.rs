@@ -209,11 +209,12 @@ impl TransactionWrite for MySql {
         count: i64,
     ) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + '_>> {
         Box::pin(async move {
-            let done =
-                sqlx::query("UPDATE event_positions SET last = LAST_INSERT_ID(last + ?) WHERE id = 1")
-                    .bind(count)
-                    .execute(connection)
-                    .await?;
+            let done = sqlx::query(
+                "UPDATE event_positions SET last = LAST_INSERT_ID(last + ?) WHERE id = 1",
+            )
+            .bind(count)
+            .execute(connection)
+            .await?;
             // Without its row the UPDATE succeeds touching nothing, and
             // LAST_INSERT_ID() is whatever it was: positions made up from it
             // would break the feed. Nothing is committed: the transaction is

@@ -8,7 +8,6 @@
 //! number is added once for every store.
 
 use sqlx::error::DatabaseError;
-use sqlx::{MySql, Postgres, Sqlite};
 
 use super::dialect::SqlDialect;
 use crate::store::{AppendError, StoreError};
@@ -33,45 +32,10 @@ pub(in crate::store) fn unavailable(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// The SQL databases the stores speak, each with its own idea of a conflict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Mysql,
-    Sqlite,
-}
-
-/// Where in an append a database error arose: before COMMIT was sent
-/// (nothing can have been written) or at the COMMIT itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteStage {
-    BeforeCommit,
-    AtCommit,
-}
-
-/// What an error of an append means for the store contract — exactly the
-/// mapping the stores apply ([`before_commit`], [`at_commit`] with the
-/// dialect's conflict codes). Public so that tests can feed it real errors
-/// produced by real databases.
-pub fn classify_write_error(
-    dialect: Dialect,
-    stage: WriteStage,
-    error: sqlx::Error,
-) -> AppendError {
-    match (stage, dialect) {
-        (WriteStage::BeforeCommit, Dialect::Postgres) => before_commit::<Postgres>(error),
-        (WriteStage::BeforeCommit, Dialect::Mysql) => before_commit::<MySql>(error),
-        (WriteStage::BeforeCommit, Dialect::Sqlite) => before_commit::<Sqlite>(error),
-        (WriteStage::AtCommit, Dialect::Postgres) => at_commit::<Postgres>(error),
-        (WriteStage::AtCommit, Dialect::Mysql) => at_commit::<MySql>(error),
-        (WriteStage::AtCommit, Dialect::Sqlite) => at_commit::<Sqlite>(error),
-    }
-}
-
 /// What a database error says about the write that met it and about the
-/// connection it came on. Public so that tests can check the table.
+/// connection it came on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorClass {
+enum ErrorClass {
     /// Another writer got there first (the dialect's conflict codes): the
     /// statement wrote nothing; reload and decide again.
     Conflict,
@@ -99,7 +63,7 @@ pub enum ErrorClass {
 /// The class of an SQLSTATE that means the same on every database, if it
 /// is one of those: class 08 is "connection exception" in PostgreSQL's and
 /// MySQL's SQLSTATEs alike, `25006` a write in a read-only transaction.
-pub fn sqlstate_class(code: &str) -> Option<ErrorClass> {
+fn sqlstate_class(code: &str) -> Option<ErrorClass> {
     match code {
         // 57P01 admin shutdown (also pg_terminate_backend), 57P02 crash
         // shutdown; 70100 is MariaDB's "connection was killed".
@@ -114,7 +78,7 @@ pub fn sqlstate_class(code: &str) -> Option<ErrorClass> {
 
 /// The class of a MySQL/MariaDB error number, if it is one of those whose
 /// SQLSTATE (mostly the generic `HY000`) does not say it.
-pub fn mysql_number_class(number: u16) -> Option<ErrorClass> {
+fn mysql_number_class(number: u16) -> Option<ErrorClass> {
     match number {
         // ER_OPTION_PREVENTS_STATEMENT (read_only / super_read_only),
         // ER_READ_ONLY_MODE, ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
@@ -127,10 +91,7 @@ pub fn mysql_number_class(number: u16) -> Option<ErrorClass> {
 }
 
 /// The class of `error`, the dialect's conflicts told by `is_conflict`.
-pub(in crate::store) fn class_of(
-    error: &sqlx::Error,
-    is_conflict: fn(&dyn DatabaseError) -> bool,
-) -> ErrorClass {
+fn class_of(error: &sqlx::Error, is_conflict: fn(&dyn DatabaseError) -> bool) -> ErrorClass {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) => ErrorClass::ConnectionLost,
         sqlx::Error::Database(database) => {
@@ -147,19 +108,6 @@ pub(in crate::store) fn class_of(
                 })
         }
         _ => ErrorClass::Client,
-    }
-}
-
-/// [`class_of`] with the conflict codes of `dialect`.
-pub fn classify_error(dialect: Dialect, error: &sqlx::Error) -> ErrorClass {
-    class_of(error, conflict_codes(dialect))
-}
-
-fn conflict_codes(dialect: Dialect) -> fn(&dyn DatabaseError) -> bool {
-    match dialect {
-        Dialect::Postgres => Postgres::is_conflict,
-        Dialect::Mysql => MySql::is_conflict,
-        Dialect::Sqlite => Sqlite::is_conflict,
     }
 }
 
@@ -227,11 +175,36 @@ pub(in crate::store) fn not_writable(error: &sqlx::Error) -> bool {
     class_of(error, |_| false) == ErrorClass::NotWritable
 }
 
+/// Where in an append a database error arose, for the tests: before COMMIT
+/// was sent (nothing can have been written) or at the COMMIT itself.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteStage {
+    BeforeCommit,
+    AtCommit,
+}
+
+/// What an error of an append means for the store contract — exactly the
+/// mapping the stores apply ([`before_commit`], [`at_commit`] with `DB`'s
+/// conflict codes), for the tests to feed errors to.
+#[cfg(test)]
+fn classify_write_error<DB: SqlDialect>(stage: WriteStage, error: sqlx::Error) -> AppendError {
+    match stage {
+        WriteStage::BeforeCommit => before_commit::<DB>(error),
+        WriteStage::AtCommit => at_commit::<DB>(error),
+    }
+}
+
+/// The same, fed with real errors of real databases.
+#[cfg(test)]
+mod real_errors;
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
 
     use sqlx::error::ErrorKind;
+    use sqlx::{MySql, Postgres};
 
     use super::*;
 
@@ -297,7 +270,7 @@ mod tests {
     fn postgres_sqlstates_map_onto_their_classes() {
         for &(code, class) in POSTGRES {
             assert_eq!(
-                classify_error(Dialect::Postgres, &database(code)),
+                class_of(&database(code), Postgres::is_conflict),
                 class,
                 "{code}"
             );
@@ -331,11 +304,11 @@ mod tests {
     fn network_and_client_errors_have_their_classes() {
         let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(
-            classify_error(Dialect::Mysql, &io()),
+            class_of(&io(), MySql::is_conflict),
             ErrorClass::ConnectionLost
         );
         assert_eq!(
-            classify_error(Dialect::Postgres, &sqlx::Error::PoolTimedOut),
+            class_of(&sqlx::Error::PoolTimedOut, Postgres::is_conflict),
             ErrorClass::Client
         );
     }
@@ -347,7 +320,7 @@ mod tests {
     fn a_refusal_to_write_is_unavailable_and_a_lost_commit_ambiguous() {
         for stage in [WriteStage::BeforeCommit, WriteStage::AtCommit] {
             for code in ["25006", "57P03"] {
-                let classified = classify_write_error(Dialect::Postgres, stage, database(code));
+                let classified = classify_write_error::<Postgres>(stage, database(code));
                 assert!(
                     matches!(classified, AppendError::Store(StoreError::Unavailable(_))),
                     "{code} at {stage:?}: {classified:?}"
@@ -355,20 +328,15 @@ mod tests {
             }
         }
         for code in ["57P01", "57P02", "08006"] {
-            let before =
-                classify_write_error(Dialect::Postgres, WriteStage::BeforeCommit, database(code));
+            let before = classify_write_error::<Postgres>(WriteStage::BeforeCommit, database(code));
             assert!(
                 matches!(before, AppendError::Store(StoreError::Unavailable(_))),
                 "{code}"
             );
-            let at = classify_write_error(Dialect::Postgres, WriteStage::AtCommit, database(code));
+            let at = classify_write_error::<Postgres>(WriteStage::AtCommit, database(code));
             assert!(matches!(at, AppendError::Ambiguous(_)), "{code}: {at:?}");
         }
-        let at = classify_write_error(
-            Dialect::Postgres,
-            WriteStage::AtCommit,
-            sqlx::Error::PoolTimedOut,
-        );
+        let at = classify_write_error::<Postgres>(WriteStage::AtCommit, sqlx::Error::PoolTimedOut);
         assert!(matches!(at, AppendError::Ambiguous(_)), "{at:?}");
     }
 }

@@ -44,13 +44,9 @@ mod rows;
 mod write;
 
 pub(super) use batch::{Attempt, BatchWriter, Stored, append_batch, failed, first_heads, passing};
+pub(super) use dialect::SqlDialect;
 pub(super) use errors::{at_commit, before_commit, not_writable, read_error};
-pub use errors::{
-    Dialect, ErrorClass, WriteStage, classify_error, classify_write_error, mysql_number_class,
-    sqlstate_class,
-};
 pub(super) use pool::{Pooled, Use, connect_options, open_pool, open_pool_with, pool_options};
 pub(super) use queries::{events, feed, load, ping};
 pub(super) use rows::{ManyLoadRow, assemble_many, bigint, distinct_requests, sequence_to_sql};
-pub(super) use dialect::SqlDialect;
 pub(super) use write::TransactionWrite;

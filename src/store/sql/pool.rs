@@ -69,7 +69,9 @@ fn retryable_at_start(error: &sqlx::Error) -> bool {
 pub(in crate::store) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The pool settings every SQL store shares.
-pub(in crate::store) fn pool_options<DB: sqlx::Database>(options: &StoreOptions) -> PoolOptions<DB> {
+pub(in crate::store) fn pool_options<DB: sqlx::Database>(
+    options: &StoreOptions,
+) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(options.pool_size)
         .acquire_timeout(options.acquire_timeout)
@@ -226,7 +228,9 @@ fn acquire_histogram() -> HistogramVec {
 }
 
 /// Parses a database URL into the backend's connection options.
-pub(in crate::store) fn connect_options<Options: ConnectOptions>(url: &str) -> Result<Options, OpenError> {
+pub(in crate::store) fn connect_options<Options: ConnectOptions>(
+    url: &str,
+) -> Result<Options, OpenError> {
     Options::from_str(url).map_err(|error| OpenError::Invalid {
         url: crate::store::redact(url),
         reason: error.to_string(),

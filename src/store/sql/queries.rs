@@ -103,7 +103,10 @@ where
 /// its idle neighbours, as after a write it refused
 /// ([`Pooled::discard_if_not_writable`]), so that the next check and the
 /// next write go out on new connections.
-pub(in crate::store) async fn ping<DB>(pooled: &Pooled<DB>, read_only: &'static str) -> Result<(), StoreError>
+pub(in crate::store) async fn ping<DB>(
+    pooled: &Pooled<DB>,
+    read_only: &'static str,
+) -> Result<(), StoreError>
 where
     DB: Database,
     DB::Arguments: IntoArguments<DB>,

@@ -189,7 +189,10 @@ pub(super) fn parse_account(text: &str) -> Result<AccountId, StoreError> {
     AccountId::parse(text).map_err(|_| StoreError::Corrupt(format!("bad account id {text:?}")))
 }
 
-pub(in crate::store) fn decode_event(account: AccountId, row: EventRow) -> Result<RecordedEvent, StoreError> {
+pub(in crate::store) fn decode_event(
+    account: AccountId,
+    row: EventRow,
+) -> Result<RecordedEvent, StoreError> {
     let event: Event = serde_json::from_str(&row.payload).map_err(|error| {
         StoreError::Corrupt(format!(
             "event {} of account {account}: {error}",
@@ -227,7 +230,10 @@ fn missing(what: &str) -> StoreError {
 }
 
 /// Assembles the rows of the load query; events come back in sequence order.
-pub(in crate::store) fn assemble(account: AccountId, rows: Vec<LoadRow>) -> Result<Loaded, StoreError> {
+pub(in crate::store) fn assemble(
+    account: AccountId,
+    rows: Vec<LoadRow>,
+) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::default();
     for row in rows {
         match row.kind.as_str() {

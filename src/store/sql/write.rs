@@ -9,8 +9,8 @@ use std::pin::Pin;
 use sqlx::pool::PoolConnection;
 use sqlx::query_builder::Separated;
 use sqlx::{
-    AssertSqlSafe, Connection, Encode, Executor, FromRow, IntoArguments, QueryBuilder,
-    Transaction, Type,
+    AssertSqlSafe, Connection, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Transaction,
+    Type,
 };
 
 use super::batch::{Attempt, Stored, failed, passing};
@@ -122,7 +122,9 @@ where
             Err(error) => {
                 return match Stopped::of::<Self>(error) {
                     Stopped::Lost(error) => Err(error),
-                    Stopped::Failed(error) => Ok(Attempt::Answered(vec![Err(error); members.len()])),
+                    Stopped::Failed(error) => {
+                        Ok(Attempt::Answered(vec![Err(error); members.len()]))
+                    }
                 };
             }
         };
@@ -139,13 +141,14 @@ where
         members: &[&Commit],
     ) -> Result<Attempt, sqlx::Error> {
         let everyone = |error: AppendError| Attempt::Answered(vec![Err(error); members.len()]);
-        let stopped = |stopped: Stopped, answers: Option<Vec<Result<(), AppendError>>>| match stopped {
-            Stopped::Lost(error) => Err(error),
-            Stopped::Failed(error) => Ok(match answers {
-                Some(answers) => Attempt::Answered(failed(answers, &error)),
-                None => everyone(error),
-            }),
-        };
+        let stopped =
+            |stopped: Stopped, answers: Option<Vec<Result<(), AppendError>>>| match stopped {
+                Stopped::Lost(error) => Err(error),
+                Stopped::Failed(error) => Ok(match answers {
+                    Some(answers) => Attempt::Answered(failed(answers, &error)),
+                    None => everyone(error),
+                }),
+            };
         let begun = match Self::BEGIN {
             // A `&'static str` that the compiler cannot see as one across the
             // await in this generic function.
@@ -168,7 +171,9 @@ where
         }
         if let Err(error) = Self::insert_rows(&mut transaction, &passing).await {
             return match error {
-                Stopped::Failed(conflict @ AppendError::Conflict(_)) => Ok(Attempt::Split(conflict)),
+                Stopped::Failed(conflict @ AppendError::Conflict(_)) => {
+                    Ok(Attempt::Split(conflict))
+                }
                 other => stopped(other, Some(answers)),
             };
         }
