@@ -275,7 +275,7 @@ impl PostgresStore {
         };
         written
             .map(|base| base.is_some())
-            .map_err(|error| sql::at_commit::<Postgres>(error))
+            .map_err(sql::at_commit::<Postgres>)
     }
 
     /// Sends the write statement on a pooled connection. The outer error:
@@ -288,7 +288,7 @@ impl PostgresStore {
             .pooled
             .acquire(Use::Write)
             .await
-            .map_err(|error| sql::before_commit::<Postgres>(error))?;
+            .map_err(sql::before_commit::<Postgres>)?;
         let written = sqlx::query_scalar(WRITE)
             .bind(&columns.head_accounts)
             .bind(&columns.heads)
@@ -339,7 +339,7 @@ impl PostgresStore {
                     .await
             })
             .await
-            .map_err(|error| sql::before_commit::<Postgres>(error))?;
+            .map_err(sql::before_commit::<Postgres>)?;
         let mut stored = Stored::default();
         for (account, head, transaction) in rows {
             let account = AccountId::from_uuid(account);
