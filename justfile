@@ -62,11 +62,11 @@ sim-replay seed *ARGS:
     cargo run --release -p sim -- --seed {{seed}} --trace {{ARGS}}
 
 # Each test makes its own database and drops it afterwards.
-# Tier 2: the store suites and the authentication rules on PostgreSQL and MariaDB too (servers from ACCOUNTS_TEST_POSTGRES_URL / ACCOUNTS_TEST_MYSQL_URL, default the local ones).
+# Tier 2: the store suites, the authentication rules and the unit tests (the error classification, fed real errors) on PostgreSQL and MariaDB too (servers from ACCOUNTS_TEST_POSTGRES_URL / ACCOUNTS_TEST_MYSQL_URL, default the local ones).
 integration:
     ACCOUNTS_TEST_POSTGRES_URL="${ACCOUNTS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}" \
     ACCOUNTS_TEST_MYSQL_URL="${ACCOUNTS_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}" \
-    cargo test --test store_contract --test store_errors --test store_faults --test store_service --test store_http --test feed_guarantee --test feed_http_stress --test batch_faults --test store_migration --test auth -- --include-ignored
+    cargo test --lib --test store_contract --test store_faults --test store_service --test store_http --test feed_guarantee --test feed_http_stress --test batch_faults --test store_migration --test auth -- --include-ignored
 
 # Schemathesis against a live debug instance (memory store) and /openapi.json: fixed seed, bounded examples.
 fuzz-api:

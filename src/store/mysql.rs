@@ -19,7 +19,7 @@ use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool};
 
-use super::sql::{self, Attempt, BatchWriter};
+use super::sql::{self, Attempt, BatchWriter, SqlDialect, TransactionWrite};
 use super::{
     AppendError, Commit, EventStore, FeedEvent, Loaded, OpenError, PointInTime, PoolStatus,
     RecordedEvent, StoreError, StoreOptions,
@@ -30,15 +30,17 @@ pub struct MysqlStore {
     pooled: sql::Pooled<MySql>,
 }
 
-/// By error number, not SQLSTATE class: 23000 also covers CHECK and NOT
-/// NULL failures, which no retry cures. 1062 duplicate key (a sequence
-/// number or transactionId taken), 1213 deadlock, 1205 lock wait timeout,
-/// 1020 "record has changed since last read" (MariaDB's snapshot-isolation
-/// write conflict).
-pub(super) fn is_conflict(error: &dyn DatabaseError) -> bool {
-    error
-        .try_downcast_ref::<MySqlDatabaseError>()
-        .is_some_and(|error| matches!(error.number(), 1062 | 1213 | 1205 | 1020))
+impl SqlDialect for MySql {
+    /// By error number, not SQLSTATE class: 23000 also covers CHECK and NOT
+    /// NULL failures, which no retry cures. 1062 duplicate key (a sequence
+    /// number or transactionId taken), 1213 deadlock, 1205 lock wait
+    /// timeout, 1020 "record has changed since last read" (MariaDB's
+    /// snapshot-isolation write conflict).
+    fn is_conflict(error: &dyn DatabaseError) -> bool {
+        error
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|error| matches!(error.number(), 1062 | 1213 | 1205 | 1020))
+    }
 }
 
 /// The events' lower bound is an uncorrelated MAX over `snapshots`, not the
@@ -192,41 +194,46 @@ impl MysqlStore {
     }
 }
 
-/// The counter row's lock, as late as the transaction allows: the OK packet
-/// of the UPDATE carries the new `last`.
-fn reserve_positions(
-    connection: &mut MySqlConnection,
-    count: i64,
-) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + '_>> {
-    Box::pin(async move {
-        let done =
-            sqlx::query("UPDATE event_positions SET last = LAST_INSERT_ID(last + ?) WHERE id = 1")
-                .bind(count)
-                .execute(connection)
-                .await?;
-        // Without its row the UPDATE succeeds touching nothing, and
-        // LAST_INSERT_ID() is whatever it was: positions made up from it
-        // would break the feed. Nothing is committed: the transaction is
-        // rolled back.
-        if done.rows_affected() != 1 {
-            return Err(sqlx::Error::Protocol(format!(
-                "the feed position counter (event_positions, id 1) is missing: \
-                 its UPDATE touched {} rows",
-                done.rows_affected()
-            )));
-        }
-        Ok(sql::bigint(done.last_insert_id()) - count + 1)
-    })
-}
-
-impl BatchWriter for MysqlStore {
+impl TransactionWrite for MySql {
     /// The consistent read of the stored heads is InnoDB's snapshot, taken
     /// at the transaction's first read, so it sees every committed head; a
     /// concurrent writer of the same next number or transactionId collides
     /// with us on the primary key (1062) instead, and a committed head never
     /// moves backwards.
+    const BEGIN: Option<&'static str> = None;
+
+    /// The counter row's lock, as late as the transaction allows: the OK packet
+    /// of the UPDATE carries the new `last`.
+    fn reserve_positions(
+        connection: &mut MySqlConnection,
+        count: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + '_>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE event_positions SET last = LAST_INSERT_ID(last + ?) WHERE id = 1",
+            )
+            .bind(count)
+            .execute(connection)
+            .await?;
+            // Without its row the UPDATE succeeds touching nothing, and
+            // LAST_INSERT_ID() is whatever it was: positions made up from it
+            // would break the feed. Nothing is committed: the transaction is
+            // rolled back.
+            if done.rows_affected() != 1 {
+                return Err(sqlx::Error::Protocol(format!(
+                    "the feed position counter (event_positions, id 1) is missing: \
+                     its UPDATE touched {} rows",
+                    done.rows_affected()
+                )));
+            }
+            Ok(sql::bigint(done.last_insert_id()) - count + 1)
+        })
+    }
+}
+
+impl BatchWriter for MysqlStore {
     async fn write(&self, members: &[&Commit]) -> Attempt {
-        sql::write_in_transaction(&self.pooled, None, members, reserve_positions, is_conflict).await
+        MySql::write_in_transaction(&self.pooled, members).await
     }
 }
 

@@ -23,7 +23,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::sql::{self, Attempt, BatchWriter, Stored, Use};
+use super::sql::{self, Attempt, BatchWriter, SqlDialect, Stored, Use};
 use super::{
     AppendError, Commit, EventStore, FeedEvent, Head, Loaded, OpenError, PointInTime, PoolStatus,
     RecordedEvent, Snapshot, StoreError, StoreOptions, TransactionRecord,
@@ -34,10 +34,12 @@ pub struct PostgresStore {
     pooled: sql::Pooled<Postgres>,
 }
 
-/// Unique violation (a sequence number or transactionId taken),
-/// serialization failure, deadlock.
-pub(super) fn is_conflict(error: &dyn DatabaseError) -> bool {
-    matches!(error.code().as_deref(), Some("23505" | "40001" | "40P01"))
+impl SqlDialect for Postgres {
+    /// Unique violation (a sequence number or transactionId taken),
+    /// serialization failure, deadlock.
+    fn is_conflict(error: &dyn DatabaseError) -> bool {
+        matches!(error.code().as_deref(), Some("23505" | "40001" | "40P01"))
+    }
 }
 
 /// The latest snapshot, the events after it and the record of the
@@ -273,7 +275,7 @@ impl PostgresStore {
         };
         written
             .map(|base| base.is_some())
-            .map_err(|error| sql::at_commit(error, is_conflict))
+            .map_err(sql::at_commit::<Postgres>)
     }
 
     /// Sends the write statement on a pooled connection. The outer error:
@@ -286,7 +288,7 @@ impl PostgresStore {
             .pooled
             .acquire(Use::Write)
             .await
-            .map_err(|error| sql::before_commit(error, is_conflict))?;
+            .map_err(sql::before_commit::<Postgres>)?;
         let written = sqlx::query_scalar(WRITE)
             .bind(&columns.head_accounts)
             .bind(&columns.heads)
@@ -337,7 +339,7 @@ impl PostgresStore {
                     .await
             })
             .await
-            .map_err(|error| sql::before_commit(error, is_conflict))?;
+            .map_err(sql::before_commit::<Postgres>)?;
         let mut stored = Stored::default();
         for (account, head, transaction) in rows {
             let account = AccountId::from_uuid(account);

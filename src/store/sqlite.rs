@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::sql::{self, Attempt, BatchWriter};
+use super::sql::{self, Attempt, BatchWriter, SqlDialect, TransactionWrite};
 use super::{
     AppendError, Commit, EventStore, FeedEvent, Loaded, OpenError, PointInTime, PoolStatus,
     RecordedEvent, StoreError, StoreOptions,
@@ -30,14 +30,16 @@ pub struct SqliteStore {
     in_memory: bool,
 }
 
-/// SQLITE_BUSY and SQLITE_LOCKED (with any extended code: the primary code
-/// is the low byte), and the primary-key and unique constraint violations
-/// (SQLITE_CONSTRAINT_PRIMARYKEY 1555, SQLITE_CONSTRAINT_UNIQUE 2067).
-pub(super) fn is_conflict(error: &dyn DatabaseError) -> bool {
-    let Some(code) = error.code().and_then(|code| code.parse::<i32>().ok()) else {
-        return false;
-    };
-    matches!(code & 0xff, 5 | 6) || matches!(code, 1555 | 2067)
+impl SqlDialect for Sqlite {
+    /// SQLITE_BUSY and SQLITE_LOCKED (with any extended code: the primary code
+    /// is the low byte), and the primary-key and unique constraint violations
+    /// (SQLITE_CONSTRAINT_PRIMARYKEY 1555, SQLITE_CONSTRAINT_UNIQUE 2067).
+    fn is_conflict(error: &dyn DatabaseError) -> bool {
+        let Some(code) = error.code().and_then(|code| code.parse::<i32>().ok()) else {
+            return false;
+        };
+        matches!(code & 0xff, 5 | 6) || matches!(code, 1555 | 2067)
+    }
 }
 
 const LOAD: &str = "
@@ -155,33 +157,30 @@ impl SqliteStore {
     }
 }
 
-/// Positions after the largest stored one (through its unique index), read
-/// under the write lock that BEGIN IMMEDIATE took: no other writer can take
-/// the same range or commit in between.
-fn reserve_positions(
-    connection: &mut SqliteConnection,
-    _count: i64,
-) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + '_>> {
-    Box::pin(async move {
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(connection)
-            .await?;
-        Ok(last + 1)
-    })
+impl TransactionWrite for Sqlite {
+    /// The transaction takes the write lock up front, so the heads it reads
+    /// cannot move before it commits.
+    const BEGIN: Option<&'static str> = Some("BEGIN IMMEDIATE");
+
+    /// Positions after the largest stored one (through its unique index), read
+    /// under the write lock that BEGIN IMMEDIATE took: no other writer can take
+    /// the same range or commit in between.
+    fn reserve_positions(
+        connection: &mut SqliteConnection,
+        _count: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<i64, sqlx::Error>> + Send + '_>> {
+        Box::pin(async move {
+            let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(connection)
+                .await?;
+            Ok(last + 1)
+        })
+    }
 }
 
 impl BatchWriter for SqliteStore {
-    /// The transaction takes the write lock up front, so the heads it reads
-    /// cannot move before it commits.
     async fn write(&self, members: &[&Commit]) -> Attempt {
-        sql::write_in_transaction(
-            &self.pooled,
-            Some("BEGIN IMMEDIATE"),
-            members,
-            reserve_positions,
-            is_conflict,
-        )
-        .await
+        Sqlite::write_in_transaction(&self.pooled, members).await
     }
 }
 

@@ -19,8 +19,10 @@
 //!   [`history`]: the scripted history behind the pinned event streams;
 //!   [`properties`]: proptest runners with fixed seeds.
 //!
-//! The library's own unit tests cannot use the kit (it depends on the
-//! library, so in `cargo test --lib` its types would be another crate's).
+//! The library's own unit tests cannot use the kit's library types (it
+//! depends on the library, so in `cargo test --lib` they would be another
+//! crate's); what carries none — [`database`]'s fresh databases and
+//! connections — they may (the store's error classification does).
 
 pub mod answer;
 pub mod api;

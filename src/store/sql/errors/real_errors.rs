@@ -4,21 +4,32 @@
 //! engine reload and retry; a CHECK violation is no conflict (no retry cures
 //! it: nothing was written, 503); a COMMIT whose connection is cut off
 //! leaves the outcome unknown (ambiguous), while the same cut before COMMIT
-//! wrote nothing (503). `classify_write_error` is the mapping the stores'
+//! wrote nothing (503). [`classify_write_error`] is the mapping the stores'
 //! appends apply.
+//!
+//! A unit test, so that the mapping needs no public API. It borrows the
+//! test kit's databases and connections, which carry no type of this
+//! crate (the kit's `accounts` is another copy of it in `cargo test --lib`):
+//! the rows are read back through a store of this crate opened on the
+//! kit's database.
 //!
 //! SQLite runs everywhere; PostgreSQL and MariaDB need
 //! ACCOUNTS_TEST_POSTGRES_URL / ACCOUNTS_TEST_MYSQL_URL and are ignored
-//! without them.
+//! without them (`just integration` runs them).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use accounts::domain::AccountId;
-use accounts::store::{AppendError, Dialect, StoreError, WriteStage, classify_write_error};
-use sqlx::{AssertSqlSafe, Connection};
+use sqlx::{AssertSqlSafe, Connection, MySql, Postgres, Sqlite};
 use testkit::database::event_insert;
 use testkit::{Backend, TestStore};
+
+use super::{WriteStage, classify_write_error};
+use crate::domain::AccountId;
+use crate::store::{AppendError, StoreError, StoreOptions};
+
+/// The mapping of one dialect: [`classify_write_error`] of its database.
+type Dialect = fn(WriteStage, sqlx::Error) -> AppendError;
 
 /// Every test is bounded: a lock wait that never ends fails it.
 const BOUND: Duration = Duration::from_secs(60);
@@ -57,7 +68,7 @@ fn expect_error<T: std::fmt::Debug>(result: Result<T, sqlx::Error>, what: &str) 
 fn assert_conflict(dialect: Dialect, stage: WriteStage, error: sqlx::Error, expected: &[&str]) {
     let code = code(&error);
     assert!(expected.contains(&code.as_str()), "{code}: {error}");
-    let classified = classify_write_error(dialect, stage, error);
+    let classified = dialect(stage, error);
     assert!(
         matches!(classified, AppendError::Conflict(_)),
         "{code} at {stage:?} is a conflict: {classified:?}"
@@ -68,7 +79,7 @@ fn assert_conflict(dialect: Dialect, stage: WriteStage, error: sqlx::Error, expe
 /// "nothing written, store unavailable" (503), not a conflict.
 fn assert_refused_write(dialect: Dialect, error: sqlx::Error, expected: &str) {
     assert_eq!(code(&error), expected, "{error}");
-    let classified = classify_write_error(dialect, WriteStage::BeforeCommit, error);
+    let classified = dialect(WriteStage::BeforeCommit, error);
     assert!(
         matches!(classified, AppendError::Store(StoreError::Unavailable(_))),
         "{expected} is no conflict: {classified:?}"
@@ -76,7 +87,7 @@ fn assert_refused_write(dialect: Dialect, error: sqlx::Error, expected: &str) {
 }
 
 fn assert_ambiguous(dialect: Dialect, error: sqlx::Error) {
-    let classified = classify_write_error(dialect, WriteStage::AtCommit, error);
+    let classified = dialect(WriteStage::AtCommit, error);
     assert!(
         matches!(classified, AppendError::Ambiguous(_)),
         "a COMMIT cut off is ambiguous: {classified:?}"
@@ -84,11 +95,22 @@ fn assert_ambiguous(dialect: Dialect, error: sqlx::Error) {
 }
 
 fn assert_unavailable(dialect: Dialect, error: sqlx::Error) {
-    let classified = classify_write_error(dialect, WriteStage::BeforeCommit, error);
+    let classified = dialect(WriteStage::BeforeCommit, error);
     assert!(
         matches!(classified, AppendError::Store(StoreError::Unavailable(_))),
         "a connection cut before COMMIT wrote nothing: {classified:?}"
     );
+}
+
+/// How many events of `account` the database holds, read by a store of
+/// this crate (the kit's store is another copy's).
+async fn stored_events(test: &TestStore, account: &str) -> usize {
+    let url = test.url.as_deref().expect("a database URL");
+    let opened = crate::store::open(url, &StoreOptions::default())
+        .await
+        .expect("reopening the test database");
+    let account = AccountId::parse(account).unwrap();
+    opened.store.events(account, 1, 10).await.unwrap().len()
 }
 
 fn uuid() -> String {
@@ -126,7 +148,7 @@ mod server {
     }
 
     const POSTGRES: Codes = Codes {
-        dialect: Dialect::Postgres,
+        dialect: classify_write_error::<Postgres>,
         duplicate: "23505",
         deadlock: "40P01",
         check: "23514",
@@ -137,7 +159,7 @@ mod server {
     };
 
     const MYSQL: Codes = Codes {
-        dialect: Dialect::Mysql,
+        dialect: classify_write_error::<MySql>,
         duplicate: "1062",
         deadlock: "1213",
         check: "4025",
@@ -333,8 +355,7 @@ mod server {
         let error = expect_error(run(&mut writer, insert(&a, 2)).await, "insert");
         assert_unavailable(dialect, error);
         // Both were cut before their COMMIT took effect: nothing landed.
-        let account = AccountId::parse(&a).unwrap();
-        assert_eq!(test.store.events(account, 1, 10).await.unwrap().len(), 1);
+        assert_eq!(stored_events(&test, &a).await, 1);
     }
 
     /// Serializable write skew, caught when the second one commits.
@@ -360,7 +381,7 @@ mod server {
                 expect_error(run(&mut second, "COMMIT").await, "commit"),
             ),
         };
-        assert_conflict(Dialect::Postgres, stage, error, &["40001"]);
+        assert_conflict(classify_write_error::<Postgres>, stage, error, &["40001"]);
     }
 }
 
@@ -374,7 +395,7 @@ mod sqlite {
 
     use super::*;
 
-    const DIALECT: Dialect = Dialect::Sqlite;
+    const DIALECT: Dialect = classify_write_error::<Sqlite>;
 
     /// A connection that never waits for a lock: busy answers at once.
     async fn connect(test: &TestStore) -> SqliteConnection {
