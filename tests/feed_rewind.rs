@@ -11,16 +11,13 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accounts::domain::{AccountId, TransactionId};
 use accounts::follow::SseItem;
-use accounts::store::{
-    AppendError, Commit, EventStore, FeedEvent, Loaded, MemoryStore, PointInTime, RecordedEvent,
-    StoreError,
-};
+use accounts::store::{AppendError, Commit, EventStore, MemoryStore};
 use async_trait::async_trait;
 use testkit::database::TempFile;
 use testkit::process::{Service, command};
 use testkit::{Client, Socket, StatusCode, TestInstance, Transport, fresh_id, fresh_owner};
+use testkit::{Decorated, Decorator};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_accounts");
 
@@ -43,53 +40,26 @@ impl Replicated {
             failed_over: Mutex::new(false),
         }
     }
+}
 
-    fn current(&self) -> &MemoryStore {
+/// Every call goes to the current node; appends also reach the standby
+/// while replication is on.
+#[async_trait]
+impl Decorator for Replicated {
+    fn inner(&self) -> &dyn EventStore {
         match *self.failed_over.lock().unwrap() {
             true => &self.standby,
             false => &self.primary,
         }
     }
-}
-
-#[async_trait]
-impl EventStore for Replicated {
-    async fn load(
-        &self,
-        account: AccountId,
-        transaction: Option<TransactionId>,
-    ) -> Result<Loaded, StoreError> {
-        self.current().load(account, transaction).await
-    }
-
-    async fn load_at(&self, account: AccountId, at: PointInTime) -> Result<Loaded, StoreError> {
-        self.current().load_at(account, at).await
-    }
-
-    async fn events(
-        &self,
-        account: AccountId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.current().events(account, from, limit).await
-    }
-
-    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
-        self.current().feed(after, limit).await
-    }
 
     async fn append_batch(&self, commits: &[Commit]) -> Vec<Result<(), AppendError>> {
-        let results = self.current().append_batch(commits).await;
+        let results = self.inner().append_batch(commits).await;
         let replicate = *self.replicating.lock().unwrap() && !*self.failed_over.lock().unwrap();
         if replicate {
             self.standby.append_batch(commits).await;
         }
         results
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.current().ping().await
     }
 }
 
@@ -102,14 +72,14 @@ async fn deposit(client: &Client<impl Transport>, account: &str, amount: u64) {
 
 #[tokio::test]
 async fn a_stream_whose_history_changed_under_it_ends_with_a_rewind_message() {
-    let store = Arc::new(Replicated::new());
+    let store = Arc::new(Decorated(Replicated::new()));
     let instance = TestInstance::over(store.clone());
     let client = instance.client();
     let account = fresh_id();
     client.open_ok(&account, fresh_owner()).await;
     deposit(&client, &account, 1).await;
     // The standby falls behind: positions 3 and 4 are on the primary only.
-    *store.replicating.lock().unwrap() = false;
+    *store.0.replicating.lock().unwrap() = false;
     deposit(&client, &account, 1).await;
     deposit(&client, &account, 1).await;
     let mut stream = client.follow(None, None).await;
@@ -117,7 +87,7 @@ async fn a_stream_whose_history_changed_under_it_ends_with_a_rewind_message() {
     assert_eq!(given.last().unwrap().id, 4);
 
     // The standby is promoted; a new account's events take positions 3, 4.
-    *store.failed_over.lock().unwrap() = true;
+    *store.0.failed_over.lock().unwrap() = true;
     let other = fresh_id();
     client.open_ok(&other, fresh_owner()).await;
     deposit(&client, &other, 9).await;
@@ -146,7 +116,7 @@ async fn a_stream_whose_history_changed_under_it_ends_with_a_rewind_message() {
 async fn a_stream_over_a_history_that_holds_goes_on_past_an_outage_of_the_feed() {
     // The overlap check must not take a quiet feed, or the same events read
     // again, for a rewind.
-    let store = Arc::new(Replicated::new());
+    let store = Arc::new(Decorated(Replicated::new()));
     let instance = TestInstance::over(store.clone());
     let client = instance.client();
     let account = fresh_id();
@@ -154,7 +124,7 @@ async fn a_stream_over_a_history_that_holds_goes_on_past_an_outage_of_the_feed()
     let mut stream = client.follow(None, None).await;
     assert_eq!(stream.messages(1).await[0].id, 1);
     // A failover to a standby that has everything: nothing changed.
-    *store.failed_over.lock().unwrap() = true;
+    *store.0.failed_over.lock().unwrap() = true;
     deposit(&client, &account, 1).await;
     let next = stream.messages(1).await;
     assert_eq!((next[0].id, next[0].event.as_str()), (2, "MoneyDeposited"));
