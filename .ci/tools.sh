@@ -51,9 +51,11 @@ ensure_promtool() {
 # demand as root; Patroni from PyPI, pinned (Debian's 3.0.2 overwrites the
 # etcd3 leader key of a newer leader after a SIGSTOP, patroni/patroni#2689),
 # in a virtualenv of its own made with Debian's /usr/bin/python3: Patroni
-# runs as the `postgres` user, who may not be able to read the interpreter
-# behind .venv.
+# runs as the `postgres` user, who may not be able to reach anything inside
+# the clone (a mode-700 temporary directory or home above it), so this
+# virtualenv lives outside it, in /opt/accounts-ha/venv ($ACCOUNTS_HA_VENV).
 patroni_version=4.1.5
+ha_venv="${ACCOUNTS_HA_VENV:-/opt/accounts-ha/venv}"
 ensure_ha_tools() {
     local missing=()
     command -v etcd >/dev/null || missing+=(etcd-server)
@@ -68,10 +70,10 @@ ensure_ha_tools() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
             { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
     fi
-    if [ "$("$venv/ha/bin/patroni" --version 2>/dev/null)" != "patroni $patroni_version" ]; then
-        [ -x "$venv/ha/bin/python" ] || /usr/bin/python3 -m venv "$venv/ha"
-        "$venv/ha/bin/pip" install --quiet --disable-pip-version-check \
+    if [ "$("$ha_venv/bin/patroni" --version 2>/dev/null)" != "patroni $patroni_version" ]; then
+        [ -x "$ha_venv/bin/python" ] || /usr/bin/python3 -m venv "$ha_venv"
+        "$ha_venv/bin/pip" install --quiet --disable-pip-version-check \
             "patroni[etcd3]==$patroni_version" psycopg2-binary
     fi
-    export PATH="$PATH:$venv/ha/bin"
+    export PATH="$PATH:$ha_venv/bin"
 }

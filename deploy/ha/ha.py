@@ -16,8 +16,9 @@ their data directories' postmaster.pid). A PID is signalled only while its
 command line is still the one recorded, never a process that reused it.
 
 PostgreSQL refuses to run as root: Patroni runs as `postgres`, from a
-virtualenv made with Debian's /usr/bin/python3 (.venv/ha; the project's
-.venv interpreter may live where `postgres` cannot read), and the data,
+virtualenv made with Debian's /usr/bin/python3 outside the clone
+(/opt/accounts-ha/venv, or $ACCOUNTS_HA_VENV: the clone may sit where
+`postgres` cannot reach), and the data,
 socket and pgpass directories are owned by `postgres`, mode 700.
 
 Python standard library only; `.ci/tools.sh` installs etcd, HAProxy and
@@ -46,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(os.environ.get("ACCOUNTS_HA_DIR", "/tmp/accounts-ha"))
 PORT_BASE = int(os.environ.get("ACCOUNTS_HA_PORT_BASE", "25400"))
 PG_BIN = Path(os.environ.get("ACCOUNTS_HA_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PATRONI_VENV = ROOT / ".venv" / "ha"
+# Outside the clone: Patroni runs as `postgres`, who may not traverse the
+# directories above it (a clone in a mode-700 temporary directory or home).
+PATRONI_VENV = Path(os.environ.get("ACCOUNTS_HA_VENV", "/opt/accounts-ha/venv"))
 SCOPE = "accounts-ha"
 DATABASE = "accounts"
 NODES = ("n1", "n2", "n3")
@@ -461,14 +464,17 @@ def start_instances(state: dict) -> None:
 
 def start_envoy(state: dict) -> None:
     p = ports()
-    template = (ROOT / "tests" / "e2e" / "envoy.yaml").read_text()
+    # The deploy kit's policy, the only copy, with compose's addresses on
+    # loopback (as the end-to-end tests render it).
+    rendered = (ROOT / "deploy" / "envoy" / "envoy.yaml").read_text()
     a, b = p["instances"].values()
-    rendered = (
-        template.replace("${ADMIN_PORT}", str(p["envoy_admin"]))
-        .replace("${LISTEN_PORT}", str(p["envoy"]))
-        .replace("${UPSTREAM_A_PORT}", str(a))
-        .replace("${UPSTREAM_B_PORT}", str(b))
-    )
+    for compose, port in (("address: 0.0.0.0, port_value: 9901", p["envoy_admin"]),
+                          ("address: 0.0.0.0, port_value: 8080", p["envoy"]),
+                          ("address: accounts-1, port_value: 8080", a),
+                          ("address: accounts-2, port_value: 8080", b)):  # fmt: skip
+        if rendered.count(compose) != 1:
+            raise SystemExit(f"deploy/envoy/envoy.yaml: `{compose}` not there exactly once")
+        rendered = rendered.replace(compose, f"address: 127.0.0.1, port_value: {port}")
     config = STATE_DIR / "envoy.yaml"
     config.write_text(rendered)
     envoy = os.environ.get("ACCOUNTS_HA_ENVOY") or shutil.which("envoy") or "envoy"
