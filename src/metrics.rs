@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -49,20 +50,27 @@ pub struct Metrics {
     pool_acquire: Arc<Mutex<Option<HistogramVec>>>,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let counter = IntCounter::new(name, help).expect("metric name and help are valid");
+/// Registers `metric` with `registry` and returns it (a handle: the
+/// registry keeps a clone). Names and help are constants of this module, so
+/// an invalid or repeated one is a bug here, not an input.
+fn registered<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
     registry
-        .register(Box::new(counter.clone()))
+        .register(Box::new(metric.clone()))
         .expect("metric names are unique");
-    counter
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(registry, IntCounter::new(name, help).expect("valid metric"))
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(counter.clone()))
-        .expect("metric names are unique");
-    counter
+    registered(registry, counter)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(registry, IntGauge::new(name, help).expect("valid metric"))
 }
 
 impl EngineMetrics {
@@ -115,20 +123,17 @@ impl EngineMetrics {
                 "accounts_cache_stale_total",
                 "Commands decided on a cached state that the store refused as stale (then loaded and decided again).",
             ),
-            batch_size: {
-                let histogram = Histogram::with_opts(
+            batch_size: registered(
+                registry,
+                Histogram::with_opts(
                     HistogramOpts::new(
                         "accounts_batch_size",
                         "Commits written together in one group commit.",
                     )
                     .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
                 )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(histogram.clone()))
-                    .expect("metric names are unique");
-                histogram
-            },
+                .expect("valid metric"),
+            ),
         }
     }
 }
@@ -136,87 +141,55 @@ impl EngineMetrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let http_requests = counter_vec(
-            &registry,
-            "accounts_http_requests_total",
-            "HTTP requests answered, by route, method and status.",
-            &["route", "method", "status"],
-        );
-        let http_request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "accounts_http_request_duration_seconds",
-                "Time from a request's arrival to its response, by route and method.",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["route", "method"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(http_request_duration.clone()))
-            .expect("unique");
-        let pool_connections = IntGaugeVec::new(
-            Opts::new(
-                "accounts_db_pool_connections",
-                "Database pool connections, by state (idle or in_use); absent for the memory store.",
-            ),
-            &["state"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(pool_connections.clone()))
-            .expect("unique");
-        let feed_streams = IntGauge::new(
-            "accounts_feed_streams",
-            "Server-Sent Events consumers of the feed connected now.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(feed_streams.clone()))
-            .expect("unique");
-        let feed_stream_buffered = IntGauge::new(
-            "accounts_feed_stream_buffered_events",
-            "Events queued in the feed stream consumers' bounded buffers, all together.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(feed_stream_buffered.clone()))
-            .expect("unique");
-        let feed_stream_slow_disconnects = counter(
-            &registry,
-            "accounts_feed_stream_slow_disconnects_total",
-            "Feed stream consumers disconnected because their bounded buffer stayed full.",
-        );
-        let feed_stream_rewinds = counter(
-            &registry,
-            "accounts_feed_stream_rewinds_total",
-            "Feed streams ended because the event at their resume position changed (a database \
-             failover lost committed events).",
-        );
-        let store_synchronous_standby = IntGauge::new(
-            "accounts_store_synchronous_standby",
-            "1 when the database said at start-up that commits wait for a synchronous standby \
-             (PostgreSQL synchronous_standby_names, MariaDB semi-sync after sync), else 0.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(store_synchronous_standby.clone()))
-            .expect("unique");
-        let engine = EngineMetrics::new(&registry);
         Metrics {
-            registry,
-            http_requests,
-            http_request_duration,
-            pool_connections,
-            feed_streams,
-            feed_stream_buffered,
-            feed_stream_slow_disconnects,
-            feed_stream_rewinds,
-            store_synchronous_standby,
-            engine,
+            http_requests: counter_vec(
+                &registry,
+                "accounts_http_requests_total",
+                "HTTP requests answered, by route, method and status.",
+                &["route", "method", "status"],
+            ),
+            http_request_duration: http_request_duration(&registry),
+            pool_connections: registered(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "accounts_db_pool_connections",
+                        "Database pool connections, by state (idle or in_use); absent for the memory store.",
+                    ),
+                    &["state"],
+                )
+                .expect("valid metric"),
+            ),
+            feed_streams: gauge(
+                &registry,
+                "accounts_feed_streams",
+                "Server-Sent Events consumers of the feed connected now.",
+            ),
+            feed_stream_buffered: gauge(
+                &registry,
+                "accounts_feed_stream_buffered_events",
+                "Events queued in the feed stream consumers' bounded buffers, all together.",
+            ),
+            feed_stream_slow_disconnects: counter(
+                &registry,
+                "accounts_feed_stream_slow_disconnects_total",
+                "Feed stream consumers disconnected because their bounded buffer stayed full.",
+            ),
+            feed_stream_rewinds: counter(
+                &registry,
+                "accounts_feed_stream_rewinds_total",
+                "Feed streams ended because the event at their resume position changed (a database \
+                 failover lost committed events).",
+            ),
+            store_synchronous_standby: gauge(
+                &registry,
+                "accounts_store_synchronous_standby",
+                "1 when the database said at start-up that commits wait for a synchronous standby \
+                 (PostgreSQL synchronous_standby_names, MariaDB semi-sync after sync), else 0.",
+            ),
+            engine: EngineMetrics::new(&registry),
             pool_acquire: Arc::default(),
+            registry,
         }
     }
 
@@ -231,10 +204,7 @@ impl Metrics {
             // Absent only if nobody registered it, which cannot happen here.
             let _ = self.registry.unregister(Box::new(previous));
         }
-        self.registry
-            .register(Box::new(histogram.clone()))
-            .expect("metric names are unique");
-        *exported = Some(histogram);
+        *exported = Some(registered(&self.registry, histogram));
     }
 
     /// Sets the pool gauges; called when `/metrics` is scraped, so the
@@ -257,6 +227,22 @@ impl Metrics {
             .expect("writing to a Vec cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
     }
+}
+
+/// Request latency, in buckets from 100 µs to 10 s.
+fn http_request_duration(registry: &Registry) -> HistogramVec {
+    let opts = HistogramOpts::new(
+        "accounts_http_request_duration_seconds",
+        "Time from a request's arrival to its response, by route and method.",
+    )
+    .buckets(vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ]);
+    registered(
+        registry,
+        HistogramVec::new(opts, &["route", "method"]).expect("valid metric"),
+    )
 }
 
 impl Default for Metrics {

@@ -78,15 +78,18 @@ fn envoy_metrics() -> BTreeSet<String> {
         .collect()
 }
 
-/// Keywords, and the aggregation operators (which may be followed by a
-/// grouping clause rather than `(`).
-const KEYWORDS: &[&str] = &[
+/// The grouping modifiers: followed by a label list, not by `(`.
+const GROUPING: &[&str] = &[
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
+];
+/// The other keywords, and the aggregation operators (which may be followed
+/// by a grouping clause rather than `(`).
+const KEYWORDS: &[&str] = &[
     "and",
     "or",
     "unless",
@@ -104,14 +107,6 @@ const KEYWORDS: &[&str] = &[
     "bottomk",
     "topk",
     "quantile",
-];
-const GROUPING: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
 ];
 
 /// The metric names a PromQL expression reads: identifiers that are not

@@ -183,7 +183,14 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 impl MysqlStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<MysqlStore, OpenError> {
         let connect = sql::connect_options::<MySqlConnectOptions>(url)?;
-        let pool = sql::open_pool::<MySql>(url, connect, options, &MIGRATOR).await?;
+        let pool = sql::open_pool(
+            url,
+            connect,
+            sql::pool_options::<MySql>(options),
+            options,
+            &MIGRATOR,
+        )
+        .await?;
         Ok(MysqlStore {
             pooled: sql::Pooled::new(pool),
         })

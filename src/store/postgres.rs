@@ -223,7 +223,14 @@ impl PostgresStore {
         // database's and the role's defaults.
         let connect =
             sql::connect_options::<PgConnectOptions>(url)?.options([("statement_timeout", "0")]);
-        let pool = sql::open_pool::<Postgres>(url, connect, options, &MIGRATOR).await?;
+        let pool = sql::open_pool(
+            url,
+            connect,
+            sql::pool_options::<Postgres>(options),
+            options,
+            &MIGRATOR,
+        )
+        .await?;
         Ok(PostgresStore {
             pooled: sql::Pooled::new(pool),
         })

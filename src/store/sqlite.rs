@@ -140,7 +140,7 @@ impl SqliteStore {
             reason,
         })?;
         let pool_options = pool_options(options, in_memory);
-        let pool = sql::open_pool_with(url, connect, pool_options, options, &MIGRATOR).await?;
+        let pool = sql::open_pool(url, connect, pool_options, options, &MIGRATOR).await?;
         Ok(SqliteStore {
             pooled: sql::Pooled::new(pool),
             in_memory,

@@ -114,13 +114,7 @@ impl ApiRequest {
         amount: impl Display,
         transaction: impl Display,
     ) -> ApiRequest {
-        money(
-            style,
-            account,
-            "deposit",
-            &amount_parameter(style, amount),
-            transaction,
-        )
+        single_amount(style, account, "deposit", amount, transaction)
     }
 
     pub fn withdraw(
@@ -129,13 +123,7 @@ impl ApiRequest {
         amount: impl Display,
         transaction: impl Display,
     ) -> ApiRequest {
-        money(
-            style,
-            account,
-            "withdraw",
-            &amount_parameter(style, amount),
-            transaction,
-        )
+        single_amount(style, account, "withdraw", amount, transaction)
     }
 
     pub fn transfer(
@@ -219,11 +207,20 @@ impl ApiRequest {
 
 /// The amount of a deposit or withdrawal: the operation's own parameter in
 /// the query style, `amount` in the path style.
-fn amount_parameter(style: Style, amount: impl Display) -> String {
-    match style {
+/// A deposit or a withdrawal: the amount is the operation's own value in
+/// the query style, `amount=` in the path style.
+fn single_amount(
+    style: Style,
+    account: impl Display,
+    operation: &str,
+    amount: impl Display,
+    transaction: impl Display,
+) -> ApiRequest {
+    let parameters = match style {
         Style::Query => amount.to_string(),
         Style::Path => format!("amount={amount}"),
-    }
+    };
+    money(style, account, operation, &parameters, transaction)
 }
 
 /// `?a=1&b=2` of the parameters that have a value, or nothing.

@@ -46,7 +46,7 @@ mod write;
 pub(super) use batch::{Attempt, BatchWriter, Stored, append_batch, failed, first_heads, passing};
 pub(super) use dialect::SqlDialect;
 pub(super) use errors::{at_commit, before_commit, not_writable, read_error};
-pub(super) use pool::{Pooled, Use, connect_options, open_pool, open_pool_with, pool_options};
+pub(super) use pool::{Pooled, Use, connect_options, open_pool, pool_options};
 pub(super) use queries::{events, feed, load, ping};
 pub(super) use rows::{ManyLoadRow, assemble_many, bigint, distinct_requests, sequence_to_sql};
 pub(super) use write::TransactionWrite;

@@ -237,23 +237,10 @@ pub(in crate::store) fn connect_options<Options: ConnectOptions>(
     })
 }
 
-/// Opens a lazy pool, waits for the first connection (so start-up reports
-/// the database's own error) and brings the schema up to date.
+/// Opens a lazy pool with `pool_options` (usually [`pool_options`]'s),
+/// waits for the first connection (so start-up reports the database's own
+/// error) and brings the schema up to date.
 pub(in crate::store) async fn open_pool<DB>(
-    url: &str,
-    connect: <DB::Connection as sqlx::Connection>::Options,
-    options: &StoreOptions,
-    migrator: &Migrator,
-) -> Result<Pool<DB>, OpenError>
-where
-    DB: Database,
-    DB::Connection: Migrate,
-{
-    open_pool_with(url, connect, pool_options::<DB>(options), options, migrator).await
-}
-
-/// [`open_pool`] with pool settings of the caller's choosing.
-pub(in crate::store) async fn open_pool_with<DB>(
     url: &str,
     connect: <DB::Connection as sqlx::Connection>::Options,
     pool_options: PoolOptions<DB>,
