@@ -25,6 +25,10 @@ bench *ARGS:
     command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
     python3 bench/bench.py {{ARGS}}
 
+# The memory store's resident memory per stored event (500,000 events, release build), printed with its bound of 100 bytes; fails above it or after 10 minutes.
+memory-footprint:
+    timeout 600 cargo test --release --test memory_footprint -- --ignored --nocapture
+
 # Where the time of a deposit goes on PostgreSQL: perf, pg_stat_statements on a private cluster, the pool; into BENCHMARKS.md, with the flamegraph bench/flamegraph-deposit-postgres.svg. Installs perf (linux-perf) and inferno (cargo install, built in a temporary directory) when missing.
 profile *ARGS:
     command -v perf >/dev/null || apt-get install -y linux-perf || (apt-get update && apt-get install -y linux-perf)

@@ -2,8 +2,9 @@
 //! writes them (the event, its idempotency record with the command's
 //! fingerprint, a snapshot every 50 events) over 1,000 accounts, through the
 //! store's own API, with the process's resident set read from
-//! /proc/self/statm before and after. Ignored (a measurement that wants a
-//! quiet process); run it with
+//! /proc/self/statm before and after. Ignored in the debug suite (a
+//! measurement of the release build, alone in its process); CI runs it as
+//! `just memory-footprint`:
 //!
 //! ```sh
 //! cargo test --release --test memory_footprint -- --ignored --nocapture
@@ -24,7 +25,7 @@ const SNAPSHOT_EVERY: u64 = 50;
 const BYTES_PER_EVENT_MAX: f64 = 100.0;
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "a measurement: run alone, preferably with --release"]
+#[ignore = "a measurement of the release build: `just memory-footprint` (CI runs it)"]
 async fn a_stored_event_costs_at_most_100_bytes_of_resident_memory() {
     let store = MemoryStore::new();
     let entropy = SeededEntropy::new(3);
@@ -68,7 +69,8 @@ async fn a_stored_event_costs_at_most_100_bytes_of_resident_memory() {
     let after = resident_bytes();
     let per_event = (after - before) as f64 / EVENTS as f64;
     eprintln!(
-        "memory store: {EVENTS} events over {ACCOUNTS} accounts, resident {:.1} MiB → {:.1} MiB: {per_event:.1} bytes per event",
+        "memory store: {EVENTS} events over {ACCOUNTS} accounts, resident {:.1} MiB → {:.1} MiB: \
+         {per_event:.1} bytes per event (bound {BYTES_PER_EVENT_MAX})",
         before as f64 / 1_048_576.0,
         after as f64 / 1_048_576.0
     );

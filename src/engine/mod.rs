@@ -26,10 +26,14 @@
 //!   again from a load, exactly as without the cache;
 //! - appends of commands that arrive together are written in one batch
 //!   ([`committer`]), each command answered by its own member;
+//! - a command on an account with a commit in flight is decided on the
+//!   state that commit leaves and chained onto it ([`chain`]), and an
+//!   identical request in flight waits for the first one's outcome;
 //! - loads that arrive together — reads and the loads of commands the
 //!   cache does not know — are read in one query ([`loader`]).
 
 mod cache;
+mod chain;
 mod committer;
 mod inputs;
 mod loader;
@@ -43,7 +47,8 @@ pub use inputs::{Clock, Entropy, FixedClock, SeededEntropy, SystemClock};
 pub use loader::{LOADS_IN_FLIGHT, LOADS_MAX};
 pub use queue::QUEUE_MAX;
 
-use committer::Committer;
+use chain::{InFlight, Link};
+use committer::{Chained, Committer};
 use loader::Loader;
 
 use std::sync::Arc;
@@ -185,6 +190,8 @@ struct Party {
     loaded: bool,
     /// The transactionIds the cache remembers on the account.
     recent: Vec<(TransactionId, Fingerprint)>,
+    /// The commit in flight whose tail this party is (see [`chain`]).
+    chained_onto: Option<Arc<Link>>,
 }
 
 /// How far one decision got.
@@ -221,6 +228,13 @@ impl Parties {
     fn loaded(&self) -> bool {
         self.all().all(|party| party.loaded)
     }
+
+    /// The commits in flight these parties are the tails of.
+    fn chained_onto(&self) -> Vec<Arc<Link>> {
+        self.all()
+            .filter_map(|party| party.chained_onto.clone())
+            .collect()
+    }
 }
 
 pub struct Engine {
@@ -230,6 +244,8 @@ pub struct Engine {
     config: EngineConfig,
     metrics: EngineMetrics,
     cache: Arc<dyn StateCache>,
+    /// Commits and claimed transactionIds in flight (see [`chain`]).
+    in_flight: InFlight,
     committer: Committer,
     loader: Loader,
     /// Bumped right after every successful append, so feed readers on this
@@ -257,6 +273,7 @@ impl Engine {
             clock,
             entropy,
             cache: LruStateCache::with_capacity(config.cache_accounts),
+            in_flight: InFlight::default(),
             config,
             metrics,
             committer,
@@ -387,6 +404,11 @@ impl Engine {
         let transaction_id = request
             .transaction_id
             .unwrap_or_else(|| TransactionId::from_uuid(self.entropy.uuid()));
+        // A generated id is unique: only a client's can be sent twice.
+        let _claim = match request.transaction_id {
+            Some(id) => Some(self.in_flight.claim(id).await),
+            None => None,
+        };
         let fingerprint = request.command.fingerprint(request.account);
         let mut cached = self.cached_parties(&request, transaction_id).await?;
         let mut ambiguous = false;
@@ -397,8 +419,18 @@ impl Engine {
             }
             let mut step = match cached.take() {
                 Some(parties) => {
-                    self.decide_and_append(&request, transaction_id, &fingerprint, parties)
-                        .await
+                    let onto = parties.chained_onto();
+                    let step = self
+                        .decide_and_append(&request, transaction_id, &fingerprint, parties)
+                        .await;
+                    // Decided on a tail to something only a load may answer:
+                    // the load should see what the commits before it did.
+                    if let Step::Reload = step {
+                        for link in onto {
+                            link.settled().await;
+                        }
+                    }
+                    step
                 }
                 None => Step::Reload,
             };
@@ -466,8 +498,7 @@ impl Engine {
             return unless_cached(Ok(Outcome::Unchanged));
         }
         let (commit, after) = self.build_commit(transaction_id, fingerprint, &parties, effects);
-        let result = self.append(commit).await;
-        self.cache.settled(&after, result.is_ok());
+        let result = self.append(commit, &after, parties.chained_onto()).await;
         match result {
             Ok(()) => Step::Answer(Ok(Outcome::Applied)),
             Err(AppendError::Conflict(_)) => {
@@ -568,12 +599,21 @@ impl Engine {
             transaction: loaded.transaction,
             loaded: true,
             recent: Vec::new(),
+            chained_onto: None,
         }
     }
 
-    /// The account as the cache knows it, `None` if it does not.
+    /// The account as a commit in flight on it leaves it (its tail), or
+    /// else as the cache knows it; `None` if neither knows it. With the
+    /// cache off, nothing is decided on a guess, tails included.
     fn cached(&self, account_id: AccountId, transaction_id: TransactionId) -> Option<Party> {
-        let Some(entry) = self.cache.get(account_id) else {
+        let known = match self.config.cache_accounts {
+            0 => None,
+            _ => (self.in_flight.tail(account_id))
+                .map(|(entry, link)| (entry, Some(link)))
+                .or_else(|| self.cache.get(account_id).map(|entry| (entry, None))),
+        };
+        let Some((entry, chained_onto)) = known else {
             self.metrics
                 .cache_lookups
                 .with_label_values(&["miss"])
@@ -581,6 +621,9 @@ impl Engine {
             return None;
         };
         self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+        if chained_onto.is_some() {
+            self.metrics.chained.inc();
+        }
         let transaction = entry
             .recorded(transaction_id)
             .map(|fingerprint| TransactionRecord {
@@ -596,6 +639,7 @@ impl Engine {
             transaction,
             loaded: false,
             recent: entry.transactions,
+            chained_onto,
         })
     }
 
@@ -721,13 +765,56 @@ impl Engine {
 
     /// Appends through the group committer, within the store timeout: an
     /// append still unanswered by then is ambiguous (it may yet land).
-    async fn append(&self, commit: Commit) -> Result<(), AppendError> {
+    /// While it is in flight, `after` (the accounts as it leaves them) is
+    /// what the next commands on them are decided on; once it is settled,
+    /// the cache learns how it went.
+    async fn append(
+        &self,
+        commit: Commit,
+        after: &[CachedAccount],
+        onto: Vec<Arc<Link>>,
+    ) -> Result<(), AppendError> {
         let (events, snapshots) = (commit.events.len(), commit.snapshots.len());
-        self.committer.append(commit).await?;
+        let link = Link::new();
+        self.in_flight.begin(after, &link, &onto);
+        let settle = Settle {
+            engine: self,
+            after,
+            link: link.clone(),
+            landed: false,
+        };
+        let result = self.committer.append(Chained { commit, link, onto }).await;
+        settle.finish(result.is_ok());
+        result?;
         self.commits.send_modify(|count| *count += 1);
         self.metrics.events_appended.inc_by(events as u64);
         self.metrics.snapshots_written.inc_by(snapshots as u64);
         Ok(())
+    }
+}
+
+/// Settles a commit in flight as far as this engine is concerned: the
+/// cache learns the outcome and the commit's tails end, also when the
+/// request is dropped while it waits (then as "not landed": it may still
+/// land, which only a load can tell).
+struct Settle<'a> {
+    engine: &'a Engine,
+    after: &'a [CachedAccount],
+    link: Arc<Link>,
+    landed: bool,
+}
+
+impl Settle<'_> {
+    fn finish(mut self, landed: bool) {
+        self.landed = landed;
+    }
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        self.link.settle(self.landed);
+        self.engine.cache.settled(self.after, self.landed);
+        (self.engine.in_flight).end(self.after, &self.link, self.landed);
     }
 }
 
