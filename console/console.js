@@ -146,6 +146,10 @@
       const { body, response } = await api(`/api/account/${encodeURIComponent(id)}`);
       const version = Number((response.headers.get('etag') || '').replace(/"/g, ''));
       account = { id: body.accountId, version, view: null };
+      // The state and its events appear together, never one account's
+      // state over another's events.
+      const from = Math.max(1, version - PAGE + 1);
+      const page = await showEvents(from, version - from + 1);
       $('state-account').textContent = body.accountId;
       $('state-owner').textContent = body.ownerId;
       $('state-balance').textContent = fmt(body.balance);
@@ -155,8 +159,6 @@
       for (const s of ['account-state', 'chart-section', 'past', 'events-section']) $(s).hidden = false;
       show('past-message', '');
       $('past-state').textContent = '';
-      const from = Math.max(1, version - PAGE + 1);
-      const page = await showEvents(from, version - from + 1);
       await drawChart(page);
     } catch (error) {
       account = null;
