@@ -175,6 +175,14 @@ async function withoutAuth(browser) {
       await page.mouse.move(canvas.x + canvas.width - 2, canvas.y + canvas.height / 2);
       await page.waitForFunction(() => document.querySelector('#chart .u-legend .u-series:nth-child(2) .u-value').textContent === '850');
       await page.screenshot({ path: path.join(shots, '01-account.png'), fullPage: true });
+      // The README's picture (docs/console.png): narrower, the account down
+      // to its events.
+      await page.setViewportSize({ width: 860, height: 900 });
+      await page.mouse.move(0, 0);
+      const top = await page.locator('#lookup').boundingBox();
+      const end = await page.locator('#events-section').boundingBox();
+      await page.screenshot({ path: path.join(shots, 'readme.png'), clip: { x: 0, y: top.y, width: 860, height: end.y + end.height - top.y }, fullPage: true });
+      await page.setViewportSize({ width: 1100, height: 900 });
     });
 
     await step('state at an earlier time and at a version shows the earlier balance', async () => {
