@@ -325,35 +325,6 @@
     pending: [], window: [], timer: null, following: false,
   };
 
-  // Server-Sent Events parsed by hand: EventSource cannot send an
-  // Authorization header. Lines end in CRLF, LF or CR; a message ends at a
-  // blank line; `:` lines are comments.
-  function sseParser(onMessage) {
-    let buffer = '';
-    let message = { data: [], event: 'message', id: null };
-    return (chunk, done) => {
-      buffer += chunk;
-      // A CR at the very end may be the first half of a CRLF: held back.
-      const held = !done && buffer.endsWith('\r');
-      const lines = (held ? buffer.slice(0, -1) : buffer).split(/\r\n|\n|\r/);
-      buffer = done ? '' : lines.pop() + (held ? '\r' : '');
-      for (const line of lines) {
-        if (line === '') {
-          if (message.data.length) onMessage(message);
-          message = { data: [], event: 'message', id: null };
-        } else if (!line.startsWith(':')) {
-          const colon = line.indexOf(':');
-          const field = colon < 0 ? line : line.slice(0, colon);
-          let value = colon < 0 ? '' : line.slice(colon + 1);
-          if (value.startsWith(' ')) value = value.slice(1);
-          if (field === 'data') message.data.push(value);
-          else if (field === 'event') message.event = value;
-          else if (field === 'id') message.id = value;
-        }
-      }
-    };
-  }
-
   async function follow() {
     const controller = new AbortController();
     feed.controller = controller;
@@ -375,7 +346,7 @@
     }
     $('feed-status').textContent = feed.lastId === null ? 'Following.' : `Following (resumed after position ${feed.lastId}).`;
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    const push = sseParser(onFeedMessage);
+    const push = window.AccountsSse.parser(onFeedMessage);
     try {
       for (;;) {
         const { value, done } = await reader.read();

@@ -6,8 +6,9 @@
 
 use testkit::{Answer, Method, StatusCode, TestInstance};
 
-const ASSETS: [(&str, &str); 4] = [
+const ASSETS: [(&str, &str); 5] = [
     ("/console/console.js", "text/javascript; charset=utf-8"),
+    ("/console/sse.js", "text/javascript; charset=utf-8"),
     ("/console/console.css", "text/css; charset=utf-8"),
     (
         "/console/uPlot.iife.min.js",

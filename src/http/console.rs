@@ -26,11 +26,16 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 /// The assets by the name they are served under, with their content type.
 /// uPlot is vendored from npm with its licence (console/vendor/).
-const ASSETS: [(&str, &str, &str); 4] = [
+const ASSETS: [(&str, &str, &str); 5] = [
     (
         "console.js",
         "text/javascript; charset=utf-8",
         include_str!("../../console/console.js"),
+    ),
+    (
+        "sse.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/sse.js"),
     ),
     (
         "console.css",

@@ -574,7 +574,7 @@ fn console() {}
     operation_id = "consoleAsset",
     tag = "console",
     summary = "The console's scripts and styles",
-    params(("asset" = String, Path, description = "console.js, console.css, uPlot.iife.min.js or uPlot.min.css.")),
+    params(("asset" = String, Path, example = "console.js", description = "console.js, sse.js, console.css, uPlot.iife.min.js or uPlot.min.css.")),
     responses(
         (status = 200, description = "The asset.", content(
             (String = "text/javascript"),

@@ -120,7 +120,7 @@ function checkRecord(record) {
   assert.ok(record.requests.length > 0, 'the page made requests');
   const foreign = record.requests.filter((url) => new URL(url).origin !== record.origin);
   assert.deepEqual(foreign, [], 'no request leaves the instance\'s origin');
-  assert.ok(record.console.length >= 5, 'the page and its four assets were answered');
+  assert.ok(record.console.length >= 6, 'the page and its five assets were answered');
   for (const answer of record.console) {
     assert.ok(answer.csp && answer.csp.includes("default-src 'none'") && !answer.csp.includes('unsafe'),
       `CSP on ${answer.url}: ${answer.csp}`);
@@ -210,6 +210,39 @@ async function withoutAuth(browser) {
       assert.deepEqual(await rowSequences(page), [2, 1]);
       const other = await text(page, '#events-body tr[data-sequence="2"] td:last-child');
       assert.equal(other, `from ${a}`);
+    });
+
+    await step('readable on a phone: nothing wider than the screen but the table\'s own scroller', async () => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.waitForTimeout(200);
+      const widths = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+      assert.ok(widths[0] <= widths[1], `page ${widths[0]} px wide on a ${widths[1]} px screen`);
+      await page.screenshot({ path: path.join(shots, '02b-phone.png'), fullPage: true });
+      await page.setViewportSize({ width: 1100, height: 900 });
+    });
+
+    await step('the feed\'s SSE parser: LF, CRLF and CR, chunks split anywhere, comments, rewind', async () => {
+      const results = await page.evaluate(() => {
+        const out = [];
+        for (const eol of ['\n', '\r\n', '\r']) {
+          const text = [': keep-alive', 'id: 1', 'event: MoneyDeposited', 'data: {"a":1}', '', 'id:2', 'data: x', 'data: y', '',
+            ': idle', '', 'event: rewind', 'data: {"position":3}', '', ''].join(eol);
+          for (let cut = 0; cut <= text.length; cut++) {
+            const got = [];
+            const push = window.AccountsSse.parser((m) => got.push(m));
+            push(text.slice(0, cut), false);
+            push(text.slice(cut), false);
+            push('', true);
+            out.push(JSON.stringify(got));
+          }
+        }
+        return out;
+      });
+      const expected = JSON.stringify([
+        { data: ['{"a":1}'], event: 'MoneyDeposited', id: '1' },
+        { data: ['x', 'y'], event: 'message', id: '2' },
+        { data: ['{"position":3}'], event: 'rewind', id: null }]);
+      results.forEach((got, i) => assert.equal(got, expected, `case ${i}`));
     });
 
     await step('paging with from/limit and Link; a long history draws a bounded number of points', async () => {
