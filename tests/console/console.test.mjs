@@ -103,7 +103,10 @@ async function openPage(browser, base, record) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
   const origin = new URL(base).origin;
-  page.on('request', (request) => record.requests.push(request.url()));
+  page.on('request', (request) => {
+    record.requests.push(request.url());
+    if (new URL(request.url()).pathname === '/api/events/stream') record.streams.push(request.headers()['last-event-id'] || null);
+  });
   page.on('response', (response) => {
     const url = new URL(response.url());
     if (url.origin === origin && url.pathname.startsWith('/console')) {
@@ -141,7 +144,7 @@ const rowSequences = (page) => page.$$eval('#events-body tr', (rows) => rows.map
 async function withoutAuth(browser) {
   const service = await startService({});
   const api = client(service.base);
-  const record = { requests: [], console: [], errors: [] };
+  const record = { requests: [], console: [], errors: [], streams: [] };
   const page = await openPage(browser, service.base, record);
   const [a, b, owner] = [randomUUID(), randomUUID(), randomUUID()];
   try {
@@ -313,6 +316,9 @@ async function withoutAuth(browser) {
       assert.deepEqual(shown, feed.slice(-FEED_ROWS).map((e) => e.position), 'the newest rows, in order');
       assert.ok(maxRows <= FEED_ROWS, `at most ${FEED_ROWS} rows (saw ${maxRows})`);
       assert.ok(resumed, 'paused and resumed during the load');
+      assert.equal(record.streams[0], null, 'the first stream starts from the chosen position');
+      const resumedAt = record.streams.slice(1).map(Number);
+      assert.ok(resumedAt.length >= 1 && resumedAt.every((p) => p > 0 && p < last), `resumed with Last-Event-ID: ${resumedAt}`);
       assert.ok(maxRate > 0, 'the events-per-second counter moved');
       await page.screenshot({ path: path.join(shots, '03-live-feed.png'), fullPage: true });
       await page.click('#feed-pause');
@@ -332,7 +338,7 @@ async function withAuth(browser) {
   const service = await startService({ ACCOUNTS_AUTH_JWT_SECRET: secret });
   const [alice, bob] = [randomUUID(), randomUUID()];
   const tokens = { admin: mint(secret, randomUUID(), true), alice: mint(secret, alice, false), bob: mint(secret, bob, false) };
-  const record = { requests: [], console: [], errors: [] };
+  const record = { requests: [], console: [], errors: [], streams: [] };
   const page = await openPage(browser, service.base, record);
   const account = randomUUID();
   const useToken = async (token) => {
