@@ -55,7 +55,7 @@ const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenate
     ),
     components(schemas(ErrorBody, ErrorCode, AccountBody, EventBody, FeedEventBody)),
     modifiers(&LimitResponses, &EventPageLimits, &BearerScheme),
-    tags((name = "accounts", description = "Accounts and their money"), (name = "operations", description = "Health and metrics"), (name = "console", description = "The web console"))
+    tags((name = "accounts", description = "Accounts and their money"), (name = "operations", description = "Health and metrics"))
 )]
 struct ApiDoc;
 
