@@ -270,6 +270,10 @@
   }
 
   async function drawChart(page) {
+    // No other account's chart under this account's state meanwhile.
+    if (chart) { chart.destroy(); chart = null; }
+    delete $('chart').dataset.points;
+    $('chart-summary').textContent = 'Drawing the balance…';
     const events = await chartEvents(page);
     const xs = events.map((e) => Date.parse(e.recordedAt) / 1000);
     const ys = events.map((e) => Number(balanceAfter(e)));
