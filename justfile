@@ -76,6 +76,16 @@ integration:
 fuzz-api:
     .ci/fuzz-api.sh
 
+# The web console in a real browser (tests/console/console.test.mjs): Debian's chromium driven by playwright-core against the debug binary on the memory store, without and with authentication, under a write load; screenshots into tests/console/screenshots. Installs chromium (apt-get) and playwright-core (npm ci) when missing.
+console-test:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source .ci/tools.sh
+    ensure_console_tools
+    cargo build --bin accounts
+    target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    ACCOUNTS_BIN="$target_dir/debug/accounts" node tests/console/console.test.mjs
+
 # libFuzzer on the request parsing (optional; needs `rustup toolchain install nightly` and `cargo install cargo-fuzz`).
 fuzz-request SECONDS="60":
     cargo +nightly fuzz run --sanitizer none request -- -max_total_time={{SECONDS}}

@@ -77,3 +77,28 @@ ensure_ha_tools() {
     fi
     export PATH="$PATH:$ha_venv/bin"
 }
+
+# The console's browser test (`just console-test`): Debian's chromium,
+# installed on demand as root, and playwright-core from npm into
+# tests/console/node_modules (`npm ci`, from the committed lock file) when
+# the pinned version is not there. Playwright never downloads a browser: the
+# test drives /usr/bin/chromium.
+ensure_console_tools() {
+    local dir
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/console"
+    if ! command -v chromium >/dev/null; then
+        if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+            echo "chromium is missing (Debian package; apt-get install chromium)" >&2
+            return 1
+        fi
+        echo "installing chromium (Debian)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+    fi
+    local wanted installed
+    wanted="$(node -p "require('$dir/package.json').dependencies['playwright-core']")"
+    installed="$(node -p "require('$dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)"
+    if [ "$installed" != "$wanted" ]; then
+        (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+    fi
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod body;
+mod console;
 mod error;
 mod feed;
 mod handlers;
@@ -227,6 +228,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/ready", get(handlers::ready)),
         ("/metrics", get(handlers::metrics)),
         ("/openapi.json", get(handlers::openapi)),
+        ("/console", console::page()),
+        ("/console/{*asset}", console::assets()),
     ]
 }
 

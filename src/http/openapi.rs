@@ -49,7 +49,9 @@ const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenate
         ping,
         ready,
         metrics,
-        openapi_json
+        openapi_json,
+        console,
+        console_asset
     ),
     components(schemas(ErrorBody, ErrorCode, AccountBody, EventBody, FeedEventBody)),
     modifiers(&LimitResponses, &EventPageLimits, &BearerScheme),
@@ -552,6 +554,37 @@ fn metrics() {}
 )]
 #[allow(dead_code)]
 fn openapi_json() {}
+
+#[utoipa::path(
+    get,
+    path = "/console",
+    operation_id = "console",
+    tag = "console",
+    summary = "The web console (docs/console.md)",
+    description = "An HTML page that reads accounts, their events, past states and the live feed through this API, with the bearer token typed into it. Needs no token itself. Every console answer carries a strict Content-Security-Policy (self only, nothing inline).",
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html",
+        headers(("Content-Security-Policy" = String, description = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; …"))))
+)]
+#[allow(dead_code)]
+fn console() {}
+
+#[utoipa::path(
+    get,
+    path = "/console/{asset}",
+    operation_id = "consoleAsset",
+    tag = "console",
+    summary = "The console's scripts and styles",
+    params(("asset" = String, Path, example = "console.js", description = "console.js, sse.js, console.css, uPlot.iife.min.js or uPlot.min.css.")),
+    responses(
+        (status = 200, description = "The asset.", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        ), headers(("Content-Security-Policy" = String))),
+        (status = 404, description = "No such asset.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn console_asset() {}
 
 /// The ids of the API as they appear in bodies: always the lower-case
 /// hyphenated form.
