@@ -148,9 +148,9 @@ async fn every_api_route_needs_a_token_and_answers_401_with_the_challenge() {
         .map(|(_, path)| template(path))
         .collect();
     let api_routes: BTreeSet<String> = accounts::http::route_paths()
-        .into_iter()
+        .iter()
         .filter(|path| path.starts_with("/api/"))
-        .map(template)
+        .map(|path| template(path))
         .collect();
     assert_eq!(tested, api_routes, "a route without its token test");
 

@@ -79,13 +79,17 @@ async fn the_console_needs_no_token_with_authentication_on() {
 #[tokio::test]
 async fn an_unknown_console_path_is_a_json_404_with_the_policy() {
     let api = TestInstance::new().client();
-    for path in [
-        "/console/nope.js",
-        "/console/console.js/more",
-        "/console/..%2Fsrc%2Fmain.rs",
-    ] {
+    for path in ["/console/nope.js", "/console/..%2Fsrc%2Fmain.rs"] {
         let answer = api.get(path).await;
         answer.assert_error(StatusCode::NOT_FOUND, "route_not_found", "no console asset");
+        assert_strict_policy(&answer, path);
+    }
+    // Deeper paths and the trailing slash are no route at all: the JSON
+    // 404 of any unknown route, still under the console's policy.
+    for path in ["/console/console.js/more", "/console/"] {
+        let answer = api.get(path).await;
+        answer.assert_error_code("route_not_found");
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
         assert_strict_policy(&answer, path);
     }
 }

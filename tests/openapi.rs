@@ -11,6 +11,8 @@ use accounts::http::{
 use serde_json::Value;
 use testkit::{Client, InProcess, Method, StatusCode, TestInstance, fresh_id};
 
+use accounts::http::REWIND_EVENT;
+
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
@@ -60,8 +62,8 @@ async fn the_document_is_openapi_3_1_and_describes_every_route_of_the_router() {
         .map(|path| template(path))
         .collect();
     let served: BTreeSet<String> = accounts::http::route_paths()
-        .into_iter()
-        .map(template)
+        .iter()
+        .map(|path| template(path))
         .collect();
     assert_eq!(described, served, "described paths vs the router's routes");
 }
@@ -130,34 +132,16 @@ async fn the_query_style_put_is_one_operation_selected_by_its_parameters() {
 #[tokio::test]
 async fn every_status_of_the_contract_is_described() {
     let document = document().await;
+    // Every write answers these.
+    const WRITE: &[&str] = &["204", "400", "404", "409", "422"];
     let expected: &[(&str, &str, &[&str])] = &[
         ("/api/account/{accountId}", "post", &["201", "400", "409"]),
         ("/api/account/{accountId}", "get", &["200", "400", "404"]),
-        (
-            "/api/account/{accountId}",
-            "put",
-            &["204", "400", "404", "409", "422"],
-        ),
-        (
-            "/api/account/{accountId}",
-            "delete",
-            &["204", "400", "404", "409", "422"],
-        ),
-        (
-            "/api/account/{accountId}/deposit",
-            "put",
-            &["204", "400", "404", "409", "422"],
-        ),
-        (
-            "/api/account/{accountId}/withdraw",
-            "put",
-            &["204", "400", "404", "409", "422"],
-        ),
-        (
-            "/api/account/{accountId}/transfer",
-            "put",
-            &["204", "400", "404", "409", "422"],
-        ),
+        ("/api/account/{accountId}", "put", WRITE),
+        ("/api/account/{accountId}", "delete", WRITE),
+        ("/api/account/{accountId}/deposit", "put", WRITE),
+        ("/api/account/{accountId}/withdraw", "put", WRITE),
+        ("/api/account/{accountId}/transfer", "put", WRITE),
         ("/api/account/{accountId}/events", "get", &["200", "400"]),
         ("/api/events", "get", &["200", "400", "403"]),
         ("/api/events/stream", "get", &["200", "400", "403"]),
@@ -481,4 +465,50 @@ async fn the_transfer_minimum_and_the_stream_limit_are_described() {
     let description = stream["description"].as_str().unwrap();
     assert!(description.contains("--feed-streams-max"), "{description}");
     assert!(stream["responses"]["503"]["headers"]["Retry-After"].is_object());
+}
+
+/// The stream is described message by message (`itemSchema`, as OpenAPI 3.2
+/// describes sequential media types), not as one string: real messages fit
+/// it as an SSE parser hands them over, their data fits `FeedEvent`, and
+/// the rewind message fits its own alternative.
+#[tokio::test]
+async fn the_stream_is_described_message_by_message_and_real_messages_fit() {
+    let document = document().await;
+    let media = &document["paths"]["/api/events/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert!(
+        media.get("schema").is_none(),
+        "no schema for the endless stream as a whole: {media}"
+    );
+    let item = &media["itemSchema"];
+    let alternatives = item["oneOf"].as_array().expect("event or rewind");
+    for alternative in alternatives {
+        assert_eq!(alternative["properties"]["data"]["type"], "string");
+        assert_eq!(
+            alternative["properties"]["data"]["contentMediaType"],
+            "application/json"
+        );
+    }
+    let api = api();
+    let account = fresh_id();
+    api.open_funded(&account, fresh_id(), 5, fresh_id()).await;
+    let mut stream = api.follow(Some(0), None).await;
+    for message in stream.messages(2).await {
+        let sent = serde_json::json!({
+            "id": message.id.to_string(),
+            "event": message.event,
+            "data": message.data.to_string(),
+        });
+        check(&document, item, &sent).unwrap_or_else(|error| panic!("{sent}: {error}"));
+        let content = &alternatives[0]["properties"]["data"]["contentSchema"];
+        check(&document, content, &message.data).unwrap_or_else(|error| panic!("{error}"));
+        assert_fits(&document, "FeedEvent", &message.data);
+    }
+    let rewind_data = serde_json::json!({"position": 2, "message": "gone"});
+    let rewind =
+        serde_json::json!({"id": "2", "event": REWIND_EVENT, "data": rewind_data.to_string()});
+    check(&document, item, &rewind).unwrap_or_else(|error| panic!("{rewind}: {error}"));
+    let content = &alternatives[1]["properties"]["data"]["contentSchema"];
+    check(&document, content, &rewind_data).unwrap_or_else(|error| panic!("{error}"));
+    let unknown = serde_json::json!({"id": "3", "event": "MoneyPrinted", "data": "{}"});
+    assert!(check(&document, item, &unknown).is_err());
 }

@@ -86,7 +86,9 @@ pub struct Fingerprint(pub String);
 /// What happened to an account. The balance after the event is part of it so
 /// that a reader of the stream never has to add anything up. Its type's name
 /// ([`Event::type_name`]) is the variant's, as serde's `type` tag is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 #[serde(tag = "type")]
 pub enum Event {
     #[serde(rename_all = "camelCase")]

@@ -2,7 +2,8 @@
 //! order, paged (`GET /api/events`, with long-poll) and live over
 //! Server-Sent Events (`GET /api/events/stream`). The guarantee that no
 //! reader ever skips an event is the store's (`EventStore::feed`); this
-//! module only decides when to ask the store again.
+//! module only decides when to ask the store again. Both handlers carry
+//! their OpenAPI description (the stream's messages: `openapi::StreamMessage`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,10 +17,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::body::FeedEventBody;
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::openapi::{FEED_FORBIDDEN, StreamMessage};
 use super::params::{self, Query};
 use crate::domain::{self, Caller};
 use crate::engine::{Engine, EngineError};
@@ -60,14 +63,45 @@ const STREAM_PAGE: usize = 100;
 /// Positions, like every JSON number of the API, stay within i64.
 const POSITION_MAX: u64 = i64::MAX as u64;
 
-#[derive(Deserialize)]
+/// `?after=…&limit=…&waitMs=…`, all optional.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct FeedParams {
+    /// Return events after this position (default 0: from the start).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
+    /// Most events to return.
+    // The defaults and maxima of limit and waitMs come from the constants
+    // (openapi::BOUNDS).
+    #[param(value_type = Option<i64>, minimum = 1)]
     limit: Option<String>,
+    /// When nothing follows `after`, hold the request until an event commits
+    /// (through any instance) or this many milliseconds pass.
+    #[param(value_type = Option<i64>, minimum = 0)]
     wait_ms: Option<String>,
 }
 
+/// Every committed event of every account, in commit order
+///
+/// A reader that starts at after=0 and always resumes from the last position
+/// it was given sees every committed event exactly once, never an uncommitted
+/// one, and never misses one. Per account the order is the sequence order;
+/// the two legs of a transfer are adjacent. Admins only when authentication
+/// is on.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    operation_id = "feed",
+    tag = "accounts",
+    params(FeedParams),
+    responses(
+        (status = 200, description = "The events after `after` (`[]` if none came within waitMs).", body = Vec<FeedEventBody>,
+            headers(("Link" = String, description = "`</api/events?after=P&limit=L>; rel=\"next\"` on a full page."))),
+        (status = 400, description = "after, limit or waitMs not an integer in range, or repeated.", body = ErrorBody),
+        (status = 403, description = FEED_FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn feed(
     caller: Caller,
     State(app): State<AppState>,
@@ -129,11 +163,44 @@ async fn wait_for_commit(commits: &mut watch::Receiver<u64>, until: Instant) {
     }
 }
 
-#[derive(Deserialize)]
+/// `?after=…`, optional; the `Last-Event-ID` header wins over it.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
+    /// Start after this position (default 0).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
 }
 
+/// The feed, live, as Server-Sent Events
+///
+/// One message per event: `id: <position>`, `event: <type>`, `data: <the
+/// feed object>`, starting after `after`, or after the `Last-Event-ID` header
+/// when present (it wins). A comment line at least every 15 s keeps idle
+/// connections alive. A consumer whose bounded buffer stays full is
+/// disconnected; it reconnects with Last-Event-ID and loses nothing. An
+/// instance serves at most --feed-streams-max streams at once: beyond, 503
+/// overloaded with Retry-After. If the event last sent at its position is no
+/// longer in the store (a database failover lost committed events), the
+/// stream sends one `event: rewind` message without an id, data
+/// `{"position":P,"message":…}`, and ends. Admins only when authentication
+/// is on.
+#[utoipa::path(
+    get,
+    path = "/api/events/stream",
+    operation_id = "feedStream",
+    tag = "accounts",
+    params(
+        StreamParams,
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The last position received; wins over `after`."),
+    ),
+    responses(
+        // Message by message (`itemSchema`): the stream as a whole never ends.
+        (status = 200, description = "An endless stream of events.", content_type = "text/event-stream", item_schema = inline(StreamMessage)),
+        (status = 400, description = "after or Last-Event-ID not an integer in range, or repeated.", body = ErrorBody),
+        (status = 403, description = FEED_FORBIDDEN, body = ErrorBody),
+    )
+)]
 pub async fn stream(
     caller: Caller,
     State(app): State<AppState>,

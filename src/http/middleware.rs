@@ -13,6 +13,14 @@ use tower_http::request_id::{MakeRequestId, RequestId};
 use super::AppState;
 use super::error::{ErrorCode, json_error, json_error_with_status};
 
+/// The `route` label of a route template. The routes take their templates
+/// from the OpenAPI descriptions (`{accountId}`); the label keeps the name
+/// its series have always had (`{account_id}`), so dashboards and recorded
+/// series go on matching.
+fn route_label(template: &str) -> String {
+    template.replace("{accountId}", "{account_id}")
+}
+
 /// Counts and times every request by its route template (never the raw path,
 /// which would give every account its own time series).
 pub async fn track(State(app): State<AppState>, request: Request, next: Next) -> Response {
@@ -20,7 +28,7 @@ pub async fn track(State(app): State<AppState>, request: Request, next: Next) ->
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+        .map_or_else(|| "unmatched".to_owned(), |path| route_label(path.as_str()));
     let method = method_label(request.method());
     let response = next.run(request).await;
     let metrics = app.metrics();

@@ -1,5 +1,10 @@
 //! The REST API of docs/API.md: `router(state)` builds the whole app, so
 //! tests and the simulation serve the very same thing on any socket.
+//!
+//! The route table ([`routes`]) registers each handler with utoipa-axum's
+//! `routes!`, which takes its path and methods from the handler's own
+//! `#[utoipa::path]`: the router serves, and `/openapi.json` describes
+//! (`openapi::document_for` completes it), the very same routes.
 
 mod auth;
 mod body;
@@ -32,7 +37,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, Request, StatusCode};
-use axum::routing::{MethodRouter, get, put};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -40,6 +44,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
 
 use uuid::Uuid;
 
@@ -201,70 +206,60 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every route, as its path template and what it serves. `router` serves
-/// exactly these; `tests/openapi.rs` checks them against `/openapi.json`.
-fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        (
-            "/api/account/{account_id}",
-            get(handlers::state)
-                .post(handlers::open)
-                .put(handlers::query_style)
-                .delete(handlers::close),
-        ),
-        ("/api/account/{account_id}/deposit", put(handlers::deposit)),
-        (
-            "/api/account/{account_id}/withdraw",
-            put(handlers::withdraw),
-        ),
-        (
-            "/api/account/{account_id}/transfer",
-            put(handlers::transfer),
-        ),
-        ("/api/account/{account_id}/events", get(handlers::events)),
-        ("/api/events", get(feed::feed)),
-        ("/api/events/stream", get(feed::stream)),
-        ("/ping", get(handlers::ping)),
-        ("/ready", get(handlers::ready)),
-        ("/metrics", get(handlers::metrics)),
-        ("/openapi.json", get(handlers::openapi)),
-        ("/console", console::page()),
-        ("/console/{*asset}", console::assets()),
-    ]
+/// Every route, each handler registered with its description: the timed
+/// routes, then the long-lived ones (the feed), which are exempt from the
+/// request timeout (see `router`).
+fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let timed = OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(
+            handlers::state,
+            handlers::open,
+            handlers::query_style,
+            handlers::close
+        ))
+        .routes(utoipa_axum::routes!(handlers::deposit))
+        .routes(utoipa_axum::routes!(handlers::withdraw))
+        .routes(utoipa_axum::routes!(handlers::transfer))
+        .routes(utoipa_axum::routes!(handlers::events))
+        .routes(utoipa_axum::routes!(handlers::ping))
+        .routes(utoipa_axum::routes!(handlers::ready))
+        .routes(utoipa_axum::routes!(handlers::metrics))
+        .routes(utoipa_axum::routes!(handlers::openapi))
+        .routes(utoipa_axum::routes!(console::index))
+        .routes(utoipa_axum::routes!(console::asset));
+    let long_lived = OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(feed::feed))
+        .routes(utoipa_axum::routes!(feed::stream));
+    (timed, long_lived)
 }
 
-/// The routes exempt from the request timeout (see `router`).
-fn is_long_lived(path: &str) -> bool {
-    path.starts_with("/api/events")
+/// The operations of the route table, as `openapi::document_for` completes them.
+fn route_table_document() -> utoipa::openapi::OpenApi {
+    let (timed, long_lived) = routes();
+    timed.merge(long_lived).into_openapi()
 }
 
 /// The path templates the router serves (`{name}` marks a parameter).
-pub fn route_paths() -> Vec<&'static str> {
-    routes().into_iter().map(|(path, _)| path).collect()
+pub fn route_paths() -> Vec<String> {
+    route_table_document().paths.paths.into_keys().collect()
 }
 
 pub fn router(state: AppState) -> Router {
     let limits = state.0.limits.clone();
-    let (long_lived, timed): (Vec<_>, Vec<_>) = routes()
-        .into_iter()
-        .partition(|(path, _)| is_long_lived(path));
-    let add = |router: Router<AppState>,
-               (path, methods): (&'static str, MethodRouter<AppState>)| {
-        router.route(path, methods)
-    };
+    // The document is the instance's (`AppState::openapi_json`).
+    let (timed, long_lived) = routes();
+    let (timed, long_lived) = (timed.split_for_parts().0, long_lived.split_for_parts().0);
     // The feed may hold a request up to its waitMs (beyond the request
     // timeout) and the stream answers at once with an endless body; the
     // request timeout covers every other route. `Router::layer` wraps only
     // the routes added before it, so the long-lived ones are merged after.
     let api = timed
-        .into_iter()
-        .fold(Router::new(), add)
         .fallback(handlers::unknown_route)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .merge(long_lived.into_iter().fold(Router::new(), add))
+        .merge(long_lived)
         .with_state(state.clone());
     // Router::layer wraps every route (and the fallback) separately, so the
     // concurrency limit must be the global one: one semaphore for all routes.
@@ -286,6 +281,9 @@ pub fn router(state: AppState) -> Router {
             middleware::url_limit,
         ))
         .layer(axum::middleware::from_fn(middleware::json_errors))
+        // Outside the JSON errors, so that every answer under /console
+        // (its 404s and 405s too) carries the console's policy.
+        .layer(axum::middleware::from_fn(console::headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -1,12 +1,17 @@
 //! The OpenAPI 3.1 description of the API (docs/API.md), served at
 //! `/openapi.json`.
 //!
-//! The body schemas are derived from the body types themselves (`AccountBody`,
-//! `EventBody` with its flattened `EventDetails`, `ErrorBody` with its
-//! `ErrorCode`), and the limits come from the constants the service enforces,
-//! so the document cannot drift from what is served. The operations are
-//! described on bodiless stand-in functions here rather than on the handlers,
-//! so the handlers stay readable; `tests/openapi.rs` checks that the described
+//! Each operation is described on its handler (`#[utoipa::path]` on the
+//! functions of `handlers.rs` and `feed.rs`, the query structs deriving
+//! `IntoParams`), and `http::routes` registers every handler with
+//! utoipa-axum's `routes!`, which hands the router and the document the same
+//! paths and methods: the route table exists once. This module adds what no
+//! single handler says: the document's info, tags and body schemas, the
+//! answers of the limits in front of every route (408, 413, 414, 503), the
+//! bearer scheme and its 401, the parameter bounds taken from the constants
+//! the service enforces ([`BOUNDS`]), and the schema of one message of the
+//! feed's event stream ([`StreamMessage`]). The body schemas are derived from
+//! the body types themselves. `tests/openapi.rs` checks that the described
 //! paths and methods are exactly the router's and that real bodies fit the
 //! schemas, and Schemathesis (`just fuzz-api`) checks the live answers.
 //!
@@ -14,20 +19,29 @@
 //! bearer scheme and the 401/403 answers; an instance that requires tokens
 //! serves a document whose `/api/…` operations require the scheme.
 
-use utoipa::openapi::path::{Operation, Parameter};
+use strum::VariantNames;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
 use super::body::{AccountBody, EventBody, FeedEventBody};
 use super::error::{ErrorBody, ErrorCode, RETRY_AFTER_SECONDS, WWW_AUTHENTICATE_BEARER};
-use super::feed::{FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX};
+use super::feed::{FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX, FEED_WAIT_MS_MAX, REWIND_EVENT};
 use super::handlers::{EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX};
-use crate::domain::{AccountId, OwnerId, Timestamp, TransactionId};
+use crate::domain::{AccountId, Event, OwnerId, TRANSFER_AMOUNT_MIN, Timestamp, TransactionId};
 
-const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenated in any letter case, simple, braced, urn); answers use the lower-case hyphenated form.";
+// Descriptions several operations share.
+pub(super) const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenated in any letter case, simple, braced, urn); answers use the lower-case hyphenated form.";
+pub(super) const NOT_FOUND: &str =
+    "No such account (with authentication on, also someone else's: ids cannot be probed).";
+pub(super) const CONFLICT: &str = "Still conflicting after the server's retries.";
+pub(super) const TAKEN: &str = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.";
+pub(super) const FEED_FORBIDDEN: &str = "Authentication is on and the token is not an admin's.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,26 +49,7 @@ const ID_FORMS: &str = "A UUID in any form the Rust uuid crate parses (hyphenate
         title = "accounts",
         description = "Event-sourced bank accounts. Both URL styles are served: the query style and the path style; every operation works identically in both. Amounts are integers in minor units (cents), within i64; a `+` sign must be sent as `%2B`. A parameter given twice is 400; parameters an operation does not use are ignored. Every error answer is JSON `{\"code\": …, \"message\": …}`; clients branch on `code` (see the Error schema), never on the message.",
     ),
-    paths(
-        open,
-        state,
-        query_style_put,
-        close,
-        deposit,
-        withdraw,
-        transfer,
-        events,
-        feed,
-        feed_stream,
-        ping,
-        ready,
-        metrics,
-        openapi_json,
-        console,
-        console_asset
-    ),
     components(schemas(ErrorBody, ErrorCode, AccountBody, EventBody, FeedEventBody)),
-    modifiers(&LimitResponses, &EventPageLimits, &BearerScheme),
     tags((name = "accounts", description = "Accounts and their money"), (name = "operations", description = "Health and metrics"))
 )]
 struct ApiDoc;
@@ -64,14 +59,64 @@ pub fn document() -> Document {
     document_for(false)
 }
 
-/// The document served at `/openapi.json`; with `tokens_required`, every
-/// `/api/…` operation requires the bearer scheme.
+/// The document served at `/openapi.json`: the route table's operations,
+/// completed here; with `tokens_required`, every `/api/…` operation
+/// requires the bearer scheme.
 pub fn document_for(tokens_required: bool) -> Document {
     let mut document = ApiDoc::openapi();
-    if tokens_required {
-        require_bearer_tokens(&mut document);
+    document.merge(super::route_table_document());
+    // Run after the merge: `#[openapi(modifiers(…))]` would run before the
+    // operations are there.
+    for (path, operation) in operations(&mut document) {
+        unwrap_descriptions(operation);
+        add_limit_responses(operation);
+        bound_parameters(path, operation);
+        if is_api(path) {
+            add_unauthorized_response(operation);
+            if tokens_required {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    BEARER_SCHEME,
+                    Vec::<String>::new(),
+                )]);
+            }
+        }
     }
+    add_bearer_scheme(&mut document);
     document
+}
+
+/// Every operation of the document, with its path.
+fn operations(document: &mut Document) -> impl Iterator<Item = (&str, &mut Operation)> {
+    document.paths.paths.iter_mut().flat_map(|(path, item)| {
+        let PathItem {
+            get,
+            put,
+            post,
+            delete,
+            ..
+        } = item;
+        [get, put, post, delete]
+            .into_iter()
+            .flatten()
+            .map(move |operation| (path.as_str(), operation))
+    })
+}
+
+/// Doc comments are wrapped for the source; the document carries each
+/// paragraph on one line, as a Markdown reader joins them anyway.
+fn unwrap_descriptions(operation: &mut Operation) {
+    let parameters = operation.parameters.iter_mut().flatten();
+    let parameters = parameters.filter_map(|parameter| match parameter {
+        RefOr::T(parameter) => Some(&mut parameter.description),
+        RefOr::Ref(_) => None,
+    });
+    for description in parameters.chain([&mut operation.description]).flatten() {
+        let paragraphs: Vec<String> = description
+            .split("\n\n")
+            .map(|paragraph| paragraph.replace('\n', " "))
+            .collect();
+        *description = paragraphs.join("\n\n");
+    }
 }
 
 /// The name of the bearer scheme in `components.securitySchemes`.
@@ -82,38 +127,18 @@ fn is_api(path: &str) -> bool {
     path.starts_with("/api/")
 }
 
-/// The bearer scheme, and on every `/api/…` operation the 401 any of them
-/// answers to a missing or invalid token (while authentication is on).
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut Document) {
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("JWT")
-            .description(Some(
-                "Optional, off by default. When the instance is started with --auth-jwt-secret (HS256) or --auth-jwt-public-key (RS256/ES256/EdDSA), every /api/ request needs `Authorization: Bearer <JWT>` with an `exp`, a UUID `sub` (the caller's ownerId) and, for an admin, `accounts:admin` in `scope`. An owner reaches only their own accounts; someone else's account answers as an unknown one (404).",
-            ))
-            .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if !is_api(path) {
-                continue;
-            }
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
-                add_unauthorized_response(operation);
-            }
-        }
-    }
+fn add_bearer_scheme(document: &mut Document) {
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("JWT")
+        .description(Some(
+            "Optional, off by default. When the instance is started with --auth-jwt-secret (HS256) or --auth-jwt-public-key (RS256/ES256/EdDSA), every /api/ request needs `Authorization: Bearer <JWT>` with an `exp`, a UUID `sub` (the caller's ownerId) and, for an admin, `accounts:admin` in `scope`. An owner reaches only their own accounts; someone else's account answers as an unknown one (404).",
+        ))
+        .build();
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
 }
 
 fn add_unauthorized_response(operation: &mut Operation) {
@@ -128,12 +153,7 @@ fn add_unauthorized_response(operation: &mut Operation) {
     let unauthorized = ResponseBuilder::new()
         .description("Authentication is on and the request has no valid bearer token (missing, malformed, badly signed, expired or not yet valid, wrong issuer or audience, or a sub that is not a UUID).")
         .header("WWW-Authenticate", challenge)
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Error")))
-                .build(),
-        )
+        .content("application/json", error_content())
         .build();
     operation
         .responses
@@ -142,53 +162,16 @@ fn add_unauthorized_response(operation: &mut Operation) {
         .or_insert(RefOr::T(unauthorized));
 }
 
-fn require_bearer_tokens(document: &mut Document) {
-    for (path, item) in document.paths.paths.iter_mut() {
-        if !is_api(path) {
-            continue;
-        }
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
-            operation.security = Some(vec![SecurityRequirement::new(
-                BEARER_SCHEME,
-                Vec::<String>::new(),
-            )]);
-        }
-    }
+fn error_content() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Error")))
+        .build()
 }
 
 /// The answers any API request may get from the limits in front of every
 /// route (docs/API.md, rules 0 and 7), added to every operation rather
 /// than repeated on each.
-struct LimitResponses;
-
-impl Modify for LimitResponses {
-    fn modify(&self, openapi: &mut Document) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
-                add_limit_responses(operation);
-            }
-        }
-    }
-}
-
 fn add_limit_responses(operation: &mut Operation) {
-    let error = || {
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Error")))
-            .build()
-    };
     let limits = [
         (
             "408",
@@ -203,7 +186,7 @@ fn add_limit_responses(operation: &mut Operation) {
     for (status, description) in limits {
         let response = ResponseBuilder::new()
             .description(description)
-            .content("application/json", error())
+            .content("application/json", error_content())
             .build();
         operation
             .responses
@@ -221,7 +204,7 @@ fn add_limit_responses(operation: &mut Operation) {
     let unavailable = ResponseBuilder::new()
         .description("The store is unreachable or too slow, or this instance is over its concurrency limit; retry after Retry-After seconds.")
         .header("Retry-After", retry_after)
-        .content("application/json", error())
+        .content("application/json", error_content())
         .build();
     operation
         .responses
@@ -230,361 +213,160 @@ fn add_limit_responses(operation: &mut Operation) {
         .or_insert(RefOr::T(unavailable));
 }
 
-/// The event stream's page size, from the constants the handler enforces.
-struct EventPageLimits;
+/// Bounds of a query parameter that a constant of the service decides.
+struct Bound {
+    path: &'static str,
+    name: &'static str,
+    minimum: Option<i64>,
+    default: Option<u64>,
+    maximum: Option<u64>,
+}
 
-impl Modify for EventPageLimits {
-    fn modify(&self, openapi: &mut Document) {
-        let pages = [
-            (
-                "/api/account/{accountId}/events",
-                EVENTS_LIMIT_DEFAULT,
-                EVENTS_LIMIT_MAX,
-            ),
-            ("/api/events", FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX),
-        ];
-        for (path, default, max) in pages {
-            let operation = openapi
-                .paths
-                .paths
-                .get_mut(path)
-                .and_then(|item| item.get.as_mut());
-            let parameters = operation.and_then(|operation| operation.parameters.as_mut());
-            let limit = parameters.and_then(|parameters| {
-                parameters.iter_mut().find_map(|parameter| match parameter {
-                    RefOr::T(parameter) if parameter.name == "limit" => Some(parameter),
-                    _ => None,
-                })
-            });
-            if let Some(limit) = limit {
-                describe_page_limit(limit, default, max);
-            }
+impl Bound {
+    const fn page(path: &'static str, name: &'static str, default: u64, maximum: u64) -> Bound {
+        Bound {
+            path,
+            name,
+            minimum: None,
+            default: Some(default),
+            maximum: Some(maximum),
+        }
+    }
+
+    const fn transfer_amount(path: &'static str) -> Bound {
+        Bound {
+            path,
+            name: "amount",
+            minimum: Some(TRANSFER_AMOUNT_MIN),
+            default: None,
+            maximum: None,
         }
     }
 }
 
-fn describe_page_limit(limit: &mut Parameter, default: u64, max: u64) {
-    limit.description = Some(format!(
-        "Most events to return (default {default}, at most {max})."
-    ));
-    if let Some(RefOr::T(Schema::Object(schema))) = limit.schema.as_mut() {
-        schema.maximum = Some(max.into());
-        schema.default = Some(default.into());
+/// The parameter bounds that come from the constants the handlers enforce:
+/// utoipa's attributes take only literals for them.
+const BOUNDS: [Bound; 5] = [
+    Bound::page(
+        "/api/account/{accountId}/events",
+        "limit",
+        EVENTS_LIMIT_DEFAULT,
+        EVENTS_LIMIT_MAX,
+    ),
+    Bound::page("/api/events", "limit", FEED_LIMIT_DEFAULT, FEED_LIMIT_MAX),
+    Bound::page("/api/events", "waitMs", 0, FEED_WAIT_MS_MAX),
+    Bound::transfer_amount("/api/account/{accountId}"),
+    Bound::transfer_amount("/api/account/{accountId}/transfer"),
+];
+
+/// Sets the [`BOUNDS`] of `operation`'s parameters in their schemas and
+/// says them in their descriptions.
+fn bound_parameters(path: &str, operation: &mut Operation) {
+    let parameters = operation.parameters.iter_mut().flatten();
+    for parameter in parameters {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        let Some(bound) = BOUNDS
+            .iter()
+            .find(|bound| bound.path == path && bound.name == parameter.name)
+        else {
+            continue;
+        };
+        if let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() {
+            if let Some(minimum) = bound.minimum {
+                schema.minimum = Some(minimum.into());
+            }
+            if let Some(maximum) = bound.maximum {
+                schema.maximum = Some(maximum.into());
+            }
+            schema.default = bound.default.map(Into::into);
+        }
+        let said = [
+            bound.default.map(|default| format!("default {default}")),
+            bound.minimum.map(|minimum| format!("at least {minimum}")),
+            bound.maximum.map(|maximum| format!("at most {maximum}")),
+        ];
+        let said: Vec<String> = said.into_iter().flatten().collect();
+        let description = parameter.description.take().unwrap_or_default();
+        let description = description.trim_end_matches('.');
+        parameter.description = Some(format!("{description} ({}).", said.join(", ")));
     }
 }
 
-// The stand-ins. Their parameters and answers are those of docs/API.md.
+/// One message of the feed's Server-Sent Events stream as an SSE parser
+/// hands it over (`id`, `event`, `data`: the service sends no `retry`): the
+/// `itemSchema` of `text/event-stream`, as OpenAPI 3.2 describes sequential
+/// media types (the stream itself never ends). Either an event of the feed or
+/// the `rewind` message that ends a stream (docs/API.md, "Never a rewind").
+pub struct StreamMessage;
 
-#[utoipa::path(
-    post,
-    path = "/api/account/{accountId}",
-    operation_id = "open",
-    tag = "accounts",
-    summary = "Open an account",
-    description = "Opening an id that exists with the same owner and still open answers 201 again and records nothing (a lost 201 is safe to retry); any other existing id is 409.",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("owner" = Uuid, Query, description = "The owner's id. Same forms as the account id."),
-    ),
-    responses(
-        (status = 201, description = "Opened (or already open with this owner).", headers(("Location" = String, description = "/api/account/{accountId}")),
-            links(
-                ("State" = (operation_id = "state", parameters(("accountId" = "$request.path.accountId")))),
-                ("Deposit" = (operation_id = "deposit", parameters(("accountId" = "$request.path.accountId")))),
-                ("Withdraw" = (operation_id = "withdraw", parameters(("accountId" = "$request.path.accountId")))),
-                ("QueryStylePut" = (operation_id = "queryStylePut", parameters(("accountId" = "$request.path.accountId")))),
-                ("TransferIn" = (operation_id = "transfer", parameters(("targetAccount" = "$request.path.accountId")))),
-                ("Events" = (operation_id = "events", parameters(("accountId" = "$request.path.accountId")))),
-                ("Close" = (operation_id = "close", parameters(("accountId" = "$request.path.accountId")))),
-            )),
-        (status = 400, description = "Malformed or missing id.", body = ErrorBody),
-        (status = 403, description = "Authentication is on and the token's subject is not `owner` (only admins open accounts for others).", body = ErrorBody),
-        (status = 409, description = "The account already exists (another owner, or closed).", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn open() {}
-
-#[utoipa::path(
-    get,
-    path = "/api/account/{accountId}",
-    operation_id = "state",
-    tag = "accounts",
-    summary = "An account's state, now or in the past",
-    description = "Without parameters, the current state. `version` or `at` (not both) answer a past state from the nearest kept snapshot at or before it plus the events after it, so the cost is bounded by the snapshot interval.",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("version" = Option<i64>, Query, minimum = 1, description = "The state right after the event with this sequence number."),
-        ("at" = Option<String>, Query, format = DateTime, description = "The state after the longest prefix of the stream whose events all have recordedAt at or before this RFC 3339 time (a `+` offset sent as `%2B`)."),
-    ),
-    responses(
-        (status = 200, description = "The account, open or closed.", body = AccountBody,
-            headers(("ETag" = String, description = "`\"<n>\"`: n is the sequence number of the last event folded into this state."))),
-        (status = 400, description = "Malformed id, version or at; both version and at; a repeated parameter.", body = ErrorBody),
-        (status = 404, description = "No such account, no such version (beyond the last event), or not opened yet at that time (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn state() {}
-
-#[utoipa::path(
-    put,
-    path = "/api/account/{accountId}",
-    operation_id = "queryStylePut",
-    tag = "accounts",
-    summary = "Deposit, withdraw or transfer (query style)",
-    description = "Exactly one of `deposit`, `withdraw` and `transfer` names the operation: `?deposit={amount}`, `?withdraw={amount}` or `?transfer={targetAccountId}&amount={amount}`, always with `transactionId`. None or more than one is 400. The transactionId makes the operation exactly-once per account: the identical operation answers 204 again and records nothing; a different one is 422.",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("deposit" = Option<i64>, Query, minimum = 0, description = "Deposit this amount (minor units)."),
-        ("withdraw" = Option<i64>, Query, minimum = 0, description = "Withdraw this amount (minor units)."),
-        ("transfer" = Option<Uuid>, Query, description = "Transfer `amount` to this account."),
-        ("amount" = Option<i64>, Query, minimum = 1, description = "The amount of a transfer (minor units, at least 1: a zero transfer is 400); ignored otherwise."),
-        ("transactionId" = Uuid, Query, description = "The client's id for this operation (idempotency key)."),
-    ),
-    responses(
-        (status = 204, description = "Applied, changed nothing (a zero amount), or already applied with this transactionId."),
-        (status = 400, description = "A malformed, missing or repeated parameter; none or several operations; or a business rule refused it (insufficient balance, closed account, transfer to itself, overflow).", body = ErrorBody),
-        (status = 404, description = "The account or the transfer target does not exist (with authentication on, the account is also 404 when it is someone else's).", body = ErrorBody),
-        (status = 409, description = "Still conflicting with concurrent writes after the server's retries; retrying can succeed.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn query_style_put() {}
-
-#[utoipa::path(
-    delete,
-    path = "/api/account/{accountId}",
-    operation_id = "close",
-    tag = "accounts",
-    summary = "Close an account",
-    description = "Closing an already closed account answers 204 and records nothing, unless its transactionId was used on this account for another operation (422).",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("transactionId" = Option<Uuid>, Query, description = "Optional idempotency key; generated when absent."),
-    ),
-    responses(
-        (status = 204, description = "Closed (or already closed)."),
-        (status = 400, description = "Malformed parameter, or the balance is not zero.", body = ErrorBody),
-        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn close() {}
-
-#[utoipa::path(
-    put,
-    path = "/api/account/{accountId}/deposit",
-    operation_id = "deposit",
-    tag = "accounts",
-    summary = "Deposit (path style)",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("amount" = i64, Query, minimum = 0, description = "Minor units."),
-        ("transactionId" = Uuid, Query, description = "Idempotency key."),
-    ),
-    responses(
-        (status = 204, description = "Applied, changed nothing (zero), or already applied."),
-        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it.", body = ErrorBody),
-        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn deposit() {}
-
-#[utoipa::path(
-    put,
-    path = "/api/account/{accountId}/withdraw",
-    operation_id = "withdraw",
-    tag = "accounts",
-    summary = "Withdraw (path style)",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("amount" = i64, Query, minimum = 0, description = "Minor units."),
-        ("transactionId" = Uuid, Query, description = "Idempotency key."),
-    ),
-    responses(
-        (status = 204, description = "Applied, changed nothing (zero), or already applied."),
-        (status = 400, description = "A malformed, missing or repeated parameter, or a business rule refused it (insufficient balance, closed).", body = ErrorBody),
-        (status = 404, description = "No such account (with authentication on, also someone else's: ids cannot be probed).", body = ErrorBody),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn withdraw() {}
-
-#[utoipa::path(
-    put,
-    path = "/api/account/{accountId}/transfer",
-    operation_id = "transfer",
-    tag = "accounts",
-    summary = "Transfer (path style)",
-    description = "Both halves are appended in one atomic store transaction; the transactionId is recorded on both accounts.",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("targetAccount" = Uuid, Query, description = "The receiving account."),
-        ("amount" = i64, Query, minimum = 1, description = "Minor units, at least 1: a zero transfer is 400, decided before any account is looked at."),
-        ("transactionId" = Uuid, Query, description = "Idempotency key."),
-    ),
-    responses(
-        (status = 204, description = "Applied, or already applied."),
-        (status = 400, description = "A malformed, missing or repeated parameter (a zero amount included), or a business rule refused it.", body = ErrorBody),
-        (status = 404, description = "The account or the target does not exist (with authentication on, the account is also 404 when it is someone else's; the target may be anyone's).", body = ErrorBody),
-        (status = 409, description = "Still conflicting after the server's retries.", body = ErrorBody),
-        (status = 422, description = "The transactionId was already used on this account (or a transfer's target) for another operation; on an account the caller may not read, the message says only that it is taken.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn transfer() {}
-
-#[utoipa::path(
-    get,
-    path = "/api/account/{accountId}/events",
-    operation_id = "events",
-    tag = "accounts",
-    summary = "An account's event stream, oldest first",
-    params(
-        ("accountId" = Uuid, Path, description = ID_FORMS),
-        ("from" = Option<i64>, Query, minimum = 1, description = "First sequence number to return (default 1)."),
-        // Its maximum, default and description come from the constants (EventPageLimits).
-        ("limit" = Option<i64>, Query, minimum = 1),
-    ),
-    responses(
-        (status = 200, description = "The events (an unknown account has the empty stream; with authentication on, so has someone else's).", body = Vec<EventBody>,
-            headers(("Link" = String, description = "`</api/account/{id}/events?from=N&limit=L>; rel=\"next\"` when more events follow."))),
-        (status = 400, description = "Malformed id, or from/limit not an integer in range.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn events() {}
-
-#[utoipa::path(
-    get,
-    path = "/api/events",
-    operation_id = "feed",
-    tag = "accounts",
-    summary = "Every committed event of every account, in commit order",
-    description = "A reader that starts at after=0 and always resumes from the last position it was given sees every committed event exactly once, never an uncommitted one, and never misses one. Per account the order is the sequence order; the two legs of a transfer are adjacent. Admins only when authentication is on.",
-    params(
-        ("after" = Option<i64>, Query, minimum = 0, description = "Return events after this position (default 0: from the start)."),
-        // Its maximum, default and description come from the constants (EventPageLimits).
-        ("limit" = Option<i64>, Query, minimum = 1),
-        ("waitMs" = Option<i64>, Query, minimum = 0, maximum = 30000, description = "When nothing follows `after`, hold the request until an event commits (through any instance) or this many milliseconds pass (default 0)."),
-    ),
-    responses(
-        (status = 200, description = "The events after `after` (`[]` if none came within waitMs).", body = Vec<FeedEventBody>,
-            headers(("Link" = String, description = "`</api/events?after=P&limit=L>; rel=\"next\"` on a full page."))),
-        (status = 400, description = "after, limit or waitMs not an integer in range, or repeated.", body = ErrorBody),
-        (status = 403, description = "Authentication is on and the token is not an admin's.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn feed() {}
-
-#[utoipa::path(
-    get,
-    path = "/api/events/stream",
-    operation_id = "feedStream",
-    tag = "accounts",
-    summary = "The feed, live, as Server-Sent Events",
-    description = "One message per event: `id: <position>`, `event: <type>`, `data: <the feed object>`, starting after `after`, or after the `Last-Event-ID` header when present (it wins). A comment line at least every 15 s keeps idle connections alive. A consumer whose bounded buffer stays full is disconnected; it reconnects with Last-Event-ID and loses nothing. An instance serves at most --feed-streams-max streams at once: beyond, 503 overloaded with Retry-After. If the event last sent at its position is no longer in the store (a database failover lost committed events), the stream sends one `event: rewind` message without an id, data `{\"position\":P,\"message\":…}`, and ends. Admins only when authentication is on.",
-    params(
-        ("after" = Option<i64>, Query, minimum = 0, description = "Start after this position (default 0)."),
-        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The last position received; wins over `after`."),
-    ),
-    responses(
-        (status = 200, description = "An endless stream of events.", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "after or Last-Event-ID not an integer in range, or repeated.", body = ErrorBody),
-        (status = 403, description = "Authentication is on and the token is not an admin's.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn feed_stream() {}
-
-#[utoipa::path(
-    get,
-    path = "/ping",
-    operation_id = "ping",
-    tag = "operations",
-    summary = "Liveness",
-    responses((status = 200, description = "Alive.", body = String, content_type = "text/plain", example = "pong"))
-)]
-#[allow(dead_code)]
-fn ping() {}
-
-#[utoipa::path(
-    get,
-    path = "/ready",
-    operation_id = "ready",
-    tag = "operations",
-    summary = "Readiness",
-    responses(
-        (status = 200, description = "The store answers and the instance is not draining.", body = String, content_type = "text/plain"),
-        (status = 503, description = "Draining, or the store does not answer.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
-    )
-)]
-#[allow(dead_code)]
-fn ready() {}
-
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    operation_id = "metrics",
-    tag = "operations",
-    summary = "Prometheus metrics",
-    responses((status = 200, description = "Prometheus text exposition format.", body = String, content_type = "text/plain"))
-)]
-#[allow(dead_code)]
-fn metrics() {}
-
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    operation_id = "openapi",
-    tag = "operations",
-    summary = "This document",
-    responses((status = 200, description = "OpenAPI 3.1 description of the API.", body = Object, content_type = "application/json"))
-)]
-#[allow(dead_code)]
-fn openapi_json() {}
-
-#[utoipa::path(
-    get,
-    path = "/console",
-    operation_id = "console",
-    tag = "console",
-    summary = "The web console (docs/console.md)",
-    description = "An HTML page that reads accounts, their events, past states and the live feed through this API, with the bearer token typed into it. Needs no token itself. Every console answer carries a strict Content-Security-Policy (self only, nothing inline).",
-    responses((status = 200, description = "The page.", body = String, content_type = "text/html",
-        headers(("Content-Security-Policy" = String, description = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; …"))))
-)]
-#[allow(dead_code)]
-fn console() {}
-
-#[utoipa::path(
-    get,
-    path = "/console/{asset}",
-    operation_id = "consoleAsset",
-    tag = "console",
-    summary = "The console's scripts and styles",
-    params(("asset" = String, Path, example = "console.js", description = "console.js, sse.js, console.css, uPlot.iife.min.js or uPlot.min.css.")),
-    responses(
-        (status = 200, description = "The asset.", content(
-            (String = "text/javascript"),
-            (String = "text/css"),
-        ), headers(("Content-Security-Policy" = String))),
-        (status = 404, description = "No such asset.", body = ErrorBody),
-    )
-)]
-#[allow(dead_code)]
-fn console_asset() {}
+impl utoipa::PartialSchema for StreamMessage {
+    fn schema() -> RefOr<Schema> {
+        let json = |content: RefOr<Schema>, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .content_schema(Some(content))
+                .description(Some(description))
+        };
+        let event = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("An event of the feed."))
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+$"))
+                    .description(Some("The event's position.")),
+            )
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(Event::VARIANTS.iter().copied()))
+                    .description(Some("The event's type.")),
+            )
+            .property(
+                "data",
+                json(
+                    Ref::from_schema_name("FeedEvent").into(),
+                    "The feed object, as JSON.",
+                ),
+            )
+            .required("id")
+            .required("event")
+            .required("data");
+        let rewind_data = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "position",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .property("message", ObjectBuilder::new().schema_type(Type::String))
+            .required("position")
+            .required("message");
+        // Without an id of its own: an SSE parser reports the last id it saw.
+        let rewind = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("The event the stream last sent at `position` is no longer in the store; the stream ends."))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([REWIND_EVENT])),
+            )
+            .property(
+                "data",
+                json(rewind_data.into(), "The position and a message, as JSON."),
+            )
+            .required("event")
+            .required("data");
+        OneOfBuilder::new().item(event).item(rewind).into()
+    }
+}
 
 /// The ids of the API as they appear in bodies: always the lower-case
 /// hyphenated form.
