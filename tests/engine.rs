@@ -232,47 +232,36 @@ async fn a_conflict_reloads_and_decides_again_on_the_fresh_state() {
     assert_eq!((metrics.conflicts.get(), metrics.retries.get()), (1, 1));
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_ambiguous_commit_that_landed_answers_already_applied() {
+/// A deposit of 7 onto a funded 10 whose first append is ambiguous as
+/// `fault` makes it: its answer, the balances written, and the appends it took.
+async fn ambiguous_deposit(fault: Fault) -> (Result<Outcome, EngineError>, Vec<i64>, usize) {
     let store = InstrumentedStore::new();
     let (engine, metrics) = engine(&store, EngineConfig::default());
     funded(&engine, id(1), 10).await;
-    store.script_appends([Fault::AmbiguousLanded]);
+    store.script_appends([fault]);
     let attempted = store.appends_attempted();
     let outcome = engine.execute(deposit(id(1), 7, 1)).await;
-    assert_eq!(outcome, Ok(Outcome::AlreadyApplied));
-    assert_eq!(
-        balances(&events(&store, id(1)).await),
-        [10, 17],
-        "written once"
-    );
-    assert_eq!(
-        store.appends_attempted(),
-        attempted + 1,
-        "not written again"
-    );
     assert_eq!(metrics.ambiguous_commits.get(), 1);
+    let balances = balances(&events(&store, id(1)).await);
+    (outcome, balances, store.appends_attempted() - attempted)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ambiguous_commit_that_landed_answers_already_applied() {
+    let (outcome, balances, appends) = ambiguous_deposit(Fault::AmbiguousLanded).await;
+    assert_eq!(outcome, Ok(Outcome::AlreadyApplied));
+    assert_eq!(balances, [10, 17], "written once");
+    assert_eq!(appends, 1, "not written again");
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_ambiguous_commit_that_was_lost_is_applied_on_the_retry() {
-    let store = InstrumentedStore::new();
-    let (engine, metrics) = engine(&store, EngineConfig::default());
-    funded(&engine, id(1), 10).await;
-    store.script_appends([Fault::AmbiguousLost]);
-    let attempted = store.appends_attempted();
-    let outcome = engine.execute(deposit(id(1), 7, 1)).await;
+    let (outcome, balances, appends) = ambiguous_deposit(Fault::AmbiguousLost).await;
     assert_eq!(outcome, Ok(Outcome::Applied));
-    assert_eq!(balances(&events(&store, id(1)).await), [10, 17]);
-    assert_eq!(store.appends_attempted(), attempted + 2);
-    assert_eq!(metrics.ambiguous_commits.get(), 1);
-    assert_eq!(metrics.retries.get(), 1);
+    assert_eq!(balances, [10, 17]);
+    assert_eq!(appends, 2);
 }
 
-/// Every attempt ambiguous (a primary that keeps dropping its sessions
-/// mid-commit): when the retries run out the answer is "unavailable, send
-/// it again" — never "too busy", which would tell the client that the
-/// deposit did not land, though any attempt may have.
 #[tokio::test(start_paused = true)]
 async fn retries_that_end_ambiguous_answer_unavailable_not_conflict() {
     let store = InstrumentedStore::new();

@@ -354,24 +354,16 @@ async fn connections_killed_while_idle(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
 async fn postgres_deadlock_is_a_conflict_and_writes_nothing() {
-    let outcome = deadlock_against_an_opposite_writer(Backend::Postgres).await;
     // PostgreSQL aborts the transaction whose deadlock check runs first:
     // the append, which started waiting first (40P01).
-    assert!(
-        matches!(outcome, Err(AppendError::Conflict(_))),
-        "{outcome:?}"
-    );
+    assert_deadlock_is_a_conflict(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs ACCOUNTS_TEST_MYSQL_URL"]
 async fn mysql_deadlock_is_a_conflict_and_writes_nothing() {
-    let outcome = deadlock_against_an_opposite_writer(Backend::Mysql).await;
     // InnoDB aborts the lighter transaction: the append (1213).
-    assert!(
-        matches!(outcome, Err(AppendError::Conflict(_))),
-        "{outcome:?}"
-    );
+    assert_deadlock_is_a_conflict(Backend::Mysql).await;
 }
 
 /// Far above the databases' deadlock detection (PostgreSQL checks after
@@ -423,6 +415,16 @@ async fn wait_for_a_lock_wait<T>(backend: Backend, url: &str, append: &tokio::ta
 /// that holds `high`'s next row and then asks for `low`'s: a lock cycle the
 /// database must break. Returns the append's answer after checking that a
 /// refused append wrote nothing.
+/// The append that loses a deadlock answers a conflict (so the engine
+/// retries it), never a store error.
+async fn assert_deadlock_is_a_conflict(backend: Backend) {
+    let outcome = deadlock_against_an_opposite_writer(backend).await;
+    assert!(
+        matches!(outcome, Err(AppendError::Conflict(_))),
+        "{outcome:?}"
+    );
+}
+
 async fn deadlock_against_an_opposite_writer(backend: Backend) -> Result<(), AppendError> {
     let test = TestStore::open(backend).await;
     let entropy = SeededEntropy::from_os();
