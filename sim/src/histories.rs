@@ -108,7 +108,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                 1..40u64,
                 0..6u64,
                 prop::sample::select(vec![2u64, 3, 5, 50]),
-                crate::dbplan::strategy(instances),
+                crate::dbfaults::plan::strategy(instances),
             )
                 .prop_map(
                     move |(

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::bugs::PlantedBug;
-use crate::dbplan::DbFault;
+use crate::dbfaults::plan::DbFault;
 use accounts::domain::{AccountId, OwnerId, TransactionId};
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -247,7 +247,7 @@ pub struct Plan {
     /// Bearer tokens required: requests carry their caller's token.
     pub auth: bool,
     pub bug: Option<PlantedBug>,
-    /// Faults of the database host and its links (see `dbplan`).
+    /// Faults of the database host and its links (see `dbfaults`).
     pub db_faults: Vec<DbFault>,
     /// Feed readers (at most `READERS.len()`).
     pub readers: Vec<FeedReader>,
@@ -367,7 +367,7 @@ impl Plan {
             snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
             auth,
             bug: None,
-            db_faults: crate::dbplan::draw(seed, instances),
+            db_faults: crate::dbfaults::plan::draw(seed, instances),
             readers: readers(seed, instances),
         }
     }

@@ -25,12 +25,12 @@ use crate::bugs::{self, PlantedBug};
 use crate::check::{self, History, Log};
 use crate::client::{self as clients, Client, LIVENESS_BOUND, OpRecord, Reader, ReaderRecord};
 use crate::db::{DB, Database, Ledger, RemoteStore};
-use crate::dbplan::DbFaultKind;
+use crate::dbfaults::draw::StoreFaults;
+use crate::dbfaults::plan::DbFaultKind;
 use crate::landing::{Landings, Stamped};
 use crate::net::{PORT, SimListener};
 use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, READERS, Who, mix};
 use crate::replica::Cluster;
-use crate::store::StoreFaults;
 use crate::trace::Trace;
 
 /// Virtual time starts here on every run (2026-01-01T00:00:00Z), so
