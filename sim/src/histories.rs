@@ -123,20 +123,14 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                         faults.sort_by_key(|f| f.start_ms);
                         store_windows.sort_by_key(|w| w.start_ms);
                         Plan {
-                            seed,
-                            instances,
-                            accounts,
-                            clients,
                             faults,
                             store_windows,
                             latency_max_ms,
                             store_latency_ms,
-                            fail_rate: 0.0,
                             snapshot_every,
-                            auth: false,
                             bug,
                             db_faults,
-                            readers: Vec::new(),
+                            ..Plan::quiet(seed, instances, accounts, clients)
                         }
                     },
                 )
