@@ -3,7 +3,8 @@
 //! transactionId (on the next instance), sometimes sends a request that
 //! already succeeded once more, and records every reply it saw. Once the
 //! faults have healed, it drives every operation still without a definitive
-//! answer to one (the liveness phase).
+//! answer to one (the liveness phase). The rounds of sends and their pauses
+//! (`retry`, `fault_phase`, `liveness_phase`) are the live clients' too.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -35,6 +36,36 @@ pub enum Phase {
     /// The identical request sent again after a success.
     Resend,
     Liveness,
+}
+
+/// One round of sends of an operation: its phase, at most how many
+/// attempts, and none begun past when.
+#[derive(Clone, Copy, Debug)]
+pub struct Round {
+    pub phase: Phase,
+    pub attempts_max: usize,
+    pub deadline: Option<Duration>,
+}
+
+impl Round {
+    pub const FIRST: Round = Round {
+        phase: Phase::First,
+        attempts_max: FAULT_PHASE_ATTEMPTS,
+        deadline: None,
+    };
+    pub const RESEND: Round = Round {
+        phase: Phase::Resend,
+        ..Round::FIRST
+    };
+
+    /// After the heal: as many attempts as it takes, until `deadline`.
+    pub fn liveness(deadline: Duration) -> Round {
+        Round {
+            phase: Phase::Liveness,
+            attempts_max: usize::MAX,
+            deadline: Some(deadline),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,15 +216,7 @@ impl Client {
             .iter()
             .map(|op| token(plan, minted, op.caller))
             .collect();
-        let transactions: Vec<Option<TransactionId>> = ops
-            .iter()
-            .enumerate()
-            .map(|(index, op)| {
-                op.action
-                    .has_transaction()
-                    .then(|| transaction_of(plan, client, index))
-            })
-            .collect();
+        let transactions = transactions(plan, client, &ops);
         // Every operation's record exists from the start: with requests in
         // flight at once, they are filled in any order.
         let records = ops
@@ -235,19 +258,11 @@ impl Client {
             }
         }
         let mut pending = pending.into_inner();
-        if pending.is_empty() {
-            return Ok(());
-        }
         pending.sort_unstable();
-        let now = turmoil::sim_elapsed().unwrap_or_default();
-        if now < self.heal_at {
-            tokio::time::sleep(self.heal_at - now).await;
-        }
-        let deadline = turmoil::sim_elapsed().unwrap_or_default() + LIVENESS_BOUND;
-        for index in pending {
-            self.settle(index, Phase::Liveness, usize::MAX, Some(deadline))
-                .await;
-        }
+        liveness_phase(pending, self.heal_at, sim_now, |index, round| {
+            self.settle(index, round)
+        })
+        .await;
         Ok(())
     }
 
@@ -257,70 +272,145 @@ impl Client {
     async fn play(&self, index: usize, pending: &RefCell<Vec<usize>>) {
         let op = &self.ops[index];
         tokio::time::sleep(Duration::from_millis(op.think_ms)).await;
-        let mut settled = self
-            .settle(index, Phase::First, FAULT_PHASE_ATTEMPTS, None)
-            .await;
-        if op.resend && settled == Some(Verdict::Success) {
-            settled = self
-                .settle(index, Phase::Resend, FAULT_PHASE_ATTEMPTS, None)
-                .await;
-        }
-        if settled.is_none() && op.action.is_write() {
+        if fault_phase(op, move |round| self.settle(index, round)).await {
             pending.borrow_mut().push(index);
         }
     }
 
-    /// Sends the operation until it gets a definitive answer, at most
-    /// `attempts_max` times and not past `deadline`; `None` if it got none.
-    async fn settle(
-        &self,
-        index: usize,
-        phase: Phase,
-        attempts_max: usize,
-        deadline: Option<Duration>,
-    ) -> Option<Verdict> {
+    /// Sends the operation until it gets a definitive answer, within
+    /// `round`; `None` if it got none.
+    async fn settle(&self, index: usize, round: Round) -> Option<Verdict> {
+        retry(round, sim_now, move |attempt, sent| {
+            self.send(index, round.phase, attempt, sent)
+        })
+        .await
+    }
+
+    /// Attempt `attempt` of operation `index`, sent at `sent` (virtual
+    /// time) to the instance after the previous attempt's; recorded, and
+    /// its verdict.
+    async fn send(&self, index: usize, phase: Phase, attempt: usize, sent: Duration) -> Verdict {
         let op = &self.ops[index];
         let request = &self.requests[index];
-        for attempt in 0..attempts_max {
-            let now = turmoil::sim_elapsed().unwrap_or_default();
-            if deadline.is_some_and(|deadline| now >= deadline) {
-                break;
-            }
-            let instance = (op.instance + attempt) % self.instances;
-            let mut api =
-                ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(REQUEST_TIMEOUT);
-            if let Some(token) = &self.tokens[index] {
-                api = api.with_token(token.as_str());
-            }
-            let reply = api.call(request.clone()).reply().await;
-            let answered = turmoil::sim_elapsed().unwrap_or_default();
-            self.trace.log(|| {
-                format!(
-                    "{} #{index} {:?} via {}: {} {} -> {}",
-                    CLIENTS[self.client],
-                    phase,
-                    INSTANCES[instance],
-                    request.method,
-                    request.target,
-                    describe(&reply)
-                )
-            });
-            let verdict = verdict(&op.action, &reply);
-            self.records.borrow_mut()[index].attempts.push(Attempt {
-                at: now,
-                answered,
-                phase,
-                instance,
-                reply,
-            });
-            if verdict != Verdict::Unknown {
-                return Some(verdict);
-            }
-            // A short, growing pause; the next attempt goes to the next instance.
-            let pause = 50 * (1 + attempt.min(5) as u64);
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+        let instance = (op.instance + attempt) % self.instances;
+        let mut api =
+            ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(REQUEST_TIMEOUT);
+        if let Some(token) = &self.tokens[index] {
+            api = api.with_token(token.as_str());
         }
-        None
+        let reply = api.call(request.clone()).reply().await;
+        let answered = turmoil::sim_elapsed().unwrap_or_default();
+        self.trace.log(|| {
+            format!(
+                "{} #{index} {:?} via {}: {} {} -> {}",
+                CLIENTS[self.client],
+                phase,
+                INSTANCES[instance],
+                request.method,
+                request.target,
+                describe(&reply)
+            )
+        });
+        let verdict = verdict(&op.action, &reply);
+        self.records.borrow_mut()[index].attempts.push(Attempt {
+            at: sent,
+            answered,
+            phase,
+            instance,
+            reply,
+        });
+        verdict
+    }
+}
+
+/// The transactionId of each of client `client`'s operations that carries
+/// one: the same in the simulation and live, for the same plan.
+pub fn transactions(plan: &Plan, client: usize, ops: &[Op]) -> Vec<Option<TransactionId>> {
+    ops.iter()
+        .enumerate()
+        .map(|(index, op)| {
+            op.action
+                .has_transaction()
+                .then(|| transaction_of(plan, client, index))
+        })
+        .collect()
+}
+
+/// Virtual time since the run's start, on the host that asks.
+fn sim_now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// Sends until an answer is definitive, within `round` on `clock`: each
+/// attempt after the first follows a short, growing pause.
+/// `send(attempt, sent)` makes attempt number `attempt` at time `sent`,
+/// records it and gives its verdict. `None` if no answer was definitive.
+/// The simulation's clients and the live ones retry alike, so that a plan
+/// means the same in both.
+pub async fn retry<F, Fut>(
+    round: Round,
+    clock: impl Fn() -> Duration,
+    mut send: F,
+) -> Option<Verdict>
+where
+    F: FnMut(usize, Duration) -> Fut,
+    Fut: Future<Output = Verdict>,
+{
+    for attempt in 0..round.attempts_max {
+        let sent = clock();
+        if round.deadline.is_some_and(|deadline| sent >= deadline) {
+            break;
+        }
+        let verdict = send(attempt, sent).await;
+        if verdict != Verdict::Unknown {
+            return Some(verdict);
+        }
+        // A short, growing pause; the next attempt goes to the next instance.
+        let pause = 50 * (1 + attempt.min(5) as u64);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    None
+}
+
+/// One operation's fault phase, `settle` sending it for a round: sent until
+/// answered (or out of attempts), then resent once after a success where
+/// the plan says so. Whether it is left pending: a write without a
+/// definitive answer, for the liveness phase.
+pub async fn fault_phase<S, Fut>(op: &Op, mut settle: S) -> bool
+where
+    S: FnMut(Round) -> Fut,
+    Fut: Future<Output = Option<Verdict>>,
+{
+    let mut settled = settle(Round::FIRST).await;
+    if op.resend && settled == Some(Verdict::Success) {
+        settled = settle(Round::RESEND).await;
+    }
+    settled.is_none() && op.action.is_write()
+}
+
+/// The liveness phase: once the faults have healed (at `heal_at` on
+/// `clock`), every pending operation, in order, sent until it gets a
+/// definitive answer, all within [`LIVENESS_BOUND`]. With nothing pending
+/// the client is done at once, without waiting for the heal.
+pub async fn liveness_phase<S, Fut>(
+    pending: Vec<usize>,
+    heal_at: Duration,
+    clock: impl Fn() -> Duration,
+    mut settle: S,
+) where
+    S: FnMut(usize, Round) -> Fut,
+    Fut: Future<Output = Option<Verdict>>,
+{
+    if pending.is_empty() {
+        return;
+    }
+    let now = clock();
+    if now < heal_at {
+        tokio::time::sleep(heal_at - now).await;
+    }
+    let round = Round::liveness(clock() + LIVENESS_BOUND);
+    for index in pending {
+        settle(index, round).await;
     }
 }
 
@@ -412,15 +502,7 @@ impl Reader {
         let mut instance = self.plan.instance % self.instances;
         let mut after = 0;
         tokio::time::sleep(think).await;
-        if let Some(token) = &self.owner_token {
-            let api = ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(timeout);
-            let reply = api
-                .with_token(token.as_str())
-                .feed(Some(0), Some(1), None)
-                .reply()
-                .await;
-            self.record.borrow_mut().as_owner = Some(reply);
-        }
+        self.probe_feed_as_owner(instance, timeout).await;
         loop {
             let now = turmoil::sim_elapsed().unwrap_or_default();
             if now >= self.heal_at + LIVENESS_BOUND {
@@ -439,34 +521,7 @@ impl Reader {
             // a long poll at the head of the feed would mostly wait for
             // nothing, and the page that confirms the end even so.
             let wait = wait.filter(|_| !writers_done);
-            let reply = api
-                .feed(Some(after), Some(self.plan.limit), wait)
-                .reply()
-                .await;
-            let answered = turmoil::sim_elapsed().unwrap_or_default();
-            self.trace.log(|| {
-                format!(
-                    "{} via {}: feed after {after} -> {}",
-                    READERS[self.reader],
-                    INSTANCES[instance],
-                    describe(&reply)
-                )
-            });
-            let page = match &reply {
-                Ok(answer) if answer.status.is_success() => Some(
-                    serde_json::from_str::<Vec<serde_json::Value>>(&answer.body)
-                        .unwrap_or_default(),
-                ),
-                _ => None,
-            };
-            self.record.borrow_mut().attempts.push(FeedAttempt {
-                at: now,
-                answered,
-                instance,
-                after,
-                reply,
-            });
-            let Some(page) = page else {
+            let Some(page) = self.page(&api, instance, after, wait, now).await else {
                 instance = (instance + 1) % self.instances;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -488,5 +543,59 @@ impl Reader {
                 tokio::time::sleep(think.max(Duration::from_millis(50))).await;
             }
         }
+    }
+
+    /// The feed asked for once with the owner's token (authentication on
+    /// only), where the contract answers 403.
+    async fn probe_feed_as_owner(&self, instance: usize, timeout: Duration) {
+        let Some(token) = &self.owner_token else {
+            return;
+        };
+        let api = ApiClient::new(TurmoilHost(INSTANCES[instance])).with_timeout(timeout);
+        let reply = api
+            .with_token(token.as_str())
+            .feed(Some(0), Some(1), None)
+            .reply()
+            .await;
+        self.record.borrow_mut().as_owner = Some(reply);
+    }
+
+    /// One page of the feed after `after`, recorded; its events, or `None`
+    /// where the answer was not a success.
+    async fn page(
+        &self,
+        api: &ApiClient<TurmoilHost>,
+        instance: usize,
+        after: u64,
+        wait: Option<u64>,
+        now: Duration,
+    ) -> Option<Vec<serde_json::Value>> {
+        let reply = api
+            .feed(Some(after), Some(self.plan.limit), wait)
+            .reply()
+            .await;
+        let answered = turmoil::sim_elapsed().unwrap_or_default();
+        self.trace.log(|| {
+            format!(
+                "{} via {}: feed after {after} -> {}",
+                READERS[self.reader],
+                INSTANCES[instance],
+                describe(&reply)
+            )
+        });
+        let page = match &reply {
+            Ok(answer) if answer.status.is_success() => Some(
+                serde_json::from_str::<Vec<serde_json::Value>>(&answer.body).unwrap_or_default(),
+            ),
+            _ => None,
+        };
+        self.record.borrow_mut().attempts.push(FeedAttempt {
+            at: now,
+            answered,
+            instance,
+            after,
+            reply,
+        });
+        page
     }
 }

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use turmoil::net::{TcpListener, TcpStream};
 
+use crate::dbfaults::draw::{Hits, StoreFaults};
 use crate::replica::Cluster;
-use crate::store::{Hits, StoreFaults, describe};
 
 /// The database host's name; a constant, as turmoil panics on unknown names.
 pub const DB: &str = "db";
@@ -657,4 +657,25 @@ async fn sleep(duration: Duration) {
     if !duration.is_zero() {
         tokio::time::sleep(duration).await;
     }
+}
+
+/// Commits as the trace names them: each one's events, `account#sequence`.
+fn describe(commits: &[Commit]) -> String {
+    let events: Vec<String> = commits
+        .iter()
+        .map(|commit| {
+            let events: Vec<String> = commit
+                .events
+                .iter()
+                .map(|e| format!("{}#{}", short(&e.account_id), e.sequence_number))
+                .collect();
+            events.join(" ")
+        })
+        .collect();
+    events.join(" | ")
+}
+
+/// The first 8 hex digits of an id, enough to tell a run's ids apart.
+fn short(id: &impl std::fmt::Display) -> String {
+    id.to_string().chars().take(8).collect()
 }

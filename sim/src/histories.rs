@@ -108,7 +108,7 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                 1..40u64,
                 0..6u64,
                 prop::sample::select(vec![2u64, 3, 5, 50]),
-                crate::dbplan::strategy(instances),
+                crate::dbfaults::plan::strategy(instances),
             )
                 .prop_map(
                     move |(
@@ -123,20 +123,14 @@ pub fn plans(bug: Option<PlantedBug>) -> impl Strategy<Value = Plan> {
                         faults.sort_by_key(|f| f.start_ms);
                         store_windows.sort_by_key(|w| w.start_ms);
                         Plan {
-                            seed,
-                            instances,
-                            accounts,
-                            clients,
                             faults,
                             store_windows,
                             latency_max_ms,
                             store_latency_ms,
-                            fail_rate: 0.0,
                             snapshot_every,
-                            auth: false,
                             bug,
                             db_faults,
-                            readers: Vec::new(),
+                            ..Plan::quiet(seed, instances, accounts, clients)
                         }
                     },
                 )

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::bugs::PlantedBug;
-use crate::dbplan::DbFault;
+use crate::dbfaults::plan::DbFault;
 use accounts::domain::{AccountId, OwnerId, TransactionId};
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -247,7 +247,7 @@ pub struct Plan {
     /// Bearer tokens required: requests carry their caller's token.
     pub auth: bool,
     pub bug: Option<PlantedBug>,
-    /// Faults of the database host and its links (see `dbplan`).
+    /// Faults of the database host and its links (see `dbfaults`).
     pub db_faults: Vec<DbFault>,
     /// Feed readers (at most `READERS.len()`).
     pub readers: Vec<FeedReader>,
@@ -306,59 +306,14 @@ impl Plan {
             .map(|client| client_ops(&mut rng, client, &world))
             .collect();
         past_reads(seed, &mut clients);
-        let mut faults = Vec::new();
-        for _ in 0..rng.below(4) {
-            faults.push(Fault {
-                start_ms: rng.below(FAULT_PHASE_MS),
-                duration_ms: 100 + rng.below(1_500),
-                kind: FaultKind::Partition {
-                    client: rng.below(client_count as u64) as usize,
-                    instance: rng.below(instances as u64) as usize,
-                },
-            });
-        }
-        for _ in 0..rng.below(3) {
-            faults.push(Fault {
-                start_ms: rng.below(FAULT_PHASE_MS),
-                duration_ms: if rng.below(3) == 0 {
-                    0
-                } else {
-                    rng.below(1_000)
-                },
-                kind: FaultKind::Crash {
-                    instance: rng.below(instances as u64) as usize,
-                },
-            });
-        }
-        faults.sort_by_key(|f| f.start_ms);
-        let mut store_windows = Vec::new();
-        for _ in 0..rng.below(5) {
-            let kind = match rng.below(4) {
-                0 => StoreFaultKind::Latency {
-                    ms: 10 + rng.below(800),
-                },
-                1 => StoreFaultKind::Unavailable,
-                2 => StoreFaultKind::AmbiguousLanded,
-                _ => StoreFaultKind::AmbiguousLost,
-            };
-            store_windows.push(StoreWindow {
-                start_ms: rng.below(FAULT_PHASE_MS),
-                duration_ms: 100 + rng.below(1_500),
-                kind,
-                permille: 200 + rng.below(801),
-            });
-        }
-        store_windows.sort_by_key(|w| w.start_ms);
+        let faults = instance_faults(&mut rng, client_count, instances);
+        let store_windows = store_windows(&mut rng);
         let fail_rate = if rng.below(3) == 0 {
             (1 + rng.below(20)) as f64 / 1_000.0
         } else {
             0.0
         };
         Plan {
-            seed,
-            instances,
-            accounts,
-            clients,
             faults,
             store_windows,
             latency_max_ms: 1 + rng.below(40),
@@ -366,11 +321,88 @@ impl Plan {
             fail_rate,
             snapshot_every: [2, 3, 5, 50][rng.below(4) as usize],
             auth,
-            bug: None,
-            db_faults: crate::dbplan::draw(seed, instances),
+            db_faults: crate::dbfaults::plan::draw(seed, instances),
             readers: readers(seed, instances),
+            ..Plan::quiet(seed, instances, accounts, clients)
         }
     }
+
+    /// A plan of `clients`' operations in a world of this size and nothing
+    /// else: no faults, no message loss, the shortest latencies, rare
+    /// snapshots, no authentication, no bug, no feed readers. What the
+    /// generators start from and override.
+    pub fn quiet(seed: u64, instances: usize, accounts: usize, clients: Vec<Vec<Op>>) -> Plan {
+        Plan {
+            seed,
+            instances,
+            accounts,
+            clients,
+            faults: Vec::new(),
+            store_windows: Vec::new(),
+            latency_max_ms: 1,
+            store_latency_ms: 1,
+            fail_rate: 0.0,
+            snapshot_every: 50,
+            auth: false,
+            bug: None,
+            db_faults: Vec::new(),
+            readers: Vec::new(),
+        }
+    }
+}
+
+/// The service instances' faults of a seed's plan: partitions between a
+/// client and an instance, and instance crashes, by start time.
+fn instance_faults(rng: &mut Draw, client_count: usize, instances: usize) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    for _ in 0..rng.below(4) {
+        faults.push(Fault {
+            start_ms: rng.below(FAULT_PHASE_MS),
+            duration_ms: 100 + rng.below(1_500),
+            kind: FaultKind::Partition {
+                client: rng.below(client_count as u64) as usize,
+                instance: rng.below(instances as u64) as usize,
+            },
+        });
+    }
+    for _ in 0..rng.below(3) {
+        faults.push(Fault {
+            start_ms: rng.below(FAULT_PHASE_MS),
+            duration_ms: if rng.below(3) == 0 {
+                0
+            } else {
+                rng.below(1_000)
+            },
+            kind: FaultKind::Crash {
+                instance: rng.below(instances as u64) as usize,
+            },
+        });
+    }
+    faults.sort_by_key(|f| f.start_ms);
+    faults
+}
+
+/// The store's fault windows of a seed's plan, by start time.
+fn store_windows(rng: &mut Draw) -> Vec<StoreWindow> {
+    let mut store_windows = Vec::new();
+    for _ in 0..rng.below(5) {
+        let kind = match rng.below(4) {
+            0 => StoreFaultKind::Latency {
+                ms: 10 + rng.below(800),
+            },
+            1 => StoreFaultKind::Unavailable,
+            2 => StoreFaultKind::AmbiguousLanded,
+            _ => StoreFaultKind::AmbiguousLost,
+        };
+        store_windows.push(StoreWindow {
+            start_ms: rng.below(FAULT_PHASE_MS),
+            duration_ms: 100 + rng.below(1_500),
+            kind,
+            permille: 200 + rng.below(801),
+        });
+    }
+    store_windows.sort_by_key(|w| w.start_ms);
+    store_windows
 }
 
 /// The feed readers of a seed's world: none in about half of the seeds, else
@@ -611,6 +643,28 @@ impl fmt::Display for Plan {
             self.heal_at_ms(),
             self.bug
         )?;
+        self.write_faults(f)?;
+        for (reader, r) in self.readers.iter().enumerate() {
+            writeln!(
+                f,
+                "  reader-{reader}: the feed in pages of {} every {} ms via instance-{}, waitMs {}",
+                r.limit, r.think_ms, r.instance, r.wait_ms
+            )?;
+        }
+        for (client, ops) in self.clients.iter().enumerate() {
+            writeln!(f, "  client-{client}:")?;
+            for (index, op) in ops.iter().enumerate() {
+                write_op(f, index, op)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// The fault schedule, a line a fault: the instances', the database
+    /// host's, then the store's windows.
+    fn write_faults(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for fault in &self.faults {
             let what = match fault.kind {
                 FaultKind::Partition { client, instance } => {
@@ -634,42 +688,34 @@ impl fmt::Display for Plan {
                 window.start_ms, window.duration_ms, window.kind, window.permille
             )?;
         }
-        for (reader, r) in self.readers.iter().enumerate() {
-            writeln!(
-                f,
-                "  reader-{reader}: the feed in pages of {} every {} ms via instance-{}, waitMs {}",
-                r.limit, r.think_ms, r.instance, r.wait_ms
-            )?;
-        }
-        for (client, ops) in self.clients.iter().enumerate() {
-            writeln!(f, "  client-{client}:")?;
-            for (index, op) in ops.iter().enumerate() {
-                let reuse = op
-                    .reuse
-                    .map_or_else(String::new, |i| format!(" under #{i}'s transactionId"));
-                let caller = match op.caller {
-                    Who::Anyone => String::new(),
-                    Who::Owner(owner) => format!(" as o{owner}"),
-                    Who::Admin => " as admin".to_owned(),
-                };
-                writeln!(
-                    f,
-                    "    #{index:<2} after {:>3} ms via instance-{} ({:?} style): {}{reuse}{caller}{}{}",
-                    op.think_ms,
-                    op.instance,
-                    op.style,
-                    op.action,
-                    if op.resend { ", then resend" } else { "" },
-                    if op.overlap {
-                        ", next one not waiting"
-                    } else {
-                        ""
-                    }
-                )?;
-            }
-        }
         Ok(())
     }
+}
+
+/// One client's operation `index`, on a line of its own.
+fn write_op(f: &mut fmt::Formatter<'_>, index: usize, op: &Op) -> fmt::Result {
+    let reuse = op
+        .reuse
+        .map_or_else(String::new, |i| format!(" under #{i}'s transactionId"));
+    let caller = match op.caller {
+        Who::Anyone => String::new(),
+        Who::Owner(owner) => format!(" as o{owner}"),
+        Who::Admin => " as admin".to_owned(),
+    };
+    writeln!(
+        f,
+        "    #{index:<2} after {:>3} ms via instance-{} ({:?} style): {}{reuse}{caller}{}{}",
+        op.think_ms,
+        op.instance,
+        op.style,
+        op.action,
+        if op.resend { ", then resend" } else { "" },
+        if op.overlap {
+            ", next one not waiting"
+        } else {
+            ""
+        }
+    )
 }
 
 /// proptest prints a failing input with Debug: make it the readable form.

@@ -124,7 +124,7 @@ pub struct Coverage {
     pub ambiguous_lost: u64,
     pub conflicts: u64,
     pub ambiguous_seen: u64,
-    /// The database host's faults (see `dbplan`) and what they caused.
+    /// The database host's faults (see `dbfaults::plan`) and what they caused.
     pub db_crashes: u64,
     pub db_partitions: u64,
     pub db_reply_faults: u64,

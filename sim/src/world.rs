@@ -17,7 +17,7 @@ use accounts::app::InstanceBuilder;
 use accounts::domain::Timestamp;
 use accounts::engine::{Clock, EngineConfig};
 use accounts::http::{Limits, ServeConfig};
-use accounts::metrics::Metrics;
+use accounts::metrics::{EngineMetrics, Metrics};
 use accounts::store::EventStore;
 use sha2::{Digest, Sha256};
 
@@ -25,12 +25,12 @@ use crate::bugs::{self, PlantedBug};
 use crate::check::{self, History, Log};
 use crate::client::{self as clients, Client, LIVENESS_BOUND, OpRecord, Reader, ReaderRecord};
 use crate::db::{DB, Database, Ledger, RemoteStore};
-use crate::dbplan::DbFaultKind;
+use crate::dbfaults::draw::StoreFaults;
+use crate::dbfaults::plan::DbFaultKind;
 use crate::landing::{Landings, Stamped};
 use crate::net::{PORT, SimListener};
 use crate::plan::{CLIENTS, FaultKind, INSTANCES, Plan, READERS, Who, mix};
 use crate::replica::Cluster;
-use crate::store::StoreFaults;
 use crate::trace::Trace;
 
 /// Virtual time starts here on every run (2026-01-01T00:00:00Z), so
@@ -291,7 +291,66 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
     let landings = Landings::default();
     let (cluster, database) = database(plan, &landings, &trace);
     let heal_at = Duration::from_millis(plan.heal_at_ms());
-    let mut sim = turmoil::Builder::new()
+    let mut sim = simulation(plan, heal_at);
+    let host_database = database.clone();
+    sim.host(DB, move || host_database.clone().serve());
+    let engine_metrics = host_instances(&mut sim, plan, &database);
+    let tokens = clients::tokens(EPOCH_SECONDS as i64 * 1_000);
+    let writers_done = Rc::new(Cell::new(0usize));
+    let records = host_clients(&mut sim, plan, &tokens, &writers_done, &trace);
+    let reader_records = host_readers(
+        &mut sim,
+        plan,
+        &tokens,
+        Progress {
+            heal_at,
+            writers_done,
+            ledger: database.ledger.clone(),
+        },
+        &trace,
+    );
+    let mut summary = Summary::default();
+    let faults = Faults::none(plan, &database, &cluster);
+    let stuck = drive(&mut sim, faults, &mut summary, &trace, plan);
+    summary.virtual_ms = sim.elapsed().as_millis() as u64;
+    drop(sim);
+
+    let records: Vec<OpRecord> = records.iter().flat_map(|r| r.borrow().clone()).collect();
+    let readers: Vec<ReaderRecord> = reader_records.iter().map(|r| r.borrow().clone()).collect();
+    let account_ids: Vec<_> = (0..plan.accounts).map(|a| plan.account_id(a)).collect();
+    let log = Log::read(&cluster.primary(), &account_ids, &landings);
+    let owners = plan.owner_ids();
+    let mut violations = check::check(&History {
+        log: &log,
+        owners: &owners,
+        records: &records,
+        readers: &readers,
+        skew: 2 * TICK,
+        clock_zero_ms: CLOCK_ZERO_MS,
+    });
+    if let Some(error) = stuck {
+        violations.insert(0, format!("the simulation did not finish: {error}"));
+    }
+    summarize(
+        &mut summary,
+        &log,
+        &records,
+        &readers,
+        &database,
+        &engine_metrics,
+    );
+    Outcome {
+        digest: digest(&log, &records, &readers),
+        violations,
+        summary,
+        trace: trace.lines(),
+    }
+}
+
+/// The turmoil world for a plan: its seed, virtual epoch, tick, network
+/// latency and flakiness, and room to run until the liveness bound.
+fn simulation<'a>(plan: &Plan, heal_at: Duration) -> turmoil::Sim<'a> {
+    turmoil::Builder::new()
         .rng_seed(plan.seed)
         .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECONDS))
         .tick_duration(TICK)
@@ -301,10 +360,16 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         .fail_rate(plan.fail_rate)
         .repair_rate(1.0)
         .enable_random_order()
-        .build();
+        .build()
+}
 
-    let host_database = database.clone();
-    sim.host(DB, move || host_database.clone().serve());
+/// The plan's service instances as hosts, each over its own link to the
+/// database; the engine metrics of each, for the summary.
+fn host_instances(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    database: &Database,
+) -> Vec<EngineMetrics> {
     let mut engine_metrics = Vec::new();
     for (index, name) in INSTANCES.iter().enumerate().take(plan.instances) {
         let ledger = database.ledger.clone();
@@ -341,11 +406,20 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         // interleave between load and append, and so conflict.
         sim.set_link_max_message_latency(*name, DB, Duration::from_millis(plan.store_latency_ms));
     }
-    let mut records: Vec<Rc<RefCell<Vec<OpRecord>>>> = Vec::new();
-    let tokens = clients::tokens(EPOCH_SECONDS as i64 * 1_000);
-    let writers_done = Rc::new(Cell::new(0usize));
+    engine_metrics
+}
+
+/// The plan's writer clients as hosts; their records, filled as they run.
+fn host_clients(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    tokens: &testkit::Tokens,
+    writers_done: &Rc<Cell<usize>>,
+    trace: &Trace,
+) -> Vec<Rc<RefCell<Vec<OpRecord>>>> {
+    let mut records = Vec::new();
     for (index, name) in CLIENTS.iter().enumerate().take(plan.clients.len()) {
-        let client = Client::new(plan, index, &tokens, CLOCK_ZERO_MS, trace.clone());
+        let client = Client::new(plan, index, tokens, CLOCK_ZERO_MS, trace.clone());
         records.push(client.records.clone());
         let done = writers_done.clone();
         sim.client(*name, async move {
@@ -354,7 +428,26 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             result
         });
     }
-    let mut reader_records: Vec<Rc<RefCell<ReaderRecord>>> = Vec::new();
+    records
+}
+
+/// What tells a feed reader the log may be final: the heal, the writers
+/// done, and the ledger of commits still in flight.
+struct Progress {
+    heal_at: Duration,
+    writers_done: Rc<Cell<usize>>,
+    ledger: Arc<Ledger>,
+}
+
+/// The plan's feed readers as hosts; their records, filled as they run.
+fn host_readers(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    tokens: &testkit::Tokens,
+    progress: Progress,
+    trace: &Trace,
+) -> Vec<Rc<RefCell<ReaderRecord>>> {
+    let mut reader_records = Vec::new();
     for (index, name) in READERS.iter().enumerate().take(plan.readers.len()) {
         let record = Rc::new(RefCell::new(ReaderRecord {
             reader: index,
@@ -368,18 +461,18 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
             reader: index,
             plan: plan.readers[index].clone(),
             // With authentication on, the feed is the admin's.
-            token: clients::token(plan, &tokens, Who::Admin),
-            owner_token: clients::token(plan, &tokens, Who::Owner(index)),
+            token: clients::token(plan, tokens, Who::Admin),
+            owner_token: clients::token(plan, tokens, Who::Owner(index)),
             // Account `index + 1`'s natural owner is another one.
             past_state_probe: (
                 plan.owner_id(index),
                 plan.account_id((index + 1) % plan.accounts),
             ),
             instances: plan.instances,
-            heal_at,
-            writers_done: writers_done.clone(),
+            heal_at: progress.heal_at,
+            writers_done: progress.writers_done.clone(),
             writers: plan.clients.len(),
-            ledger: database.ledger.clone(),
+            ledger: progress.ledger.clone(),
             // A few ticks more: a message is delivered, and its reader
             // polled, on a tick.
             latency_max: Duration::from_millis(plan.latency_max_ms.max(plan.store_latency_ms))
@@ -389,56 +482,45 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         };
         sim.client(*name, reader.run());
     }
+    reader_records
+}
 
-    let mut summary = Summary::default();
-    let mut faults = Faults {
-        crashed: vec![false; plan.instances],
-        partitioned: BTreeSet::new(),
-        healed: false,
-        db_active: vec![false; plan.db_faults.len()],
-        db_crashed: false,
-        db_links: vec![DbLink::Healthy; plan.instances],
-        commit_stall_ms: database.commit_stall_ms.clone(),
-        cluster: cluster.clone(),
-    };
+/// Steps the world to its end, applying the fault schedule at its times;
+/// why it did not finish, if it did not.
+fn drive(
+    sim: &mut turmoil::Sim<'_>,
+    mut faults: Faults,
+    summary: &mut Summary,
+    trace: &Trace,
+    plan: &Plan,
+) -> Option<String> {
     let mut changes = schedule(plan).into_iter().peekable();
-    let mut stuck = None;
     loop {
         let now = sim.elapsed();
         while let Some((_, change)) = changes.next_if(|(at, _)| Duration::from_millis(*at) <= now) {
-            apply(&mut sim, change, &mut faults, &mut summary, &trace, plan);
+            apply(sim, change, &mut faults, summary, trace, plan);
         }
         match sim.step() {
-            Ok(true) => break,
+            Ok(true) => return None,
             Ok(false) => {}
-            Err(error) => {
-                stuck = Some(error.to_string());
-                break;
-            }
+            Err(error) => return Some(error.to_string()),
         }
     }
-    summary.virtual_ms = sim.elapsed().as_millis() as u64;
-    drop(sim);
+}
 
-    let records: Vec<OpRecord> = records.iter().flat_map(|r| r.borrow().clone()).collect();
-    let readers: Vec<ReaderRecord> = reader_records.iter().map(|r| r.borrow().clone()).collect();
-    let account_ids: Vec<_> = (0..plan.accounts).map(|a| plan.account_id(a)).collect();
-    let log = Log::read(&cluster.primary(), &account_ids, &landings);
-    let owners = plan.owner_ids();
-    let mut violations = check::check(&History {
-        log: &log,
-        owners: &owners,
-        records: &records,
-        readers: &readers,
-        skew: 2 * TICK,
-        clock_zero_ms: CLOCK_ZERO_MS,
-    });
-    if let Some(error) = stuck {
-        violations.insert(0, format!("the simulation did not finish: {error}"));
-    }
+/// The summary's figures from the run's records, the database's ledger and
+/// fault counts, and the instances' engine metrics.
+fn summarize(
+    summary: &mut Summary,
+    log: &Log,
+    records: &[OpRecord],
+    readers: &[ReaderRecord],
+    database: &Database,
+    engine_metrics: &[EngineMetrics],
+) {
     summary.requests = records.iter().map(|r| r.attempts.len()).sum();
     summary.events = log.event_count();
-    summary.branches = check::branches(&records);
+    summary.branches = check::branches(records);
     summary.feed_readers = readers.len();
     summary.feed_caught_up = readers.iter().filter(|r| r.caught_up).count();
     let fates = database.ledger.fates();
@@ -462,12 +544,6 @@ fn run_unchecked(plan: &Plan, trace: Trace) -> Outcome {
         .flat_map(|r| &r.attempts)
         .filter(|a| a.reply.is_err())
         .count();
-    Outcome {
-        digest: digest(&log, &records, &readers),
-        violations,
-        summary,
-        trace: trace.lines(),
-    }
 }
 
 fn apply(
@@ -558,6 +634,20 @@ enum DbLink {
 }
 
 impl Faults {
+    /// The world before the first fault: nothing crashed, cut or active.
+    fn none(plan: &Plan, database: &Database, cluster: &Arc<Cluster>) -> Faults {
+        Faults {
+            crashed: vec![false; plan.instances],
+            partitioned: BTreeSet::new(),
+            healed: false,
+            db_active: vec![false; plan.db_faults.len()],
+            db_crashed: false,
+            db_links: vec![DbLink::Healthy; plan.instances],
+            commit_stall_ms: database.commit_stall_ms.clone(),
+            cluster: cluster.clone(),
+        }
+    }
+
     /// What the database faults in force make of an instance's link. A
     /// crashed database is silent, like a dead machine: its links are cut,
     /// so that connects time out instead of queueing for the next boot.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use accounts::domain::{AccountId, OwnerId, TransactionId};
 use accounts::store::{AppendError, EventStore, MemoryStore, PointInTime, StoreError};
 use sim::db::{DB, Database, Fates, Ledger, RemoteStore};
-use sim::store::StoreFaults;
+use sim::dbfaults::draw::StoreFaults;
 use sim::sweep::Sweep;
 use sim::trace::Trace;
 use testkit::commits::{deposited, opened, single};

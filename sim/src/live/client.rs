@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use testkit::{Answer, ApiRequest, Client as ApiClient, Reply, Socket, Transport};
 
 use crate::client::{
-    Attempt, FAULT_PHASE_ATTEMPTS, LIVENESS_BOUND, OpRecord, Phase, REQUEST_TIMEOUT, Verdict,
-    request, transaction_of, verdict,
+    Attempt, OpRecord, Phase, REQUEST_TIMEOUT, Round, Verdict, fault_phase, liveness_phase,
+    request, retry, transactions, verdict,
 };
 use crate::plan::{Action, Plan, Who};
 
@@ -224,15 +224,7 @@ impl LiveClient {
             .enumerate()
             .map(|(index, op)| request(plan, client, index, op, shared.started_unix_ms))
             .collect();
-        let transactions = ops
-            .iter()
-            .enumerate()
-            .map(|(index, op)| {
-                op.action
-                    .has_transaction()
-                    .then(|| transaction_of(plan, client, index))
-            })
-            .collect();
+        let transactions = transactions(plan, client, &ops);
         LiveClient {
             client,
             ops,
@@ -258,30 +250,16 @@ impl LiveClient {
                     transaction: self.transactions[index],
                     attempts: Vec::new(),
                 });
-            let mut settled = self
-                .settle(index, Phase::First, FAULT_PHASE_ATTEMPTS, None)
-                .await;
-            if op.resend && settled == Some(Verdict::Success) {
-                settled = self
-                    .settle(index, Phase::Resend, FAULT_PHASE_ATTEMPTS, None)
-                    .await;
-            }
-            if settled.is_none() && op.action.is_write() {
+            if fault_phase(op, |round| self.settle(index, round)).await {
                 pending.push(index);
             }
         }
-        if pending.is_empty() {
-            return;
-        }
-        let now = self.shared.elapsed();
-        if now < self.shared.heal_at {
-            tokio::time::sleep(self.shared.heal_at - now).await;
-        }
-        let deadline = self.shared.elapsed() + LIVENESS_BOUND;
-        for index in pending {
-            self.settle(index, Phase::Liveness, usize::MAX, Some(deadline))
-                .await;
-        }
+        let heal_at = self.shared.heal_at;
+        let clock = || self.shared.elapsed();
+        liveness_phase(pending, heal_at, clock, |index, round| {
+            self.settle(index, round)
+        })
+        .await;
     }
 
     fn api(&self, address: SocketAddr) -> ApiClient<Planted> {
@@ -298,42 +276,35 @@ impl LiveClient {
             .clone()
     }
 
-    /// As the simulation's client: at most `attempts_max` sends, not past
-    /// `deadline`; `None` if no answer was definitive.
-    async fn settle(
-        &self,
-        index: usize,
-        phase: Phase,
-        attempts_max: usize,
-        deadline: Option<Duration>,
-    ) -> Option<Verdict> {
+    /// As the simulation's client: sends within `round`; `None` if no
+    /// answer was definitive.
+    async fn settle(&self, index: usize, round: Round) -> Option<Verdict> {
+        let clock = || self.shared.elapsed();
+        retry(round, clock, move |attempt, sent| {
+            self.send(index, round.phase, attempt, sent)
+        })
+        .await
+    }
+
+    /// Attempt `attempt` of operation `index`, sent at `sent` (since the
+    /// run's start) to the instance after the previous attempt's; recorded,
+    /// and its verdict.
+    async fn send(&self, index: usize, phase: Phase, attempt: usize, sent: Duration) -> Verdict {
         let op = &self.ops[index];
-        let instances = self.shared.addresses.len();
-        for attempt in 0..attempts_max {
-            let sent = self.shared.elapsed();
-            if deadline.is_some_and(|deadline| sent >= deadline) {
-                break;
-            }
-            let instance = (op.instance + attempt) % instances;
-            let api = self.api(self.shared.addresses.get(instance));
-            let reply = api.call(self.requests[index].clone()).reply().await;
-            let answered = self.shared.elapsed();
-            let verdict = verdict(&op.action, &reply);
-            self.records.lock().unwrap_or_else(|p| p.into_inner())[index]
-                .attempts
-                .push(LiveAttempt {
-                    sent,
-                    answered,
-                    phase,
-                    instance,
-                    reply,
-                });
-            if verdict != Verdict::Unknown {
-                return Some(verdict);
-            }
-            let pause = 50 * (1 + attempt.min(5) as u64);
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-        }
-        None
+        let instance = (op.instance + attempt) % self.shared.addresses.len();
+        let api = self.api(self.shared.addresses.get(instance));
+        let reply = api.call(self.requests[index].clone()).reply().await;
+        let answered = self.shared.elapsed();
+        let verdict = verdict(&op.action, &reply);
+        self.records.lock().unwrap_or_else(|p| p.into_inner())[index]
+            .attempts
+            .push(LiveAttempt {
+                sent,
+                answered,
+                phase,
+                instance,
+                reply,
+            });
+        verdict
     }
 }

@@ -259,15 +259,17 @@ mod tests {
         }
     }
 
-    /// The history a correct service gives the plan, as the API would read
-    /// it back.
-    fn observed(plan: &Plan) -> Observed {
-        let (a0, a1) = (plan.account_id(0), plan.account_id(1));
-        let with = |mut body: EventBody, op: usize| {
-            body.transaction_id = plan.transaction_id(0, op);
-            body
-        };
-        let a0_events = vec![
+    /// An event client 0's operation `op` recorded, under its transactionId.
+    fn by_client(plan: &Plan, account: usize, sequence: u64, op: usize, event: Event) -> EventBody {
+        EventBody {
+            transaction_id: plan.transaction_id(0, op),
+            ..body(plan, account, sequence, op, event)
+        }
+    }
+
+    /// a0's stream: opened, 10 deposited, 4 withdrawn, 3 sent to a1.
+    fn a0_events(plan: &Plan) -> Vec<EventBody> {
+        vec![
             body(
                 plan,
                 0,
@@ -277,50 +279,45 @@ mod tests {
                     owner_id: plan.owner_id(0),
                 },
             ),
-            with(
-                body(
-                    plan,
-                    0,
-                    2,
-                    1,
-                    Event::MoneyDeposited {
-                        amount_deposited: 10,
-                        balance: 10,
-                        transfer_from: None,
-                    },
-                ),
-                1,
-            ),
-            with(
-                body(
-                    plan,
-                    0,
-                    3,
-                    2,
-                    Event::MoneyWithdrawn {
-                        amount_withdrawn: 4,
-                        balance: 6,
-                        transfer_to: None,
-                    },
-                ),
+            by_client(
+                plan,
+                0,
                 2,
+                1,
+                Event::MoneyDeposited {
+                    amount_deposited: 10,
+                    balance: 10,
+                    transfer_from: None,
+                },
             ),
-            with(
-                body(
-                    plan,
-                    0,
-                    4,
-                    4,
-                    Event::MoneyWithdrawn {
-                        amount_withdrawn: 3,
-                        balance: 3,
-                        transfer_to: Some(a1),
-                    },
-                ),
+            by_client(
+                plan,
+                0,
+                3,
+                2,
+                Event::MoneyWithdrawn {
+                    amount_withdrawn: 4,
+                    balance: 6,
+                    transfer_to: None,
+                },
+            ),
+            by_client(
+                plan,
+                0,
                 4,
+                4,
+                Event::MoneyWithdrawn {
+                    amount_withdrawn: 3,
+                    balance: 3,
+                    transfer_to: Some(plan.account_id(1)),
+                },
             ),
-        ];
-        let a1_events = vec![
+        ]
+    }
+
+    /// a1's stream: opened, then the 3 from a0.
+    fn a1_events(plan: &Plan) -> Vec<EventBody> {
+        vec![
             body(
                 plan,
                 1,
@@ -330,21 +327,25 @@ mod tests {
                     owner_id: plan.owner_id(1),
                 },
             ),
-            with(
-                body(
-                    plan,
-                    1,
-                    2,
-                    4,
-                    Event::MoneyDeposited {
-                        amount_deposited: 3,
-                        balance: 3,
-                        transfer_from: Some(a0),
-                    },
-                ),
+            by_client(
+                plan,
+                1,
+                2,
                 4,
+                Event::MoneyDeposited {
+                    amount_deposited: 3,
+                    balance: 3,
+                    transfer_from: Some(plan.account_id(0)),
+                },
             ),
-        ];
+        ]
+    }
+
+    /// The history a correct service gives the plan, as the API would read
+    /// it back.
+    fn observed(plan: &Plan) -> Observed {
+        let (a0, a1) = (plan.account_id(0), plan.account_id(1));
+        let (a0_events, a1_events) = (a0_events(plan), a1_events(plan));
         let state = format!(
             r#"{{"accountId":"{a0}","ownerId":"{}","balance":3,"open":true}}"#,
             plan.owner_id(0)

@@ -485,6 +485,54 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
         fired: Arc::new(AtomicBool::new(false)),
         heal_at: Duration::from_millis(plan.heal_at_ms()),
     };
+    let (cluster, records, connections_killed) =
+        play(plan, cluster, &schedule, killers, shared).await;
+
+    let mut observed = Observed {
+        records,
+        started_unix_ms,
+        ..Observed::default()
+    };
+    read_back(plan, &url, &addresses, &mut observed).await;
+    let (logs, mut summary) = cluster.stop().await;
+    drop(database);
+    observed.panics = logs
+        .iter()
+        .filter(|line| line.contains("panicked"))
+        .cloned()
+        .collect();
+
+    let violations = history::judge(plan, &observed);
+    summary.connections_killed = connections_killed;
+    summary.requests = observed.records.iter().map(|r| r.attempts.len()).sum();
+    summary.lost_replies = observed
+        .records
+        .iter()
+        .flat_map(|r| &r.attempts)
+        .filter(|a| a.reply.is_err())
+        .count();
+    summary.events = observed.accounts.iter().map(|a| a.events.len()).sum();
+    LiveOutcome {
+        violations,
+        summary,
+        records: observed.records,
+        logs,
+        elapsed: began.elapsed(),
+    }
+}
+
+/// The plan played from `shared.started` on: the clients, the fault
+/// schedule (healed at once when the clients are done) and the connection
+/// kill storms, all at once. Gives back the cluster, the clients' records
+/// and how many connections the storms killed.
+async fn play(
+    plan: &Plan,
+    mut cluster: Cluster,
+    schedule: &faults::Schedule,
+    killers: Vec<Killer>,
+    shared: Shared,
+) -> (Cluster, Vec<LiveRecord>, usize) {
+    let started = shared.started;
     let stop_storms = Arc::new(AtomicBool::new(false));
     let storms: Vec<_> = killers
         .into_iter()
@@ -523,19 +571,21 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
     for storm in storms {
         connections_killed += storm.await.expect("a storm does not panic");
     }
+    let records = records
+        .iter()
+        .flat_map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .collect();
+    (cluster, records, connections_killed)
+}
 
-    let mut observed = Observed {
-        records: records
-            .iter()
-            .flat_map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect(),
-        started_unix_ms,
-        ..Observed::default()
-    };
-    let opened = accounts::store::open(&url, &test_options()).await;
+/// Every account read back after the run: its stream through the API, and
+/// its events and load straight from the database. What cannot be read is
+/// noted in `observed.incomplete`.
+async fn read_back(plan: &Plan, url: &str, addresses: &Addresses, observed: &mut Observed) {
+    let opened = accounts::store::open(url, &test_options()).await;
     for index in 0..plan.accounts {
         let id = plan.account_id(index);
-        let events = read_stream(&addresses, id).await.unwrap_or_else(|error| {
+        let events = read_stream(addresses, id).await.unwrap_or_else(|error| {
             observed.incomplete.push(error);
             Vec::new()
         });
@@ -565,32 +615,6 @@ async fn run_async(plan: &Plan, config: &LiveConfig) -> LiveOutcome {
             stored,
             loaded,
         });
-    }
-    drop(opened);
-    let (logs, mut summary) = cluster.stop().await;
-    drop(database);
-    observed.panics = logs
-        .iter()
-        .filter(|line| line.contains("panicked"))
-        .cloned()
-        .collect();
-
-    let violations = history::judge(plan, &observed);
-    summary.connections_killed = connections_killed;
-    summary.requests = observed.records.iter().map(|r| r.attempts.len()).sum();
-    summary.lost_replies = observed
-        .records
-        .iter()
-        .flat_map(|r| &r.attempts)
-        .filter(|a| a.reply.is_err())
-        .count();
-    summary.events = observed.accounts.iter().map(|a| a.events.len()).sum();
-    LiveOutcome {
-        violations,
-        summary,
-        records: observed.records,
-        logs,
-        elapsed: began.elapsed(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The database's own faults, drawn inside the database host for each call
-//! it serves, in the plan's time windows: a slow database (latency inside
+//! it serves, in the plan's store windows (`Plan::store_windows`): a slow database (latency inside
 //! the host, half before and half after the write), a database that refuses
 //! a call (an explicit error, answered at once), and a connection the
 //! database kills just before or just after COMMIT. These are what the
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use accounts::store::{Commit, StoreError};
+use accounts::store::StoreError;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -88,24 +88,4 @@ impl StoreFaults {
         self.trace.log(|| format!("db: {call} refused (injected)"));
         StoreError::Unavailable("injected fault".to_owned())
     }
-}
-
-pub fn describe(commits: &[Commit]) -> String {
-    let events: Vec<String> = commits
-        .iter()
-        .map(|commit| {
-            let events: Vec<String> = commit
-                .events
-                .iter()
-                .map(|e| format!("{}#{}", short(&e.account_id), e.sequence_number))
-                .collect();
-            events.join(" ")
-        })
-        .collect();
-    events.join(" | ")
-}
-
-/// The first 8 hex digits of an id, enough to tell a run's ids apart.
-pub fn short(id: &impl std::fmt::Display) -> String {
-    id.to_string().chars().take(8).collect()
 }
