@@ -88,6 +88,20 @@ fn seeded_engine(store: &Instrumented, config: EngineConfig, seed: u64) -> (Engi
     (builder.build_engine(), metrics)
 }
 
+/// An engine shared by concurrent tasks, over accounts 1 to `accounts`,
+/// each opened and funded with `balance`.
+async fn funded_engine(
+    store: &Instrumented,
+    accounts: u128,
+    balance: i64,
+) -> (Arc<Engine>, EngineMetrics) {
+    let (engine, metrics) = engine(store, EngineConfig::default());
+    for n in 1..=accounts {
+        funded(&engine, id(n), balance).await;
+    }
+    (Arc::new(engine), metrics)
+}
+
 /// An account opened, with `balance` deposited.
 async fn funded(engine: &Engine, account: AccountId, balance: i64) {
     assert_eq!(engine.execute(open(account)).await, Ok(Outcome::Applied));
@@ -773,11 +787,7 @@ async fn two_engines_on_one_store_with_stale_caches_stay_correct() {
 #[tokio::test(start_paused = true)]
 async fn commands_that_arrive_together_are_written_in_one_batch() {
     let store = InstrumentedStore::new();
-    let (engine, metrics) = engine(&store, EngineConfig::default());
-    let engine = Arc::new(engine);
-    for n in 1..=8 {
-        funded(&engine, id(n), 0).await;
-    }
+    let (engine, metrics) = funded_engine(&store, 8, 0).await;
     let (batches, attempted) = (store.batch_sizes().len(), store.appends_attempted());
     // While the first append is in the store, the others queue behind it.
     store.delay_appends(Duration::from_millis(10));
@@ -811,11 +821,7 @@ async fn commands_that_arrive_together_are_written_in_one_batch() {
 async fn a_store_that_gains_nothing_from_batches_gets_each_append_at_once() {
     let store = InstrumentedStore::new();
     store.append_directly();
-    let (engine, metrics) = engine(&store, EngineConfig::default());
-    let engine = Arc::new(engine);
-    for n in 1..=8 {
-        funded(&engine, id(n), 0).await;
-    }
+    let (engine, metrics) = funded_engine(&store, 8, 0).await;
     let batches = store.batch_sizes().len();
     // Batched, the others would queue behind the first append's 10 ms.
     store.delay_appends(Duration::from_millis(10));
@@ -872,11 +878,7 @@ async fn a_direct_append_whose_caller_gives_up_writes_nothing() {
 #[tokio::test(start_paused = true)]
 async fn a_conflicting_member_of_a_batch_does_not_fail_the_others() {
     let store = InstrumentedStore::new();
-    let (engine, metrics) = engine(&store, EngineConfig::default());
-    let engine = Arc::new(engine);
-    for n in 1..=6 {
-        funded(&engine, id(n), 10).await;
-    }
+    let (engine, metrics) = funded_engine(&store, 6, 10).await;
     let (batches, applied) = (store.batch_sizes().len(), store.appends_applied());
     // Another writer deposits 5 on account 3 just before the first batch:
     // the member for account 3, decided on its cached state, is stale.

@@ -415,6 +415,19 @@ async fn wait_for_a_lock_wait<T>(backend: Backend, url: &str, append: &tokio::ta
 /// that holds `high`'s next row and then asks for `low`'s: a lock cycle the
 /// database must break. Returns the append's answer after checking that a
 /// refused append wrote nothing.
+/// An instance on a PostgreSQL test database through a pool of 4 that
+/// waits at most 2 s for a connection, so a dead server shows in seconds.
+async fn small_pool_on_postgres() -> (TestStore, TestInstance) {
+    let options = StoreOptions {
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(10),
+        acquire_timeout: Duration::from_secs(2),
+    };
+    let test = TestStore::open_with(Backend::Postgres, options).await;
+    let app = TestInstance::over(test.store.clone());
+    (test, app)
+}
+
 /// The append that loses a deadlock answers a conflict (so the engine
 /// retries it), never a store error.
 async fn assert_deadlock_is_a_conflict(backend: Backend) {
@@ -540,13 +553,7 @@ impl RawWriter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
 async fn postgres_read_only_server_is_unavailable_and_changes_nothing() {
-    let options = StoreOptions {
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(10),
-        acquire_timeout: Duration::from_secs(2),
-    };
-    let test = TestStore::open_with(Backend::Postgres, options).await;
-    let app = TestInstance::over(test.store.clone());
+    let (test, app) = small_pool_on_postgres().await;
     let client = app.client();
     let account = SeededEntropy::from_os().uuid();
     client
@@ -621,13 +628,7 @@ async fn postgres_read_only_server_is_unavailable_and_changes_nothing() {
 #[ignore = "needs ACCOUNTS_TEST_POSTGRES_URL"]
 async fn postgres_terminated_sessions_answer_success_or_503_and_apply_once() {
     const DEPOSITS: usize = 40;
-    let options = StoreOptions {
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(10),
-        acquire_timeout: Duration::from_secs(2),
-    };
-    let test = TestStore::open_with(Backend::Postgres, options).await;
-    let app = TestInstance::over(test.store.clone());
+    let (test, app) = small_pool_on_postgres().await;
     let client = app.client();
     let entropy = SeededEntropy::from_os();
     let account = entropy.uuid();
