@@ -22,8 +22,6 @@ pub struct EngineMetrics {
     /// State cache lookups, by result (hit or miss).
     pub cache_lookups: IntCounterVec,
     pub cache_stale: IntCounter,
-    /// Commands decided on the tail of a commit still in flight.
-    pub chained: IntCounter,
     /// Members per batch the group committer wrote.
     pub batch_size: Histogram,
 }
@@ -124,11 +122,6 @@ impl EngineMetrics {
                 registry,
                 "accounts_cache_stale_total",
                 "Commands decided on a cached state that the store refused as stale (then loaded and decided again).",
-            ),
-            chained: counter(
-                registry,
-                "accounts_commands_chained_total",
-                "Commands decided on the state a commit still in flight on the account leaves, and appended chained onto it.",
             ),
             batch_size: registered(
                 registry,

@@ -1008,9 +1008,12 @@ fn other_writers_deposit(account: AccountId) -> Commit {
     }
 }
 
-/// Eight clients' commands on one account, all in flight at once behind a
-/// slow store.
-async fn hot(engine: &Arc<Engine>, requests: Vec<Request>) -> Vec<Result<Outcome, EngineError>> {
+/// Commands on one account, all in flight at once behind a slow store;
+/// their answers in the order given.
+async fn at_once(
+    engine: &Arc<Engine>,
+    requests: Vec<Request>,
+) -> Vec<Result<Outcome, EngineError>> {
     let mut tasks = tokio::task::JoinSet::new();
     for (n, request) in requests.into_iter().enumerate() {
         let engine = engine.clone();
@@ -1025,99 +1028,6 @@ async fn hot(engine: &Arc<Engine>, requests: Vec<Request>) -> Vec<Result<Outcome
 }
 
 #[tokio::test(start_paused = true)]
-async fn commands_on_one_account_are_chained_into_one_batch_without_conflicts() {
-    let store = InstrumentedStore::new();
-    let (engine, metrics) = engine(&store, EngineConfig::default());
-    let engine = Arc::new(engine);
-    let a = id(1);
-    funded(&engine, a, 0).await;
-    let (batches, attempted) = (store.batch_sizes().len(), store.appends_attempted());
-    store.delay_appends(Duration::from_millis(10));
-    let deposits = (1..=8).map(|n| deposit(a, n, n as u128)).collect();
-    let answers = hot(&engine, deposits).await;
-    assert!(answers.iter().all(|answer| *answer == Ok(Outcome::Applied)));
-    assert_eq!(metrics.conflicts.get(), 0, "no member conflicted");
-    assert_eq!(
-        metrics.chained.get(),
-        7,
-        "all but the first decided on a tail"
-    );
-    assert_eq!(
-        store.appends_attempted(),
-        attempted + 8,
-        "each written once"
-    );
-    let sizes = store.batch_sizes()[batches..].to_vec();
-    assert_eq!(sizes.iter().sum::<usize>(), 8, "{sizes:?}");
-    assert!(
-        sizes.len() <= 2,
-        "chained into at most two batches: {sizes:?}"
-    );
-    // Each event carries the balance its predecessor in the chain left.
-    let balances = balances(&events(&store, a).await);
-    let mut running = 0;
-    let expected: Vec<i64> = (1..=8)
-        .map(|n| {
-            running += n;
-            running
-        })
-        .collect();
-    assert_eq!(balances, expected);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_withdrawal_the_chain_before_it_made_impossible_is_refused_as_one_by_one() {
-    let store = InstrumentedStore::new();
-    let (engine, _) = engine(&store, EngineConfig::default());
-    let engine = Arc::new(engine);
-    let a = id(1);
-    funded(&engine, a, 10).await;
-    store.delay_appends(Duration::from_millis(10));
-    let withdraw = |n: u128| request(a, Command::Withdraw { amount: amount(6) }, n);
-    let answers = hot(&engine, vec![withdraw(1), withdraw(2), deposit(a, 1, 3)]).await;
-    assert_eq!(answers[0], Ok(Outcome::Applied));
-    assert!(
-        matches!(&answers[1], Err(EngineError::Refused(_))),
-        "4 left after the first: {:?}",
-        answers[1]
-    );
-    assert_eq!(answers[2], Ok(Outcome::Applied));
-    assert_eq!(balances(&events(&store, a).await), [10, 4, 5]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_chain_whose_first_member_is_refused_is_decided_again_and_lands_once() {
-    let store = InstrumentedStore::new();
-    let (engine, metrics) = engine(&store, EngineConfig::default());
-    let engine = Arc::new(engine);
-    let a = id(3);
-    funded(&engine, a, 10).await;
-    let (attempted, applied) = (store.appends_attempted(), store.appends_applied());
-    // Another writer's deposit takes the first member's place: everything
-    // chained onto it was decided on a state that never was.
-    store.script_appends([Fault::OtherWriterFirst(Box::new(other_writers_deposit(a)))]);
-    store.delay_appends(Duration::from_millis(10));
-    let first = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.execute(deposit(a, 1, 1)).await }
-    });
-    // The first member is in the store, alone: the rest chain onto it and
-    // wait for the next batch, which must not send them on its failure.
-    store.appends_reached(attempted + 1).await;
-    let deposits = (2..=6).map(|n| deposit(a, 1, n)).collect();
-    let answers = hot(&engine, deposits).await;
-    assert_eq!(first.await.unwrap(), Ok(Outcome::Applied));
-    assert!(answers.iter().all(|answer| *answer == Ok(Outcome::Applied)));
-    assert!(metrics.conflicts.get() >= 6, "every member refused once");
-    assert_eq!(store.appends_applied(), applied + 6, "each landed once");
-    assert_eq!(
-        balances(&events(&store, a).await),
-        [10, 15, 16, 17, 18, 19, 20, 21],
-        "every member decided again on the other writer's 15"
-    );
-}
-
-#[tokio::test(start_paused = true)]
 async fn identical_requests_in_flight_wait_for_the_first_instead_of_conflicting() {
     let store = InstrumentedStore::new();
     let (engine, metrics) = engine(&store, EngineConfig::default());
@@ -1126,7 +1036,7 @@ async fn identical_requests_in_flight_wait_for_the_first_instead_of_conflicting(
     funded(&engine, a, 0).await;
     let attempted = store.appends_attempted();
     store.delay_appends(Duration::from_millis(10));
-    let answers = hot(&engine, vec![deposit(a, 5, 1); 8]).await;
+    let answers = at_once(&engine, vec![deposit(a, 5, 1); 8]).await;
     let applied = answers
         .iter()
         .filter(|a| **a == Ok(Outcome::Applied))
@@ -1138,27 +1048,11 @@ async fn identical_requests_in_flight_wait_for_the_first_instead_of_conflicting(
     assert_eq!(store.appends_attempted(), attempted + 1, "written once");
     assert_eq!(metrics.conflicts.get(), 0);
     // A reuse of the id for something else waits too, then is refused.
-    let reuse = hot(&engine, vec![deposit(a, 5, 2), deposit(a, 6, 2)]).await;
+    let reuse = at_once(&engine, vec![deposit(a, 5, 2), deposit(a, 6, 2)]).await;
     assert_eq!(reuse[0], Ok(Outcome::Applied));
     assert!(matches!(
         reuse[1],
         Err(EngineError::TransactionReused { .. })
     ));
     assert_eq!(balances(&events(&store, a).await), [5, 10]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn chains_on_a_store_appended_directly_wait_for_their_predecessor() {
-    let store = InstrumentedStore::new();
-    store.append_directly();
-    let (engine, metrics) = engine(&store, EngineConfig::default());
-    let engine = Arc::new(engine);
-    let a = id(1);
-    funded(&engine, a, 0).await;
-    store.delay_appends(Duration::from_millis(10));
-    let deposits = (1..=4).map(|n| deposit(a, 1, n)).collect();
-    let answers = hot(&engine, deposits).await;
-    assert!(answers.iter().all(|answer| *answer == Ok(Outcome::Applied)));
-    assert_eq!(metrics.conflicts.get(), 0);
-    assert_eq!(balances(&events(&store, a).await), [1, 2, 3, 4]);
 }

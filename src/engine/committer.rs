@@ -14,12 +14,6 @@
 //! memory store) is appended to in the caller's task instead, a batch of
 //! one under the same timeout and with the same answers: no channel hop and
 //! no task wake-up per command.
-//!
-//! A commit chained onto others in flight (see [`super::chain`]) is sent
-//! only behind them in the same batch, where the store's batch rules refuse
-//! it with them, or once they landed; otherwise it is refused here as a
-//! conflict. Batches are written one at a time, so a predecessor in an
-//! earlier batch is settled by the time a later batch is formed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +22,6 @@ use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::chain::Link;
 use super::queue::{Full, TaskQueue};
 use crate::store::{AppendError, Commit, EventStore, GroupCommit};
 
@@ -39,16 +32,8 @@ pub const BATCH_MAX: usize = 64;
 
 type Answer = Result<(), AppendError>;
 
-/// A commit with its link (its outcome, for the commits chained onto it)
-/// and the links of the commits it is chained onto.
-pub struct Chained {
-    pub commit: Commit,
-    pub link: Arc<Link>,
-    pub onto: Vec<Arc<Link>>,
-}
-
 struct Pending {
-    chained: Chained,
+    commit: Commit,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -76,13 +61,13 @@ impl Committer {
     /// store's for this member; a batch that does not answer within the
     /// store timeout (counted from now, so also a wait behind the batch
     /// before) is ambiguous for every member: it may still land.
-    pub async fn append(&self, chained: Chained) -> Answer {
+    pub async fn append(&self, commit: Commit) -> Answer {
         if self.direct {
-            return self.append_directly(chained).await;
+            return self.append_directly(&commit).await;
         }
         let deadline = Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
-        if let Err(full) = self.enqueue(Pending { chained, reply }, deadline).await {
+        if let Err(full) = self.enqueue(Pending { commit, reply }, deadline).await {
             return Err(AppendError::Store(full.into()));
         }
         match tokio::time::timeout_at(deadline, answer).await {
@@ -95,32 +80,13 @@ impl Committer {
         }
     }
 
-    /// A batch of one in the caller's task, once the commits it is chained
-    /// onto are settled. Dropping the caller drops the store's future, as a
-    /// batch nobody waits for any more is dropped.
-    async fn append_directly(&self, chained: Chained) -> Answer {
-        let deadline = Instant::now() + self.timeout;
-        for link in &chained.onto {
-            if tokio::time::timeout_at(deadline, link.settled())
-                .await
-                .is_err()
-            {
-                return Err(no_answer(self.timeout));
-            }
-        }
-        if let Some(refusal) = chain_refusals(std::slice::from_ref(&chained))
-            .pop()
-            .flatten()
-        {
-            chained.link.settle(false);
-            return Err(refusal);
-        }
-        let commits = std::slice::from_ref(&chained.commit);
-        let written = tokio::time::timeout_at(deadline, self.store.append_batch(commits)).await;
+    /// A batch of one in the caller's task. Dropping the caller drops the
+    /// store's future, as a batch nobody waits for any more is dropped.
+    async fn append_directly(&self, commit: &Commit) -> Answer {
+        let commits = std::slice::from_ref(commit);
+        let written = tokio::time::timeout(self.timeout, self.store.append_batch(commits)).await;
         let answer = answers(written, 1, self.timeout).pop();
-        let answer = answer.expect("one answer per member");
-        chained.link.settle(answer.is_ok());
-        answer
+        answer.expect("one answer per member")
     }
 
     async fn enqueue(&self, pending: Pending, deadline: Instant) -> Result<(), Full> {
@@ -150,93 +116,30 @@ async fn write_batches(
         // A caller that stopped waiting (timed out, or its request was
         // dropped) has answered "unknown" already; not sending its commit
         // keeps that answer's window as small as it can be.
-        let (open, closed): (Vec<Pending>, Vec<Pending>) = waiting
+        let (commits, replies): (Vec<Commit>, Vec<oneshot::Sender<Answer>>) = waiting
             .drain(..)
-            .partition(|pending| !pending.reply.is_closed());
-        closed
-            .iter()
-            .for_each(|gone| gone.chained.link.settle(false));
-        let (members, refused) = refuse_broken_chains(open);
-        for (pending, refusal) in refused {
-            pending.chained.link.settle(false);
-            let _ = pending.reply.send(Err(refusal));
-        }
-        if members.is_empty() {
+            .filter(|pending| !pending.reply.is_closed())
+            .map(|pending| (pending.commit, pending.reply))
+            .unzip();
+        if commits.is_empty() {
             continue;
         }
-        batch_sizes.observe(members.len() as f64);
-        let mut commits = Vec::with_capacity(members.len());
-        let mut links = Vec::with_capacity(members.len());
-        let mut replies = Vec::with_capacity(members.len());
-        for Pending { chained, reply } in members {
-            commits.push(chained.commit);
-            links.push(chained.link);
-            replies.push(reply);
-        }
+        batch_sizes.observe(commits.len() as f64);
+        let mut replies = replies;
         let written = tokio::select! {
             biased;
             // Nobody waits for the batch any more: it is dropped as a single
             // append was with its request, so that a request that gave up
             // before its commit was written leaves nothing behind.
-            () = all_closed(&mut replies) => {
-                links.iter().for_each(|link| link.settle(false));
-                continue;
-            }
+            () = all_closed(&mut replies) => continue,
             written = tokio::time::timeout(timeout, store.append_batch(&commits)) => written,
         };
         let answers = answers(written, commits.len(), timeout);
-        for ((reply, link), answer) in replies.into_iter().zip(&links).zip(answers) {
-            link.settle(answer.is_ok());
+        for (reply, answer) in replies.into_iter().zip(answers) {
             // A caller gone meanwhile has answered "unknown" already.
             let _ = reply.send(answer);
         }
     }
-}
-
-/// Splits a batch into the members that may go to the store and those
-/// chained onto a commit that did not land, or that is neither settled nor
-/// before them in this batch (which could let them land on a state they
-/// were not decided on), or onto a member refused here.
-fn refuse_broken_chains(batch: Vec<Pending>) -> (Vec<Pending>, Vec<(Pending, AppendError)>) {
-    let chains: Vec<&Chained> = batch.iter().map(|pending| &pending.chained).collect();
-    let refusals = chain_refusals_of(&chains);
-    let mut members = Vec::with_capacity(batch.len());
-    let mut refused = Vec::new();
-    for (pending, refusal) in batch.into_iter().zip(refusals) {
-        match refusal {
-            Some(refusal) => refused.push((pending, refusal)),
-            None => members.push(pending),
-        }
-    }
-    (members, refused)
-}
-
-fn chain_refusals(batch: &[Chained]) -> Vec<Option<AppendError>> {
-    chain_refusals_of(&batch.iter().collect::<Vec<_>>())
-}
-
-/// For each member of a batch, in order, the conflict that refuses it
-/// before the store, if any (see [`refuse_broken_chains`]).
-fn chain_refusals_of(batch: &[&Chained]) -> Vec<Option<AppendError>> {
-    let mut refusals: Vec<Option<AppendError>> = Vec::with_capacity(batch.len());
-    for (member, chained) in batch.iter().enumerate() {
-        let broken = chained.onto.iter().find_map(|link| {
-            let before = (0..member).find(|&earlier| Arc::ptr_eq(&batch[earlier].link, link));
-            match (link.outcome(), before) {
-                (Some(true), _) => None,
-                (Some(false), _) => Some("which did not land".to_owned()),
-                (None, Some(earlier)) if refusals[earlier].is_none() => None,
-                (None, Some(earlier)) => Some(format!("member {earlier} of the batch, refused")),
-                (None, None) => Some("which is not written before it".to_owned()),
-            }
-        });
-        refusals.push(broken.map(|why| {
-            AppendError::Conflict(format!(
-                "decided on the state a commit in flight leaves, {why}"
-            ))
-        }));
-    }
-    refusals
 }
 
 /// Each member's answer to a batch of `members` written within `timeout`

@@ -26,14 +26,13 @@
 //!   again from a load, exactly as without the cache;
 //! - appends of commands that arrive together are written in one batch
 //!   ([`committer`]), each command answered by its own member;
-//! - a command on an account with a commit in flight is decided on the
-//!   state that commit leaves and chained onto it ([`chain`]), and an
-//!   identical request in flight waits for the first one's outcome;
+//! - an identical request in flight (the same client transactionId) waits
+//!   for the first one's outcome instead of conflicting with it ([`claims`]);
 //! - loads that arrive together — reads and the loads of commands the
 //!   cache does not know — are read in one query ([`loader`]).
 
 mod cache;
-mod chain;
+mod claims;
 mod committer;
 mod inputs;
 mod loader;
@@ -47,8 +46,8 @@ pub use inputs::{Clock, Entropy, FixedClock, SeededEntropy, SystemClock};
 pub use loader::{LOADS_IN_FLIGHT, LOADS_MAX};
 pub use queue::QUEUE_MAX;
 
-use chain::{InFlight, Link};
-use committer::{Chained, Committer};
+use claims::Claims;
+use committer::Committer;
 use loader::Loader;
 
 use std::sync::Arc;
@@ -190,8 +189,6 @@ struct Party {
     loaded: bool,
     /// The transactionIds the cache remembers on the account.
     recent: Vec<(TransactionId, Fingerprint)>,
-    /// The commit in flight whose tail this party is (see [`chain`]).
-    chained_onto: Option<Arc<Link>>,
 }
 
 /// How far one decision got.
@@ -228,13 +225,6 @@ impl Parties {
     fn loaded(&self) -> bool {
         self.all().all(|party| party.loaded)
     }
-
-    /// The commits in flight these parties are the tails of.
-    fn chained_onto(&self) -> Vec<Arc<Link>> {
-        self.all()
-            .filter_map(|party| party.chained_onto.clone())
-            .collect()
-    }
 }
 
 pub struct Engine {
@@ -244,8 +234,8 @@ pub struct Engine {
     config: EngineConfig,
     metrics: EngineMetrics,
     cache: Arc<dyn StateCache>,
-    /// Commits and claimed transactionIds in flight (see [`chain`]).
-    in_flight: InFlight,
+    /// The client transactionIds of the requests running now (see [`claims`]).
+    claims: Claims,
     committer: Committer,
     loader: Loader,
     /// Bumped right after every successful append, so feed readers on this
@@ -273,7 +263,7 @@ impl Engine {
             clock,
             entropy,
             cache: LruStateCache::with_capacity(config.cache_accounts),
-            in_flight: InFlight::default(),
+            claims: Claims::default(),
             config,
             metrics,
             committer,
@@ -406,7 +396,7 @@ impl Engine {
             .unwrap_or_else(|| TransactionId::from_uuid(self.entropy.uuid()));
         // A generated id is unique: only a client's can be sent twice.
         let _claim = match request.transaction_id {
-            Some(id) => Some(self.in_flight.claim(id).await),
+            Some(id) => Some(self.claims.claim(id).await),
             None => None,
         };
         let fingerprint = request.command.fingerprint(request.account);
@@ -419,18 +409,8 @@ impl Engine {
             }
             let mut step = match cached.take() {
                 Some(parties) => {
-                    let onto = parties.chained_onto();
-                    let step = self
-                        .decide_and_append(&request, transaction_id, &fingerprint, parties)
-                        .await;
-                    // Decided on a tail to something only a load may answer:
-                    // the load should see what the commits before it did.
-                    if let Step::Reload = step {
-                        for link in onto {
-                            link.settled().await;
-                        }
-                    }
-                    step
+                    self.decide_and_append(&request, transaction_id, &fingerprint, parties)
+                        .await
                 }
                 None => Step::Reload,
             };
@@ -498,7 +478,8 @@ impl Engine {
             return unless_cached(Ok(Outcome::Unchanged));
         }
         let (commit, after) = self.build_commit(transaction_id, fingerprint, &parties, effects);
-        let result = self.append(commit, &after, parties.chained_onto()).await;
+        let result = self.append(commit).await;
+        self.cache.settled(&after, result.is_ok());
         match result {
             Ok(()) => Step::Answer(Ok(Outcome::Applied)),
             Err(AppendError::Conflict(_)) => {
@@ -599,21 +580,12 @@ impl Engine {
             transaction: loaded.transaction,
             loaded: true,
             recent: Vec::new(),
-            chained_onto: None,
         }
     }
 
-    /// The account as a commit in flight on it leaves it (its tail), or
-    /// else as the cache knows it; `None` if neither knows it. With the
-    /// cache off, nothing is decided on a guess, tails included.
+    /// The account as the cache knows it, `None` if it does not.
     fn cached(&self, account_id: AccountId, transaction_id: TransactionId) -> Option<Party> {
-        let known = match self.config.cache_accounts {
-            0 => None,
-            _ => (self.in_flight.tail(account_id))
-                .map(|(entry, link)| (entry, Some(link)))
-                .or_else(|| self.cache.get(account_id).map(|entry| (entry, None))),
-        };
-        let Some((entry, chained_onto)) = known else {
+        let Some(entry) = self.cache.get(account_id) else {
             self.metrics
                 .cache_lookups
                 .with_label_values(&["miss"])
@@ -621,9 +593,6 @@ impl Engine {
             return None;
         };
         self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
-        if chained_onto.is_some() {
-            self.metrics.chained.inc();
-        }
         let transaction = entry
             .recorded(transaction_id)
             .map(|fingerprint| TransactionRecord {
@@ -639,7 +608,6 @@ impl Engine {
             transaction,
             loaded: false,
             recent: entry.transactions,
-            chained_onto,
         })
     }
 
@@ -765,56 +733,13 @@ impl Engine {
 
     /// Appends through the group committer, within the store timeout: an
     /// append still unanswered by then is ambiguous (it may yet land).
-    /// While it is in flight, `after` (the accounts as it leaves them) is
-    /// what the next commands on them are decided on; once it is settled,
-    /// the cache learns how it went.
-    async fn append(
-        &self,
-        commit: Commit,
-        after: &[CachedAccount],
-        onto: Vec<Arc<Link>>,
-    ) -> Result<(), AppendError> {
+    async fn append(&self, commit: Commit) -> Result<(), AppendError> {
         let (events, snapshots) = (commit.events.len(), commit.snapshots.len());
-        let link = Link::new();
-        self.in_flight.begin(after, &link, &onto);
-        let settle = Settle {
-            engine: self,
-            after,
-            link: link.clone(),
-            landed: false,
-        };
-        let result = self.committer.append(Chained { commit, link, onto }).await;
-        settle.finish(result.is_ok());
-        result?;
+        self.committer.append(commit).await?;
         self.commits.send_modify(|count| *count += 1);
         self.metrics.events_appended.inc_by(events as u64);
         self.metrics.snapshots_written.inc_by(snapshots as u64);
         Ok(())
-    }
-}
-
-/// Settles a commit in flight as far as this engine is concerned: the
-/// cache learns the outcome and the commit's tails end, also when the
-/// request is dropped while it waits (then as "not landed": it may still
-/// land, which only a load can tell).
-struct Settle<'a> {
-    engine: &'a Engine,
-    after: &'a [CachedAccount],
-    link: Arc<Link>,
-    landed: bool,
-}
-
-impl Settle<'_> {
-    fn finish(mut self, landed: bool) {
-        self.landed = landed;
-    }
-}
-
-impl Drop for Settle<'_> {
-    fn drop(&mut self) {
-        self.link.settle(self.landed);
-        self.engine.cache.settled(self.after, self.landed);
-        (self.engine.in_flight).end(self.after, &self.link, self.landed);
     }
 }
 
