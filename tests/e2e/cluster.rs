@@ -342,7 +342,7 @@ impl Cluster {
     }
 
     /// The sum of the samples of instance `index` whose lines `select` picks.
-    async fn instance_metric(&self, index: usize, select: impl Fn(&str) -> bool) -> u64 {
+    pub async fn instance_metric(&self, index: usize, select: impl Fn(&str) -> bool) -> u64 {
         let text = probe(self.instances[index].url()).metrics().await.body;
         testkit::metrics::sum(&text, select) as u64
     }

@@ -401,7 +401,21 @@ async fn kill_9_loses_and_duplicates_nothing() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        cluster.kill_and_restart_instance(0).await;
+        // Envoy's workers balance each on their own, so both streams may sit
+        // on one instance: kill one that serves a stream.
+        let mut victim = 0;
+        for index in 0..2 {
+            let streams = cluster
+                .instance_metric(index, |line| {
+                    line.split(' ').next() == Some("accounts_feed_streams")
+                })
+                .await;
+            if streams > 0 {
+                victim = index;
+                break;
+            }
+        }
+        cluster.kill_and_restart_instance(victim).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, Ordering::Relaxed);
         let results = join_all(clients).await;
@@ -615,9 +629,9 @@ async fn with_authentication_owners_are_scoped_and_money_is_conserved() {
 }
 
 /// The feed through Envoy while an instance is killed: two readers follow
-/// the Server-Sent Events stream (opened one after the other, so round
-/// robin puts one on each instance and the kill cuts one of them; they
-/// reconnect with Last-Event-ID), one long-polls `/api/events`; transfers
+/// the Server-Sent Events stream (the instance killed is one that serves a
+/// stream, so the kill cuts at least one of them; they reconnect with
+/// Last-Event-ID), one long-polls `/api/events`; transfers
 /// run all along. Each must end with exactly the feed as it stands — every
 /// position once, in order, nothing skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -647,7 +661,19 @@ async fn the_feed_through_envoy_skips_nothing_when_an_instance_is_killed() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        cluster.kill_and_restart_instance(0).await;
+        // Envoy's workers balance each on their own, so both streams may sit
+        // on one instance: kill one that serves a stream.
+        let mut victim = 0;
+        for index in 0..2 {
+            let streams = cluster
+                .instance_metric(index, |line| line.split(' ').next() == Some("accounts_feed_streams"))
+                .await;
+            if streams > 0 {
+                victim = index;
+                break;
+            }
+        }
+        cluster.kill_and_restart_instance(victim).await;
         tokio::time::sleep(Duration::from_millis(1000)).await;
         stop.store(true, Ordering::Relaxed);
         join_all(clients).await;
